@@ -1,0 +1,92 @@
+"""Backend registry and the public ``lut_matmul``.
+
+Each backend says whether it exists here (``availability``) and whether it can run a given
+weight and input (``can_implement``); ``lut_matmul(backend=None)`` takes the preferred backend
+that can. Asking for a backend by name that cannot run raises :class:`BackendUnavailableError`
+with the reason.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from .errors import BackendUnavailableError
+from .format import MixedQuantizedWeight, QuantizedWeight
+
+__all__ = ["Backend", "register_backend", "available_backends", "select_backend", "lut_matmul", "KNOWN_BACKENDS"]
+
+KNOWN_BACKENDS = ("cuda", "triton", "torch")
+_REGISTRY: Dict[str, "Backend"] = {}
+
+
+class Backend:
+    """Interface of a kernel backend."""
+
+    name: str = ""
+    priority: int = 0  # higher is preferred when several can run
+
+    def availability(self) -> Tuple[bool, str]:
+        """(True, "") if the backend can run in this process, else (False, why not)."""
+        raise NotImplementedError
+
+    def can_implement(self, qw, x: torch.Tensor) -> Tuple[bool, str]:
+        """(True, "") if this backend runs ``lut_matmul(x, qw)``, else (False, why not)."""
+        raise NotImplementedError
+
+    def lut_matmul(self, x, qw, bias=None, timestep=None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def register_backend(backend: Backend) -> None:
+    if backend.name not in KNOWN_BACKENDS:
+        raise ValueError(f"backend name must be one of {KNOWN_BACKENDS}, got {backend.name!r}")
+    _REGISTRY[backend.name] = backend
+
+
+def _ensure_loaded() -> None:
+    # Importing the backend modules registers them; a backend whose dependencies are missing
+    # registers itself as unavailable with the reason.
+    from .backends import torch_backend  # noqa: F401
+
+
+def available_backends() -> List[str]:
+    """Names of the backends that can run in this process, preferred first."""
+    _ensure_loaded()
+    ok = [b for b in _REGISTRY.values() if b.availability()[0]]
+    return [b.name for b in sorted(ok, key=lambda b: -b.priority)]
+
+
+def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backend:
+    _ensure_loaded()
+    if backend is not None:
+        if backend not in KNOWN_BACKENDS:
+            raise ValueError(f"backend must be None or one of {KNOWN_BACKENDS}, got {backend!r}")
+        b = _REGISTRY.get(backend)
+        if b is None:
+            raise BackendUnavailableError(f"backend {backend!r} is not part of this build "
+                                          f"(available: {available_backends()})")
+        ok, why = b.availability()
+        if not ok:
+            raise BackendUnavailableError(f"backend {backend!r} is unavailable: {why}")
+        ok, why = b.can_implement(qw, x)
+        if not ok:
+            raise BackendUnavailableError(f"backend {backend!r} cannot run this input: {why}")
+        return b
+    for name in available_backends():
+        b = _REGISTRY[name]
+        if b.can_implement(qw, x)[0]:
+            return b
+    raise BackendUnavailableError("no backend can run this input")  # unreachable: torch runs everything
+
+
+def lut_matmul(x: torch.Tensor, qw, bias: Optional[torch.Tensor] = None, timestep=None,
+               backend: Optional[str] = None) -> torch.Tensor:
+    """``y = x @ W.T + bias`` for a quantized ``W``; ``x (..., K)`` fp16/bf16/fp32, y in x's dtype,
+    fp32 accumulation. ``timestep`` selects the weight's timestep tables (scalar or per row).
+    ``backend``: None picks the fastest that can run; "torch", "triton" or "cuda" forces one."""
+    if not isinstance(qw, (QuantizedWeight, MixedQuantizedWeight)):
+        raise TypeError(f"qw must be a QuantizedWeight or MixedQuantizedWeight, got {type(qw).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    return select_backend(qw, x, backend).lut_matmul(x, qw, bias, timestep)

@@ -1,0 +1,67 @@
+"""Helpers for tests and benchmarks: random weights of every format, tolerances from the math."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from .format import MixedQuantizedWeight, QuantizedWeight
+from .packing import pack_codes
+
+__all__ = ["random_qweight", "random_mixed_qweight", "matmul_tolerance", "rel_error"]
+
+
+def random_qweight(N: int, K: int, *, bits: int = 4, lut_kind: str = "scaled", group_size: Optional[int] = 128,
+                   lut_dtype: torch.dtype = torch.float16, in_scale: bool = False, per_row_codebook: bool = False,
+                   zero: bool = True, device="cpu", generator: Optional[torch.Generator] = None) -> QuantizedWeight:
+    """A QuantizedWeight with random codes and random, non-degenerate LUT fields (never zeros)."""
+    g = K if group_size is None else group_size
+    G, E = K // g, 1 << bits
+    gen = generator
+
+    def rnd(*shape, lo=-1.0, hi=1.0):
+        return (torch.rand(*shape, generator=gen) * (hi - lo) + lo)
+
+    codes = torch.randint(0, E, (N, K), generator=gen)
+    f = {}
+    if lut_kind == "table":
+        f["table"] = rnd(N, G, E) * 0.1
+    elif lut_kind == "scaled":
+        f["codebook"] = rnd(N, E) if per_row_codebook else torch.linspace(-1, 1, E) + rnd(E, lo=-0.05, hi=0.05)
+        f["scale"] = rnd(N, G, lo=0.01, hi=0.1)
+        if zero:
+            f["zero"] = rnd(N, G, lo=-0.05, hi=0.05)
+    elif lut_kind == "binary":
+        f["alpha"] = rnd(N, G, bits, lo=0.005, hi=0.08)
+        f["mu"] = rnd(N, G, lo=-0.02, hi=0.02)
+    else:
+        raise ValueError(f"unknown lut_kind {lut_kind!r}")
+    f = {k: v.to(device=device, dtype=lut_dtype) for k, v in f.items()}
+    ins = rnd(K, lo=0.5, hi=2.0).to(device=device, dtype=lut_dtype) if in_scale else None
+    return QuantizedWeight(bits=bits, group_size=g, in_features=K, codes=pack_codes(codes, bits).to(device),
+                           lut_kind=lut_kind, in_scale=ins, **f)
+
+
+def random_mixed_qweight(N: int, widths=((1, 64), (2, 128), (3, 64)), *, lut_kind="binary", group_size=32,
+                         lut_dtype=torch.float16, device="cpu", generator=None) -> MixedQuantizedWeight:
+    """A MixedQuantizedWeight of segments (bits, K_s) over a random permutation of input channels."""
+    segs = [random_qweight(N, k, bits=b, lut_kind=lut_kind, group_size=group_size, lut_dtype=lut_dtype,
+                           device=device, generator=generator) for b, k in widths]
+    K = sum(k for _, k in widths)
+    perm = torch.randperm(K, generator=generator).to(device)
+    return MixedQuantizedWeight(perm, segs)
+
+
+def matmul_tolerance(out_dtype: torch.dtype, K: int, acc_dtype: torch.dtype = torch.float32) -> float:
+    """Bound on ||y - y_exact|| / ||y_exact|| for y = x @ W.T accumulated in ``acc_dtype`` and
+    rounded to ``out_dtype``: one rounding of the output (<= eps/2, we allow eps) plus the
+    accumulation's random-walk error (~ sqrt(K) * eps_acc, we allow 4x)."""
+    return torch.finfo(out_dtype).eps + 4 * torch.finfo(acc_dtype).eps * math.sqrt(K)
+
+
+def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
+    y, ref = y.double(), ref.double()
+    if not bool(torch.isfinite(y).all()):
+        return float("inf")
+    return float((y - ref).norm() / ref.norm().clamp_min(1e-300))
