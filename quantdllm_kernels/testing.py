@@ -61,7 +61,7 @@ def matmul_tolerance(out_dtype: torch.dtype, K: int, acc_dtype: torch.dtype = to
 
 
 def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
-    y, ref = y.double(), ref.double()
+    y, ref = y.detach().double(), ref.detach().double()
     if not bool(torch.isfinite(y).all()):
         return float("inf")
     return float((y - ref).norm() / ref.norm().clamp_min(1e-300))
