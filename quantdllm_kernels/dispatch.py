@@ -37,6 +37,11 @@ class Backend:
     def lut_matmul(self, x, qw, bias=None, timestep=None) -> torch.Tensor:
         raise NotImplementedError
 
+    def preferred_for(self, x: torch.Tensor) -> bool:
+        """Whether automatic selection may pick this backend for ``x`` (a CPU interpreter may
+        run when named, but is never picked for speed)."""
+        return True
+
 
 def register_backend(backend: Backend) -> None:
     if backend.name not in KNOWN_BACKENDS:
@@ -47,7 +52,7 @@ def register_backend(backend: Backend) -> None:
 def _ensure_loaded() -> None:
     # Importing the backend modules registers them; a backend whose dependencies are missing
     # registers itself as unavailable with the reason.
-    from .backends import torch_backend  # noqa: F401
+    from .backends import torch_backend, triton_backend  # noqa: F401
 
 
 def available_backends() -> List[str]:
@@ -75,7 +80,7 @@ def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backen
         return b
     for name in available_backends():
         b = _REGISTRY[name]
-        if b.can_implement(qw, x)[0]:
+        if b.preferred_for(x) and b.can_implement(qw, x)[0]:
             return b
     raise BackendUnavailableError("no backend can run this input")  # unreachable: torch runs everything
 

@@ -1,0 +1,97 @@
+"""The Triton backend: LUT GEMV / tensor-core GEMM kernels in ``quantdllm_kernels.triton``.
+
+Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (only when asked for by
+name: the interpreter is for correctness tests, not speed). fp16/bf16 activations; fp32
+activations go to another backend. Each weight is repacked once (``pack_for("triton")``) and
+cached against its tensors (a changed tensor, in place or replaced, triggers a repack).
+"""
+from __future__ import annotations
+
+import os
+import weakref
+
+import torch
+
+from ..dispatch import Backend, register_backend
+from ..format import MixedQuantizedWeight, QuantizedWeight
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+try:
+    import triton  # noqa: F401
+
+    from ..triton.layout import pack_for_triton
+    from ..triton.ops import triton_lut_matmul
+    _IMPORT_ERROR = ""
+except Exception as e:  # pragma: no cover - depends on the environment
+    _IMPORT_ERROR = f"triton is not importable ({type(e).__name__}: {e})"
+
+_CACHE: "weakref.WeakKeyDictionary[torch.Tensor, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(qw: QuantizedWeight):
+    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in qw.tensors().values())
+
+
+def pack_for(qw: QuantizedWeight):
+    """The Triton layout of ``qw``, built once and cached on its codes tensor."""
+    fp = _fingerprint(qw)
+    hit = _CACHE.get(qw.codes)
+    if hit is not None and hit[0] == fp:
+        return hit[1]
+    tw = pack_for_triton(qw)
+    _CACHE[qw.codes] = (fp, tw)
+    return tw
+
+
+class TritonBackend(Backend):
+    name = "triton"
+    priority = 10
+
+    def availability(self):
+        if _IMPORT_ERROR:
+            return False, _IMPORT_ERROR
+        if not torch.cuda.is_available() and not _INTERPRET:
+            return False, "no CUDA GPU (set TRITON_INTERPRET=1 before import to run the CPU interpreter)"
+        return True, ""
+
+    def preferred_for(self, x) -> bool:
+        return x.is_cuda
+
+    def can_implement(self, qw, x):
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            return False, f"activations must be float16 or bfloat16, got {x.dtype}"
+        if not x.is_cuda and not _INTERPRET:
+            return False, f"x is on {x.device}; the Triton backend runs CUDA tensors"
+        segs = qw.segments if isinstance(qw, MixedQuantizedWeight) else [qw]
+        for s in segs:
+            if s.timestep is not None:
+                return False, "timestep tables are not fused into the Triton kernels yet"
+        if x.device != qw.device:
+            return False, f"x is on {x.device} but the weight is on {qw.device}"
+        return True, ""
+
+    def lut_matmul(self, x, qw, bias=None, timestep=None):
+        from ..reference import _check_x  # same argument errors as the reference
+        N, K = qw.shape
+        _check_x(x, K, qw.device)
+        if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (N,)):
+            raise ValueError(f"bias must have shape ({N},)")
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, K)
+        if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) != K):
+            x2 = x2.contiguous()
+        if x2.shape[0] == 0:
+            return x.new_empty(*lead, N)
+        if isinstance(qw, MixedQuantizedWeight):
+            y = None
+            for seg, idx in qw.segment_slices():
+                ys = triton_lut_matmul(x2.index_select(1, idx), pack_for(seg), None, torch.float32)
+                y = ys if y is None else y + ys
+            if bias is not None:
+                y += bias.float()
+            return y.to(x.dtype).reshape(*lead, N)
+        y = triton_lut_matmul(x2, pack_for(qw), bias, x.dtype)
+        return y.reshape(*lead, N)
+
+
+register_backend(TritonBackend())

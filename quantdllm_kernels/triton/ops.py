@@ -1,0 +1,163 @@
+"""Launching the Triton kernels: path by M, a small deliberate config set per path, and a
+measured tuner whose choices can be saved to / loaded from JSON.
+
+Tuning key: (path, M bucket, N, K, bits, lut_mode, group_size, x dtype). On a GPU the first call
+for a key times every candidate with ``triton.testing.do_bench`` (median) and keeps the fastest;
+``QUANTDLLM_TRITON_TUNE=0`` uses the first legal candidate instead. ``save_tuned_configs`` /
+``load_tuned_configs`` (or ``QUANTDLLM_TRITON_CONFIGS=path``, read at import) persist the choices.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import triton
+
+from .kernels import lut_gemm_kernel, lut_gemv_kernel
+from .layout import TritonWeight
+
+GEMV_MAX_M = 4
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# (BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages)
+GEMV_CONFIGS = [
+    (128, 64, 8, 4, 2), (128, 128, 4, 4, 2), (256, 64, 4, 8, 2), (64, 128, 8, 4, 3),
+    (128, 64, 16, 4, 2), (256, 128, 2, 8, 2), (64, 64, 16, 2, 3), (128, 32, 16, 4, 3),
+    (128, 128, 1, 4, 3), (64, 256, 4, 4, 2),
+]
+# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages)
+GEMM_CONFIGS = [
+    (16, 64, 64, 4, 4, 3), (16, 128, 64, 2, 4, 3), (16, 128, 128, 4, 4, 3), (32, 128, 64, 1, 4, 3),
+    (32, 64, 128, 2, 4, 3), (64, 128, 64, 1, 4, 3), (64, 256, 64, 1, 8, 3), (128, 128, 64, 1, 8, 3),
+    (128, 256, 64, 1, 8, 3), (128, 128, 32, 1, 4, 4), (256, 128, 64, 1, 8, 3), (64, 128, 32, 1, 4, 4),
+]
+_INTERPRET_GEMV = (32, 32, 2, 1, 1)
+_INTERPRET_GEMM = (16, 32, 32, 2, 1, 1)
+
+_lock = threading.Lock()
+_TUNED: Dict[str, dict] = {}
+
+
+def m_bucket(M: int) -> int:
+    return 1 << max(0, (M - 1).bit_length()) if M <= 4096 else 8192
+
+
+def _key(path, M, tw: TritonWeight, dtype) -> str:
+    return f"{path}|{m_bucket(M)}|{tw.N}|{tw.K}|{tw.bits}|{tw.lut_mode}|{tw.group_size}|{str(dtype).split('.')[-1]}"
+
+
+def _legal_bk(bk: int, tw: TritonWeight) -> bool:
+    return tw.groups == 1 or tw.group_size % bk == 0
+
+
+def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
+    k_tiles = lambda bk: -(-tw.Kp // bk)  # noqa: E731
+    out = []
+    if path == "gemv":
+        for bn, bk, sk, w, s in ([_INTERPRET_GEMV] if _INTERPRET else GEMV_CONFIGS):
+            if _legal_bk(bk, tw) and sk <= k_tiles(bk):
+                out.append(dict(BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
+    else:
+        for bm, bn, bk, sk, w, s in ([_INTERPRET_GEMM] if _INTERPRET else GEMM_CONFIGS):
+            if not _legal_bk(bk, tw) or sk > k_tiles(bk):
+                continue
+            if M > 256 and bm < 64 or M <= 64 and bm > 64:   # keep the set deliberate per M range
+                continue
+            out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
+    if not out:  # group size 32: only 32-wide K tiles are legal
+        if path == "gemv":
+            out.append(dict(BLOCK_N=128, BLOCK_K=32, SPLIT_K=min(8, k_tiles(32)), num_warps=4, num_stages=3))
+        else:
+            out.append(dict(BLOCK_M=64 if M > 64 else 16, BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, num_warps=4,
+                            num_stages=4))
+    return out
+
+
+def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.Tensor],
+            out_dtype: torch.dtype) -> torch.Tensor:
+    M, K = x2.shape
+    N = tw.N
+    split = cfg["SPLIT_K"]
+    y = (torch.zeros if split > 1 else torch.empty)((M, N), device=x2.device,
+                                                     dtype=torch.float32 if split > 1 else out_dtype)
+    dummy = tw.plane1
+    args = (x2, y, bias if bias is not None else dummy, tw.in_scale if tw.in_scale is not None else dummy,
+            tw.plane0, tw.plane1, tw.scale, tw.zero if tw.zero is not None else dummy, tw.lut,
+            M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
+    flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
+                 HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None)
+    if path == "gemv":
+        grid = (triton.cdiv(N, cfg["BLOCK_N"]), split)
+        lut_gemv_kernel[grid](*args, **flags, M_PAD=max(1, triton.next_power_of_2(M)), **cfg)
+    else:
+        grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
+        lut_gemm_kernel[grid](*args, **flags, GROUP_M=8, **cfg)
+    if split > 1:
+        if bias is not None:
+            y += bias.float()
+        y = y.to(out_dtype)
+    return y
+
+
+def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> dict:
+    if len(cands) == 1 or _INTERPRET or os.environ.get("QUANTDLLM_TRITON_TUNE", "1") == "0" or not x2.is_cuda:
+        return cands[0]
+    from triton.testing import do_bench
+
+    best, best_t = cands[0], float("inf")
+    for cfg in cands:
+        try:
+            t = do_bench(lambda: _launch(path, cfg, x2, tw, bias, out_dtype), warmup=5, rep=25,
+                         return_mode="median")
+        except Exception:  # a config that does not compile or fit (shared memory) is skipped
+            continue
+        if t < best_t:
+            best, best_t = cfg, t
+    return best
+
+
+def triton_lut_matmul(x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.Tensor],
+                      out_dtype: torch.dtype, config: Optional[dict] = None) -> torch.Tensor:
+    """``x2 (M, K)`` contiguous fp16/bf16 -> ``(M, N)`` in ``out_dtype``."""
+    M = x2.shape[0]
+    path = "gemv" if M <= GEMV_MAX_M else "gemm"
+    if config is None:
+        key = _key(path, M, tw, x2.dtype)
+        config = _TUNED.get(key)
+        if config is None:
+            with _lock:
+                config = _TUNED.get(key)
+                if config is None:
+                    config = _tune(key, path, _candidates(path, M, tw), x2, tw, bias, out_dtype)
+                    _TUNED[key] = config
+    return _launch(path, config, x2, tw, bias, out_dtype)
+
+
+def candidate_configs(M: int, tw: TritonWeight) -> Tuple[str, List[dict]]:
+    path = "gemv" if M <= GEMV_MAX_M else "gemm"
+    return path, _candidates(path, M, tw)
+
+
+def save_tuned_configs(path: str) -> None:
+    """Write every tuned (key -> config) choice of this process to ``path`` (JSON)."""
+    with open(path, "w") as fh:
+        json.dump({"triton": triton.__version__, "device": torch.cuda.get_device_name() if torch.cuda.is_available()
+                   else "cpu", "configs": _TUNED}, fh, indent=1, sort_keys=True)
+
+
+def load_tuned_configs(path: str) -> int:
+    """Load choices saved by :func:`save_tuned_configs`; returns how many were read."""
+    with open(path) as fh:
+        data = json.load(fh)
+    cfgs = data.get("configs") if isinstance(data, dict) else None
+    if not isinstance(cfgs, dict):
+        raise ValueError(f"{path}: not a quantdllm Triton config file")
+    _TUNED.update(cfgs)
+    return len(cfgs)
+
+
+if os.environ.get("QUANTDLLM_TRITON_CONFIGS"):
+    load_tuned_configs(os.environ["QUANTDLLM_TRITON_CONFIGS"])
