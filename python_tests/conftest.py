@@ -1,8 +1,14 @@
 import os
 import random
 
-import pytest
 import torch
+
+# Without a GPU, Triton kernels run (slowly, at small shapes) in Triton's CPU interpreter; the
+# variable must be set before triton is first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,7 +8,6 @@ cached against its tensors (a changed tensor, in place or replaced, triggers a r
 from __future__ import annotations
 
 import os
-import weakref
 
 import torch
 
@@ -25,7 +24,7 @@ try:
 except Exception as e:  # pragma: no cover - depends on the environment
     _IMPORT_ERROR = f"triton is not importable ({type(e).__name__}: {e})"
 
-_CACHE: "weakref.WeakKeyDictionary[torch.Tensor, tuple]" = weakref.WeakKeyDictionary()
+_ATTR = "_quantdllm_triton_pack"  # cache slot on the codes tensor: lives and dies with it
 
 
 def _fingerprint(qw: QuantizedWeight):
@@ -35,11 +34,11 @@ def _fingerprint(qw: QuantizedWeight):
 def pack_for(qw: QuantizedWeight):
     """The Triton layout of ``qw``, built once and cached on its codes tensor."""
     fp = _fingerprint(qw)
-    hit = _CACHE.get(qw.codes)
+    hit = getattr(qw.codes, _ATTR, None)
     if hit is not None and hit[0] == fp:
         return hit[1]
     tw = pack_for_triton(qw)
-    _CACHE[qw.codes] = (fp, tw)
+    setattr(qw.codes, _ATTR, (fp, tw))
     return tw
 
 

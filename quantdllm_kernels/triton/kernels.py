@@ -112,7 +112,7 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
                     SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    GROUP_M: tl.constexpr):
+                    GROUP_M: tl.constexpr, DOT_F32: tl.constexpr = False):
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     # grouped ordering: GROUP_M row-tiles share each weight column-tile while it is in L2
@@ -135,5 +135,8 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
         x = _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE)
         w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
                           GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
-        acc = tl.dot(x, w.to(x.dtype), acc)
+        if DOT_F32:  # Triton's CPU interpreter computes bf16 dots wrongly: same roundings, fp32 dot
+            acc = tl.dot(x.to(tl.float32), w.to(x.dtype).to(tl.float32), acc)
+        else:
+            acc = tl.dot(x, w.to(x.dtype), acc)
     _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K)

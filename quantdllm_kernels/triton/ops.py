@@ -94,7 +94,7 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
         lut_gemv_kernel[grid](*args, **flags, M_PAD=max(1, triton.next_power_of_2(M)), **cfg)
     else:
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
-        lut_gemm_kernel[grid](*args, **flags, GROUP_M=8, **cfg)
+        lut_gemm_kernel[grid](*args, **flags, GROUP_M=8, DOT_F32=_INTERPRET and x2.dtype == torch.bfloat16, **cfg)
     if split > 1:
         if bias is not None:
             y += bias.float()

@@ -1,0 +1,133 @@
+"""Triton backend vs the reference. On a CPU machine these run under TRITON_INTERPRET=1 at small
+shapes (conftest sets it); tests marked ``gpu`` run real shapes on a GPU."""
+import json
+import os
+
+import pytest
+import torch
+
+from quantdllm_kernels import QuantLinear, dequantize, lut_matmul, quantize_weight
+from quantdllm_kernels.testing import matmul_tolerance, random_mixed_qweight, random_qweight, rel_error
+
+triton = pytest.importorskip("triton")
+from quantdllm_kernels import available_backends  # noqa: E402
+
+pytestmark = pytest.mark.skipif("triton" not in available_backends(), reason="triton backend unavailable")
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+# (lut_kind, extra random_qweight args): affine scaled, shared codebook, per-row codebook, table, binary
+FORMATS = [("scaled", {}), ("scaled", {"zero": False}), ("scaled", {"per_row_codebook": True}),
+           ("table", {}), ("binary", {})]
+
+
+def tol(dtype, K):
+    # reference tolerance + one rounding of each dequantized weight to the activation dtype
+    return matmul_tolerance(dtype, K) + torch.finfo(dtype).eps
+
+
+def exact(x, qw, bias=None):
+    y = x.double() @ dequantize(qw, torch.float64).T
+    return y + bias.double() if bias is not None else y
+
+
+def _affine_codebook(qw):
+    # random_qweight's shared codebook is jittered; make the first format truly affine (0..2^b-1)
+    E = 1 << qw.bits
+    return qw._replace(codebook=torch.arange(E, dtype=qw.lut_dtype, device=qw.device))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("fmt", range(len(FORMATS)))
+@pytest.mark.parametrize("group_size", [32, 64, 128, None])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_matches_reference(bits, fmt, group_size, dtype, gen):
+    kind, extra = FORMATS[fmt]
+    N, K = 40, 256
+    qw = random_qweight(N, K, bits=bits, lut_kind=kind, group_size=group_size, lut_dtype=dtype,
+                        in_scale=(fmt % 2 == 0), generator=gen, **extra)
+    if fmt == 0:
+        qw = _affine_codebook(qw)
+    qw = qw.to(DEV)
+    bias = torch.randn(N, generator=gen).to(dtype).to(DEV)
+    M = [1, 3, 17, 33][(bits + fmt + (group_size or 0)) % 4]
+    x = torch.randn(M, K, generator=gen).to(dtype).to(DEV)
+    y = torch.full((M, N), float("nan"), dtype=dtype, device=DEV)
+    y = lut_matmul(x, qw, bias if bits != 3 else None, backend="triton")
+    assert y.dtype == dtype and y.shape == (M, N)
+    assert rel_error(y, exact(x, qw, bias if bits != 3 else None)) <= tol(dtype, K)
+
+
+@pytest.mark.parametrize("M", [1, 2, 4, 5, 33, 257])
+def test_odd_shapes(M, gen):
+    N, K = 77, 96  # N not a multiple of any block; K not a multiple of 64
+    qw = random_qweight(N, K, bits=3, lut_kind="table", group_size=32, generator=gen).to(DEV)
+    x = torch.randn(2, M, K, generator=gen).half().to(DEV)[:, :, :]
+    y = lut_matmul(x, qw, backend="triton")
+    assert y.shape == (2, M, N)
+    assert rel_error(y, exact(x, qw)) <= tol(torch.float16, K)
+
+
+def test_per_row_group_unaligned_k(gen):
+    N, K = 24, 80  # one group per row; K not a multiple of 32 (the layout pads)
+    qw = random_qweight(N, K, bits=4, lut_kind="binary", group_size=None, generator=gen).to(DEV)
+    for M in (1, 6):
+        x = torch.randn(M, K, generator=gen).half().to(DEV)
+        assert rel_error(lut_matmul(x, qw, backend="triton"), exact(x, qw)) <= tol(torch.float16, K)
+
+
+def test_mixed_precision_segments(gen):
+    mq = random_mixed_qweight(48, widths=((1, 64), (2, 128), (3, 64)), generator=gen).to(DEV)
+    bias = torch.randn(48, generator=gen).half().to(DEV)
+    for M in (1, 9):
+        x = torch.randn(M, mq.in_features, generator=gen).half().to(DEV)
+        y = lut_matmul(x, mq, bias, backend="triton")
+        assert rel_error(y, exact(x, mq, bias)) <= tol(torch.float16, mq.in_features)
+
+
+def test_quantlinear_and_repack_after_change(gen):
+    lin = torch.nn.Linear(128, 64).half().to(DEV)
+    q = QuantLinear.from_linear(lin, bits=4, group_size=64, method="rtn", backend="triton")
+    x = torch.randn(3, 128, generator=gen).half().to(DEV)
+    y1 = q(x)
+    assert rel_error(y1, exact(x, q.qweight, q.bias)) <= tol(torch.float16, 128)
+    with torch.no_grad():
+        q.qweight_scale.mul_(2)  # in-place change must invalidate the packed copy
+    y2 = q(x)
+    assert rel_error(y2, exact(x, q.qweight, q.bias)) <= tol(torch.float16, 128)
+
+
+def test_rejects_fp32_and_falls_back(gen):
+    from quantdllm_kernels import BackendUnavailableError
+    qw = random_qweight(8, 64, bits=2, group_size=32, generator=gen).to(DEV)
+    x = torch.randn(2, 64, generator=gen).to(DEV)
+    with pytest.raises(BackendUnavailableError, match="float16 or bfloat16"):
+        lut_matmul(x, qw, backend="triton")
+    assert lut_matmul(x, qw).dtype == torch.float32  # automatic choice falls back
+
+
+def test_tuned_config_round_trip(tmp_path, gen):
+    from quantdllm_kernels.triton import ops
+    qw = random_qweight(32, 64, bits=2, group_size=32, generator=gen).to(DEV)
+    lut_matmul(torch.randn(1, 64, generator=gen).half().to(DEV), qw, backend="triton")
+    p = tmp_path / "cfg.json"
+    ops.save_tuned_configs(str(p))
+    saved = json.load(open(p))["configs"]
+    assert saved and all(isinstance(v, dict) for v in saved.values())
+    ops._TUNED.clear()
+    assert ops.load_tuned_configs(str(p)) == len(saved)
+    with pytest.raises(ValueError, match="not a quantdllm Triton config"):
+        (tmp_path / "bad.json").write_text("[]")
+        ops.load_tuned_configs(str(tmp_path / "bad.json"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("method", ["rtn", "kmeans", "binary"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_real_shapes(bits, method, dtype, gen):
+    N, K = 4096 + 64, 4096
+    W = torch.randn(N, K, generator=gen, device="cpu").to("cuda") * 0.02
+    qw = quantize_weight(W, bits=bits, group_size=128, method=method, lut_dtype=dtype)
+    for M in (1, 3, 16, 33, 257, 1024):
+        x = torch.randn(M, K, device="cuda", dtype=dtype)
+        y = lut_matmul(x, qw, backend="triton")
+        assert rel_error(y, exact(x, qw)) <= tol(dtype, K), (M,)
