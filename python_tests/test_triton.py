@@ -131,3 +131,22 @@ def test_gpu_real_shapes(bits, method, dtype, gen):
         x = torch.randn(M, K, device="cuda", dtype=dtype)
         y = lut_matmul(x, qw, backend="triton")
         assert rel_error(y, exact(x, qw)) <= tol(dtype, K), (M,)
+
+
+@pytest.mark.parametrize("fmt", range(len(FORMATS)))
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_dequant_then_matmul_path(fmt, bits, gen):
+    """The large-M path (W^T dequantized once by a Triton kernel, then cuBLAS / torch.mm)."""
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton.ops import dequantize_t, triton_lut_matmul
+    kind, extra = FORMATS[fmt]
+    qw = random_qweight(72, 160, bits=bits, lut_kind=kind, group_size=32, in_scale=True, generator=gen, **extra)
+    qw = (_affine_codebook(qw) if fmt == 0 else qw).to(DEV)
+    tw = pack_for(qw)
+    wt = dequantize_t(tw, torch.float32, dict(BLOCK_N=32, BLOCK_K=32, num_warps=1))
+    assert torch.allclose(wt.double(), dequantize(qw, torch.float64).T, rtol=1e-6, atol=1e-7)
+    x = torch.randn(70, 160, generator=gen).half().to(DEV)
+    bias = torch.randn(72, generator=gen).half().to(DEV)
+    cfg = dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)
+    y = triton_lut_matmul(x, tw, bias, torch.float16, config=cfg)
+    assert rel_error(y, exact(x, qw, bias)) <= tol(torch.float16, 160)

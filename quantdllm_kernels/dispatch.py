@@ -46,7 +46,9 @@ class Backend:
 def register_backend(backend: Backend) -> None:
     if backend.name not in KNOWN_BACKENDS:
         raise ValueError(f"backend name must be one of {KNOWN_BACKENDS}, got {backend.name!r}")
+    global _AVAILABLE
     _REGISTRY[backend.name] = backend
+    _AVAILABLE = None
 
 
 def _ensure_loaded() -> None:
@@ -55,16 +57,23 @@ def _ensure_loaded() -> None:
     from .backends import torch_backend, triton_backend  # noqa: F401
 
 
+_AVAILABLE: Optional[List[str]] = None
+
+
 def available_backends() -> List[str]:
-    """Names of the backends that can run in this process, preferred first."""
-    _ensure_loaded()
-    ok = [b for b in _REGISTRY.values() if b.availability()[0]]
-    return [b.name for b in sorted(ok, key=lambda b: -b.priority)]
+    """Names of the backends that can run in this process, preferred first (computed once:
+    availability does not change within a process)."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        _ensure_loaded()
+        ok = [b for b in _REGISTRY.values() if b.availability()[0]]
+        _AVAILABLE = [b.name for b in sorted(ok, key=lambda b: -b.priority)]
+    return list(_AVAILABLE)
 
 
 def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backend:
-    _ensure_loaded()
     if backend is not None:
+        _ensure_loaded()
         if backend not in KNOWN_BACKENDS:
             raise ValueError(f"backend must be None or one of {KNOWN_BACKENDS}, got {backend!r}")
         b = _REGISTRY.get(backend)
@@ -78,7 +87,7 @@ def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backen
         if not ok:
             raise BackendUnavailableError(f"backend {backend!r} cannot run this input: {why}")
         return b
-    for name in available_backends():
+    for name in (_AVAILABLE if _AVAILABLE is not None else available_backends()):
         b = _REGISTRY[name]
         if b.preferred_for(x) and b.can_implement(qw, x)[0]:
             return b

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import triton
 
-from .kernels import lut_gemm_kernel, lut_gemv_kernel
+from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel
 from .layout import TritonWeight
 
 GEMV_MAX_M = 4
@@ -34,6 +34,9 @@ GEMM_CONFIGS = [
     (32, 64, 128, 2, 4, 3), (64, 128, 64, 1, 4, 3), (64, 256, 64, 1, 8, 3), (128, 128, 64, 1, 8, 3),
     (128, 256, 64, 1, 8, 3), (128, 128, 32, 1, 4, 4), (256, 128, 64, 1, 8, 3), (64, 128, 32, 1, 4, 4),
 ]
+# dequantize W^T once, then cuBLAS: (BLOCK_N, BLOCK_K, num_warps); offered for M > DEQUANT_MIN_M
+DEQUANT_CONFIGS = [(128, 64, 4), (256, 32, 4)]
+DEQUANT_MIN_M = 64
 _INTERPRET_GEMV = (32, 32, 2, 1, 1)
 _INTERPRET_GEMM = (16, 32, 32, 2, 1, 1)
 
@@ -67,6 +70,10 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
             if M > 256 and bm < 64 or M <= 64 and bm > 64:   # keep the set deliberate per M range
                 continue
             out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
+        if M > DEQUANT_MIN_M or _INTERPRET:
+            for bn, bk, w in ([(32, 32, 1)] if _INTERPRET else DEQUANT_CONFIGS):
+                if _legal_bk(bk, tw):
+                    out.append(dict(DEQUANT=1, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=1, num_warps=w, num_stages=1))
     if not out:  # group size 32: only 32-wide K tiles are legal
         if path == "gemv":
             out.append(dict(BLOCK_N=128, BLOCK_K=32, SPLIT_K=min(8, k_tiles(32)), num_warps=4, num_stages=3))
@@ -80,6 +87,8 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
             out_dtype: torch.dtype) -> torch.Tensor:
     M, K = x2.shape
     N = tw.N
+    if cfg.get("DEQUANT"):
+        return _dequant_then_cublas(cfg, x2, tw, bias, out_dtype)
     split = cfg["SPLIT_K"]
     y = (torch.zeros if split > 1 else torch.empty)((M, N), device=x2.device,
                                                      dtype=torch.float32 if split > 1 else out_dtype)
@@ -102,16 +111,55 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
     return y
 
 
-def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> dict:
-    if len(cands) == 1 or _INTERPRET or os.environ.get("QUANTDLLM_TRITON_TUNE", "1") == "0" or not x2.is_cuda:
-        return cands[0]
+def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = None) -> torch.Tensor:
+    """W^T ``(K, N)`` in ``dtype`` (in_scale folded in), from the Triton layout."""
+    cfg = cfg or dict(BLOCK_N=128, BLOCK_K=min(64, tw.group_size if tw.groups > 1 else 64), num_warps=4)
+    wt = torch.empty((tw.K, tw.N), device=tw.plane0.device, dtype=dtype)
+    dummy = tw.plane1
+    grid = (triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(tw.N, cfg["BLOCK_N"]))
+    lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, tw.scale,
+                             tw.zero if tw.zero is not None else dummy, tw.lut, tw.N, tw.K, tw.Kp, tw.group_size,
+                             BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
+                             HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
+                             BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"])
+    return wt
+
+
+def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype):
+    wt = dequantize_t(tw, x2.dtype, cfg)
+    y = torch.addmm(bias.to(x2.dtype), x2, wt) if bias is not None else torch.mm(x2, wt)
+    return y if y.dtype == out_dtype else y.to(out_dtype)
+
+
+def _gpu_time_ms(fn) -> float:
+    """Median GPU time of ``fn`` replayed from a CUDA graph (launch overhead excluded, L2 flushed),
+    falling back to eager timing if the call cannot be captured."""
     from triton.testing import do_bench
 
+    fn()
+    torch.cuda.synchronize()
+    try:
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            fn()
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            fn()
+        return do_bench(g.replay, warmup=3, rep=15, return_mode="median")
+    except Exception:
+        return do_bench(fn, warmup=3, rep=15, return_mode="median")
+
+
+def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> dict:
+    if len(cands) == 1 or _INTERPRET or os.environ.get("QUANTDLLM_TRITON_TUNE", "1") == "0" or not x2.is_cuda \
+            or torch.cuda.is_current_stream_capturing():
+        return cands[0]
     best, best_t = cands[0], float("inf")
     for cfg in cands:
         try:
-            t = do_bench(lambda: _launch(path, cfg, x2, tw, bias, out_dtype), warmup=5, rep=25,
-                         return_mode="median")
+            t = _gpu_time_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype))
         except Exception:  # a config that does not compile or fit (shared memory) is skipped
             continue
         if t < best_t:
