@@ -1,7 +1,8 @@
 """Triton kernels. One dequant routine (codes -> fp32 weights through the LUT) serves both paths:
 
-* ``lut_gemv_kernel``: M <= 4 rows, no tensor cores; each program streams a (BLOCK_K x BLOCK_N)
-  tile of codes per step and reduces ``x[:, :, None] * w[None]`` over K; split-K over programs.
+* ``lut_gemv_kernel``: M = 1, no tensor cores; each program streams (BLOCK_K/PER x BLOCK_N) packed
+  words per step, peels the PER codes of each word off by shifts, and accumulates a 2-D tile that
+  is reduced over K once at the end; split-K over programs.
 * ``lut_gemm_kernel``: tiles of (BLOCK_M x BLOCK_N), dequantized (BLOCK_K x BLOCK_N) weight tile
   fed to ``tl.dot`` with fp32 accumulation; optional split-K for small M.
 * ``lut_dequant_kernel``: W^T once into a scratch buffer, for cuBLAS at large M (the tuner
@@ -27,21 +28,14 @@ def _unpack_plane(p_ptr, offs_k, offs_n, mask_n, N, Kp, B: tl.constexpr):
 
 
 @triton.jit
-def _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
-                  GROUP_SIZE, BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr,
-                  LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr, BLOCK_K: tl.constexpr,
-                  BLOCK_N: tl.constexpr):
-    """fp32 weights (BLOCK_K, BLOCK_N) of input rows k0.. and output columns offs_n."""
-    offs_k = k0 + tl.arange(0, BLOCK_K)
-    c = _unpack_plane(p0_ptr, offs_k, offs_n, mask_n, N, Kp, B0)
-    if B1 > 0:
-        c = c | (_unpack_plane(p1_ptr, offs_k, offs_n, mask_n, N, Kp, B1) << B0)
-    g = k0 // GROUP_SIZE
+def _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS: tl.constexpr,
+            LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr):
+    """fp32 weights for codes ``c (rows, BLOCK_N)`` of group ``g`` and output columns offs_n."""
     E: tl.constexpr = 1 << BITS
     if LUT_MODE == 3:  # table (G, N, E): gather from the group's row of entries
         w = tl.load(lut_ptr + (g * N + offs_n[None, :]) * E + c, mask=mask_n[None, :], other=0.0).to(tl.float32)
     elif LUT_MODE == 4:  # binary: mu + sum_i alpha_i * (2*bit_i - 1); mu is in the scale slot
-        w = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+        w = tl.zeros(c.shape, dtype=tl.float32)
         w += tl.load(scale_ptr + g * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
         for i in tl.static_range(BITS):
             a = tl.load(lut_ptr + (g * BITS + i) * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)
@@ -58,6 +52,19 @@ def _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask
         if HAS_ZERO:
             w += tl.load(zero_ptr + g * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     return w
+
+
+@triton.jit
+def _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
+                  GROUP_SIZE, BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr,
+                  LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr, BLOCK_K: tl.constexpr,
+                  BLOCK_N: tl.constexpr):
+    """fp32 weights (BLOCK_K, BLOCK_N) of input rows k0.. and output columns offs_n."""
+    offs_k = k0 + tl.arange(0, BLOCK_K)
+    c = _unpack_plane(p0_ptr, offs_k, offs_n, mask_n, N, Kp, B0)
+    if B1 > 0:
+        c = c | (_unpack_plane(p1_ptr, offs_k, offs_n, mask_n, N, Kp, B1) << B0)
+    return _lookup(c, k0 // GROUP_SIZE, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE, HAS_ZERO)
 
 
 @triton.jit
@@ -88,29 +95,42 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                     M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE,
                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
-                    M_PAD: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                    SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """y[0, n] = sum_k x[0, k] W[n, k]: each packed word is loaded once as an (R, BLOCK_N) tile and
+    its PER sub-codes are peeled off by shifts, each meeting the strided x values x[r*PER + j]."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
+    PER: tl.constexpr = 32 // B0
+    R: tl.constexpr = BLOCK_K // PER
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
-    offs_m = tl.arange(0, M_PAD)
+    offs_r = tl.arange(0, R)
     k_tiles = tl.cdiv(Kp, BLOCK_K)
     per_split = tl.cdiv(k_tiles, SPLIT_K)
-    acc = tl.zeros((M_PAD, BLOCK_N), dtype=tl.float32)
-    acc2 = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)  # M_PAD == 1: reduce over K once, at the end
+    acc2 = tl.zeros((R, BLOCK_N), dtype=tl.float32)
     for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
         k0 = kt * BLOCK_K
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        x = _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE).to(tl.float32)
-        w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
-                          GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
-        if M_PAD == 1:
-            acc2 += tl.reshape(x, (BLOCK_K,))[:, None] * w
-        else:
-            acc += tl.sum(x[:, :, None] * w[None, :, :], axis=1)
-    if M_PAD == 1:
-        acc += tl.sum(acc2, axis=0)[None, :]
-    _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K)
+        rows = k0 // PER + offs_r
+        w0 = tl.load(p0_ptr + rows[:, None] * N + offs_n[None, :], mask=(rows[:, None] < Kp // PER) & mask_n[None, :],
+                     other=0)
+        if B1 > 0:  # 3-bit: bit 2 lives in a 1-bit plane, 32 codes a word: word k // 32, shift k % 32
+            rows1 = k0 // 32 + offs_r // (32 // PER)
+            w1 = tl.load(p1_ptr + rows1[:, None] * N + offs_n[None, :],
+                         mask=(rows1[:, None] < Kp // 32) & mask_n[None, :], other=0)
+            sh1 = (offs_r % (32 // PER)) * PER
+        g = k0 // GROUP_SIZE
+        for j in tl.static_range(PER):
+            c = (w0 >> (j * B0)) & ((1 << B0) - 1)
+            if B1 > 0:
+                c = c | (((w1 >> (sh1 + j)[:, None]) & 1) << B0)
+            offs_k = k0 + offs_r * PER + j
+            xk = tl.load(x_ptr + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
+            if HAS_IN_SCALE:
+                xk = xk * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)
+            acc2 += xk[:, None] * _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE,
+                                          HAS_ZERO)
+    acc = tl.sum(acc2, axis=0)[None, :]
+    _epilogue(acc, y_ptr, bias_ptr, tl.arange(0, 1), offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K)
 
 
 @triton.jit

@@ -19,14 +19,14 @@ import triton
 from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel
 from .layout import TritonWeight
 
-GEMV_MAX_M = 4
+GEMV_MAX_M = 1
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 # (BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages)
 GEMV_CONFIGS = [
     (128, 64, 8, 4, 2), (128, 128, 4, 4, 2), (256, 64, 4, 8, 2), (64, 128, 8, 4, 3),
     (128, 64, 16, 4, 2), (256, 128, 2, 8, 2), (64, 64, 16, 2, 3), (128, 32, 16, 4, 3),
-    (128, 128, 1, 4, 3), (64, 256, 4, 4, 2),
+    (128, 128, 1, 4, 3), (64, 256, 4, 4, 2), (32, 256, 4, 2, 3), (32, 128, 8, 1, 3),
 ]
 # (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages)
 GEMM_CONFIGS = [
@@ -100,7 +100,7 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
                  HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None)
     if path == "gemv":
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split)
-        lut_gemv_kernel[grid](*args, **flags, M_PAD=max(1, triton.next_power_of_2(M)), **cfg)
+        lut_gemv_kernel[grid](*args, **flags, **cfg)
     else:
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
         lut_gemm_kernel[grid](*args, **flags, GROUP_M=8, DOT_F32=_INTERPRET and x2.dtype == torch.bfloat16, **cfg)
