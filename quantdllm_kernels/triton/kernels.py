@@ -60,7 +60,7 @@ def _load_words(p0_ptr, p1_ptr, k0, offs_n, mask_n, N, B0: tl.constexpr, B1: tl.
 
 
 @triton.jit
-def _slab(w0, w1, k0, j: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr):
+def _slab(w0, w1, k0, j, B0: tl.constexpr, B1: tl.constexpr):
     """Codes (16, BLOCK_N) of k = k0 + 16*j + (0..15)."""
     c = (w0 >> (j * B0)) & ((1 << B0) - 1)
     if B1 > 0:
@@ -110,7 +110,7 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
     for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
         k0 = kt * BLOCK_K
         w0, w1 = _load_words(p0_ptr, p1_ptr, k0, offs_n, mask_n, N, B0, B1)
-        for j in tl.static_range(PER):
+        for j in range(PER):  # a runtime loop: unrolling PER slabs made compiles ~10x slower
             ks = k0 + 16 * j
             c = _slab(w0, w1, k0, j, B0, B1)
             offs_k = ks + tl.arange(0, 16)
@@ -152,7 +152,7 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
     for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
         k0 = kt * BLOCK_K
         w0, w1 = _load_words(p0_ptr, p1_ptr, k0, offs_n, mask_n, N, B0, B1)
-        for j in tl.static_range(PER):
+        for j in range(PER):  # a runtime loop: unrolling PER slabs made compiles ~10x slower
             ks = k0 + 16 * j
             x = _x_slab(x_ptr, ins_ptr, offs_m, ks, M, K, stride_xm, HAS_IN_SCALE)
             g = tl.minimum(ks // GROUP_SIZE, G - 1)
@@ -175,7 +175,7 @@ def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
     w0, w1 = _load_words(p0_ptr, p1_ptr, k0, offs_n, mask_n, N, B0, B1)
-    for j in tl.static_range(PER):
+    for j in range(PER):  # a runtime loop: unrolling PER slabs made compiles ~10x slower
         ks = k0 + 16 * j
         offs_k = ks + tl.arange(0, 16)
         g = tl.minimum(ks // GROUP_SIZE, G - 1)
