@@ -1,23 +1,30 @@
-"""Triton kernels over the slab-interleaved layout (see ``layout.py``).
+"""Triton kernels. One dequant routine (codes -> fp32 weights through the LUT) serves both paths:
 
-Every kernel walks K in tiles of one plane-0 block (BLOCK_K = 16 * 32 / B0: 128 for 4-bit,
-256 for 2/3-bit, 512 for 1-bit). Per tile it loads a (16, BLOCK_N) tile of plane-0 words once
-(plus plane-1 words for 3-bit), then for j = 0..PER-1 peels slab j -- the codes of 16 consecutive
-k -- off by a shift, looks them up (``_lookup``), and uses them against a contiguous 16-wide
-slice of x:
+* ``lut_gemv_kernel``: M = 1, no tensor cores; each program streams (BLOCK_K/PER x BLOCK_N) packed
+  words per step, peels the PER codes of each word off by shifts, and accumulates a 2-D tile that
+  is reduced over K once at the end; split-K over programs.
+* ``lut_gemm_kernel``: tiles of (BLOCK_M x BLOCK_N), dequantized (BLOCK_K x BLOCK_N) weight tile
+  fed to ``tl.dot`` with fp32 accumulation; optional split-K for small M.
+* ``lut_dequant_kernel``: W^T once into a scratch buffer, for cuBLAS at large M (the tuner
+  picks it only where it measures faster).
 
-* ``lut_gemv_kernel`` (M = 1): ``acc2 (16, BLOCK_N) += x_slab[:, None] * w_slab``; one reduction
-  over K at the end; split-K over programs.
-* ``lut_gemm_kernel``: ``acc = tl.dot(x_slab (BLOCK_M, 16), w_slab (16, BLOCK_N), acc)``, fp32
-  accumulation; optional split-K for small M.
-* ``lut_dequant_kernel``: W^T (K, N) written once, for cuBLAS at large M (the tuner picks it only
-  where it measures faster).
-
-A slab never spans two groups (group sizes are multiples of 16). Split-K programs ``atomic_add``
-fp32 partial sums into a zeroed fp32 buffer; the wrapper adds the bias and casts.
+A K tile never spans two groups: BLOCK_K divides group_size (or the weight has one group).
+Split-K programs ``atomic_add`` fp32 partial sums into a zeroed fp32 buffer; the wrapper adds
+the bias and casts. With SPLIT_K == 1 the bias is added and the output stored in the epilogue.
 """
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def _unpack_plane(p_ptr, offs_k, offs_n, mask_n, N, Kp, B: tl.constexpr):
+    """Codes of one bit plane at rows offs_k, columns offs_n. Each thread loads the word that holds
+    its code (words repeat across PER consecutive k and are served from L1), so the tile comes out
+    directly in a (BLOCK_K, BLOCK_N) blocked layout with no reshape or layout conversion."""
+    PER: tl.constexpr = 32 // B
+    words = tl.load(p_ptr + (offs_k // PER)[:, None] * N + offs_n[None, :],
+                    mask=(offs_k[:, None] < Kp) & mask_n[None, :], other=0)
+    return (words >> ((offs_k % PER) * B)[:, None]) & ((1 << B) - 1)
 
 
 @triton.jit
@@ -48,29 +55,20 @@ def _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS: tl.cons
 
 
 @triton.jit
-def _load_words(p0_ptr, p1_ptr, k0, offs_n, mask_n, N, B0: tl.constexpr, B1: tl.constexpr):
-    """The (16, BLOCK_N) plane-0 words of the block starting at k0 (and the plane-1 words for 3-bit)."""
-    PER: tl.constexpr = 32 // B0
-    r = tl.arange(0, 16)
-    w0 = tl.load(p0_ptr + ((k0 // PER) + r)[:, None] * N + offs_n[None, :], mask=mask_n[None, :], other=0)
-    w1 = w0
-    if B1 > 0:  # plane 1 blocks are 512 wide: rows (k0 // 512) * 16 + r
-        w1 = tl.load(p1_ptr + ((k0 // 512) * 16 + r)[:, None] * N + offs_n[None, :], mask=mask_n[None, :], other=0)
-    return w0, w1
-
-
-@triton.jit
-def _slab(w0, w1, k0, j, B0: tl.constexpr, B1: tl.constexpr):
-    """Codes (16, BLOCK_N) of k = k0 + 16*j + (0..15)."""
-    c = (w0 >> (j * B0)) & ((1 << B0) - 1)
+def _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
+                  GROUP_SIZE, BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr,
+                  LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr, BLOCK_K: tl.constexpr,
+                  BLOCK_N: tl.constexpr):
+    """fp32 weights (BLOCK_K, BLOCK_N) of input rows k0.. and output columns offs_n."""
+    offs_k = k0 + tl.arange(0, BLOCK_K)
+    c = _unpack_plane(p0_ptr, offs_k, offs_n, mask_n, N, Kp, B0)
     if B1 > 0:
-        c = c | (((w1 >> ((k0 % 512) // 16 + j)) & 1) << B0)
-    return c
+        c = c | (_unpack_plane(p1_ptr, offs_k, offs_n, mask_n, N, Kp, B1) << B0)
+    return _lookup(c, k0 // GROUP_SIZE, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE, HAS_ZERO)
 
 
 @triton.jit
-def _x_slab(x_ptr, ins_ptr, offs_m, ks, M, K, stride_xm, HAS_IN_SCALE: tl.constexpr):
-    offs_k = ks + tl.arange(0, 16)
+def _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE: tl.constexpr):
     x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :],
                 mask=(offs_m[:, None] < M) & (offs_k[None, :] < K), other=0.0)
     if HAS_IN_SCALE:
@@ -94,30 +92,41 @@ def _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS: t
 
 @triton.jit
 def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr,
-                    M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE, G,
+                    M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE,
                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
-                    SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr):
-    PER: tl.constexpr = 32 // B0
-    BLOCK_K: tl.constexpr = 16 * PER
+                    SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """y[0, n] = sum_k x[0, k] W[n, k]: each packed word is loaded once as an (R, BLOCK_N) tile and
+    its PER sub-codes are peeled off by shifts, each meeting the strided x values x[r*PER + j]."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
+    PER: tl.constexpr = 32 // B0
+    R: tl.constexpr = BLOCK_K // PER
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
-    k_tiles = Kp // BLOCK_K
+    offs_r = tl.arange(0, R)
+    k_tiles = tl.cdiv(Kp, BLOCK_K)
     per_split = tl.cdiv(k_tiles, SPLIT_K)
-    acc2 = tl.zeros((16, BLOCK_N), dtype=tl.float32)
+    acc2 = tl.zeros((R, BLOCK_N), dtype=tl.float32)
     for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
         k0 = kt * BLOCK_K
-        w0, w1 = _load_words(p0_ptr, p1_ptr, k0, offs_n, mask_n, N, B0, B1)
-        for j in range(PER):  # a runtime loop: unrolling PER slabs made compiles ~10x slower
-            ks = k0 + 16 * j
-            c = _slab(w0, w1, k0, j, B0, B1)
-            offs_k = ks + tl.arange(0, 16)
+        rows = k0 // PER + offs_r
+        w0 = tl.load(p0_ptr + rows[:, None] * N + offs_n[None, :], mask=(rows[:, None] < Kp // PER) & mask_n[None, :],
+                     other=0)
+        if B1 > 0:  # 3-bit: bit 2 lives in a 1-bit plane, 32 codes a word: word k // 32, shift k % 32
+            rows1 = k0 // 32 + offs_r // (32 // PER)
+            w1 = tl.load(p1_ptr + rows1[:, None] * N + offs_n[None, :],
+                         mask=(rows1[:, None] < Kp // 32) & mask_n[None, :], other=0)
+            sh1 = (offs_r % (32 // PER)) * PER
+        g = k0 // GROUP_SIZE
+        for j in tl.static_range(PER):
+            c = (w0 >> (j * B0)) & ((1 << B0) - 1)
+            if B1 > 0:
+                c = c | (((w1 >> (sh1 + j)[:, None]) & 1) << B0)
+            offs_k = k0 + offs_r * PER + j
             xk = tl.load(x_ptr + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
             if HAS_IN_SCALE:
                 xk = xk * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)
-            g = tl.minimum(ks // GROUP_SIZE, G - 1)
             acc2 += xk[:, None] * _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE,
                                           HAS_ZERO)
     acc = tl.sum(acc2, axis=0)[None, :]
@@ -126,13 +135,11 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
 
 @triton.jit
 def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr,
-                    M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE, G,
+                    M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE,
                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
-                    SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                    SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                     GROUP_M: tl.constexpr, DOT_F32: tl.constexpr = False):
-    PER: tl.constexpr = 32 // B0
-    BLOCK_K: tl.constexpr = 16 * PER
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     # grouped ordering: GROUP_M row-tiles share each weight column-tile while it is in L2
@@ -146,42 +153,36 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
-    k_tiles = Kp // BLOCK_K
+    k_tiles = tl.cdiv(Kp, BLOCK_K)
     per_split = tl.cdiv(k_tiles, SPLIT_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
         k0 = kt * BLOCK_K
-        w0, w1 = _load_words(p0_ptr, p1_ptr, k0, offs_n, mask_n, N, B0, B1)
-        for j in range(PER):  # a runtime loop: unrolling PER slabs made compiles ~10x slower
-            ks = k0 + 16 * j
-            x = _x_slab(x_ptr, ins_ptr, offs_m, ks, M, K, stride_xm, HAS_IN_SCALE)
-            g = tl.minimum(ks // GROUP_SIZE, G - 1)
-            w = _lookup(_slab(w0, w1, k0, j, B0, B1), g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS,
-                        LUT_MODE, HAS_ZERO)
-            if DOT_F32:  # Triton's CPU interpreter computes bf16 dots wrongly: same roundings, fp32 dot
-                acc = tl.dot(x.to(tl.float32), w.to(x.dtype).to(tl.float32), acc)
-            else:
-                acc = tl.dot(x, w.to(x.dtype), acc)
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        x = _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE)
+        w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
+                          GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
+        if DOT_F32:  # Triton's CPU interpreter computes bf16 dots wrongly: same roundings, fp32 dot
+            acc = tl.dot(x.to(tl.float32), w.to(x.dtype).to(tl.float32), acc)
+        else:
+            acc = tl.dot(x, w.to(x.dtype), acc)
     _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K)
 
 
 @triton.jit
-def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, N, K, Kp, GROUP_SIZE, G,
+def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, N, K, Kp, GROUP_SIZE,
                        BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
-                       HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr):
-    """W^T (K, N) in wt's dtype, in_scale folded in, one plane-0 block of K per program."""
-    PER: tl.constexpr = 32 // B0
-    k0 = tl.program_id(0) * (16 * PER)
+                       HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
+                       BLOCK_K: tl.constexpr):
+    """W^T (K, N) in wt's dtype, in_scale folded in: for large M, one pass over the codes and then
+    cuBLAS beats a fused kernel whose dequant is repeated for every M tile."""
+    k0 = tl.program_id(0) * BLOCK_K
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
-    w0, w1 = _load_words(p0_ptr, p1_ptr, k0, offs_n, mask_n, N, B0, B1)
-    for j in range(PER):  # a runtime loop: unrolling PER slabs made compiles ~10x slower
-        ks = k0 + 16 * j
-        offs_k = ks + tl.arange(0, 16)
-        g = tl.minimum(ks // GROUP_SIZE, G - 1)
-        w = _lookup(_slab(w0, w1, k0, j, B0, B1), g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS,
-                    LUT_MODE, HAS_ZERO)
-        if HAS_IN_SCALE:
-            w = w * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)[:, None]
-        tl.store(wt_ptr + offs_k[:, None] * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),
-                 mask=(offs_k[:, None] < K) & mask_n[None, :])
+    offs_k = k0 + tl.arange(0, BLOCK_K)
+    w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
+                      GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
+    if HAS_IN_SCALE:
+        w = w * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)[:, None]
+    tl.store(wt_ptr + offs_k[:, None] * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),
+             mask=(offs_k[:, None] < K) & mask_n[None, :])

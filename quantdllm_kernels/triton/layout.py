@@ -1,13 +1,9 @@
 """``pack_for("triton")``: the canonical format repacked once into what the Triton kernels read.
 
-* Codes as bit planes, N contiguous (coalesced along N): ``plane0`` holds the low ``B0`` bits
-  (B0 = bits, or 2 for 3-bit codes), ``plane1`` bit 2 of 3-bit codes. A plane of B bits packs
-  PER = 32/B codes a word in *slab-interleaved* order: K is cut into blocks of 16*PER; word
-  ``16*blk + r`` holds codes ``k = blk*16*PER + 16*j + r`` at shift ``j*B`` (j < PER, r < 16).
-  One (16, BLOCK_N) tile of words therefore yields, shift by shift, PER slabs of 16 consecutive
-  k: each word is loaded once, and each slab meets a contiguous 16-wide slice of x (a K = 16
-  tensor-core step). Kp = K rounded up to the largest block (512 for 3-bit); padded codes are 0
-  and meet x = 0.
+* Codes as bit planes packed along K, N contiguous (coalesced along N):
+  ``plane0 (Kp / (32/B0), N)`` holds the low ``B0`` bits (B0 = bits, or 2 for 3-bit codes);
+  ``plane1 (Kp / 32, N)`` holds bit 2 of 3-bit codes. Word ``r`` of plane0 holds codes
+  ``k = r*(32/B0) + j`` at shift ``j*B0``. Kp = K rounded up to 32 (padded codes are 0 and meet x = 0).
 * LUT parameters transposed to ``(G, N)`` / ``(G, N, E)`` so a tile's loads are contiguous in N.
 * ``lut_mode``: 0 affine (``scaled`` with the codebook 0..2^b-1: w = c*s + z, no gather),
   1 ``scaled`` with a shared codebook, 2 ``scaled`` with per-row codebooks, 3 ``table`` (gather),
@@ -49,13 +45,8 @@ class TritonWeight:
         return sum(t.numel() * t.element_size() for t in ts if t is not None and t.numel() > 1)
 
 
-def k_block(bits: int) -> int:
-    """K granularity of the layout: the largest slab-interleave block of its planes."""
-    return 512 if bits in (1, 3) else 16 * 32 // bits
-
-
 def _planes(codes: torch.Tensor, bits: int, Kp: int):
-    """codes (N, K) int64 -> plane0, plane1 int32 words, shape (rows, N), slab-interleaved."""
+    """codes (N, K) int64 -> plane0, plane1 int32 packed along K, shape (rows, N)."""
     N, K = codes.shape
     if Kp > K:
         codes = torch.nn.functional.pad(codes, (0, Kp - K))
@@ -63,11 +54,11 @@ def _planes(codes: torch.Tensor, bits: int, Kp: int):
 
     def pack(c, b):
         per = 32 // b
-        c = c.reshape(N, Kp // (16 * per), per, 16)          # [n, blk, j, r]: k = blk*16*per + 16*j + r
-        shifts = torch.arange(per, device=c.device, dtype=torch.int64).view(1, 1, per, 1) * b
-        w = (c << shifts).sum(2)                             # [n, blk, r], disjoint bit fields
+        c = c.reshape(N, Kp // per, per)
+        shifts = torch.arange(per, device=c.device, dtype=torch.int64) * b
+        w = (c << shifts).sum(-1)  # disjoint bit fields
         w = torch.where(w >= 2**31, w - 2**32, w).to(torch.int32)
-        return w.reshape(N, Kp // per).t().contiguous()
+        return w.t().contiguous()
 
     p0 = pack(codes & ((1 << b0) - 1), b0)
     p1 = pack(codes >> 2, 1) if b1 else torch.zeros(1, dtype=torch.int32, device=codes.device)
@@ -77,7 +68,7 @@ def _planes(codes: torch.Tensor, bits: int, Kp: int):
 def pack_for_triton(qw: QuantizedWeight) -> TritonWeight:
     N, K = qw.shape
     G, E, dev = qw.num_groups, 1 << qw.bits, qw.device
-    Kp = -(-K // k_block(qw.bits)) * k_block(qw.bits)
+    Kp = -(-K // 32) * 32
     p0, p1, b0, b1 = _planes(qw.unpacked_codes(), qw.bits, Kp)
     dummy = torch.zeros(1, dtype=torch.float32, device=dev)
     scale, zero, lut = dummy, None, dummy

@@ -22,19 +22,23 @@ from .layout import TritonWeight
 GEMV_MAX_M = 1
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
-# K tiles are fixed by the layout (one slab-interleave block: 128 for 4-bit, 256 for 2/3-bit).
-# GEMV (M = 1): (BLOCK_N, SPLIT_K, num_warps, num_stages)
-GEMV_CONFIGS = [(64, 4, 4, 3), (64, 8, 4, 3), (128, 4, 4, 3), (32, 8, 2, 3), (256, 2, 8, 2), (128, 8, 4, 2)]
-# tensor-core GEMM: (BLOCK_M, BLOCK_N, SPLIT_K, num_warps, num_stages)
-GEMM_CONFIGS = [
-    (16, 64, 4, 4, 3), (16, 128, 2, 4, 3), (16, 64, 8, 4, 3), (32, 64, 2, 4, 3), (32, 128, 1, 4, 3),
-    (64, 64, 2, 4, 3), (64, 128, 1, 4, 3), (128, 128, 1, 8, 3), (128, 256, 1, 8, 3),
+# (BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages)
+GEMV_CONFIGS = [
+    (128, 64, 8, 4, 2), (128, 128, 4, 4, 2), (256, 64, 4, 8, 2), (64, 128, 8, 4, 3),
+    (128, 64, 16, 4, 2), (256, 128, 2, 8, 2), (64, 64, 16, 2, 3), (128, 32, 16, 4, 3),
+    (128, 128, 1, 4, 3), (64, 256, 4, 4, 2), (32, 256, 4, 2, 3), (32, 128, 8, 1, 3),
 ]
-# dequantize W^T once, then cuBLAS: (BLOCK_N, num_warps); offered for M > DEQUANT_MIN_M
-DEQUANT_CONFIGS = [(128, 4), (64, 4)]
+# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages)
+GEMM_CONFIGS = [
+    (16, 64, 64, 4, 4, 3), (16, 128, 64, 2, 4, 3), (16, 128, 128, 4, 4, 3), (32, 128, 64, 1, 4, 3),
+    (32, 64, 128, 2, 4, 3), (64, 128, 64, 1, 4, 3), (64, 256, 64, 1, 8, 3), (128, 128, 64, 1, 8, 3),
+    (128, 256, 64, 1, 8, 3), (128, 128, 32, 1, 4, 4), (256, 128, 64, 1, 8, 3), (64, 128, 32, 1, 4, 4),
+]
+# dequantize W^T once, then cuBLAS: (BLOCK_N, BLOCK_K, num_warps); offered for M > DEQUANT_MIN_M
+DEQUANT_CONFIGS = [(128, 64, 4), (256, 32, 4)]
 DEQUANT_MIN_M = 64
-_INTERPRET_GEMV = (32, 2, 1, 1)
-_INTERPRET_GEMM = (16, 32, 2, 1, 1)
+_INTERPRET_GEMV = (32, 32, 2, 1, 1)
+_INTERPRET_GEMM = (16, 32, 32, 2, 1, 1)
 
 _lock = threading.Lock()
 _TUNED: Dict[str, dict] = {}
@@ -48,24 +52,34 @@ def _key(path, M, tw: TritonWeight, dtype) -> str:
     return f"{path}|{m_bucket(M)}|{tw.N}|{tw.K}|{tw.bits}|{tw.lut_mode}|{tw.group_size}|{str(dtype).split('.')[-1]}"
 
 
+def _legal_bk(bk: int, tw: TritonWeight) -> bool:
+    return tw.groups == 1 or tw.group_size % bk == 0
+
+
 def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
-    k_tiles = tw.Kp // (16 * 32 // tw.b0)
+    k_tiles = lambda bk: -(-tw.Kp // bk)  # noqa: E731
     out = []
     if path == "gemv":
-        for bn, sk, w, st in ([_INTERPRET_GEMV] if _INTERPRET else GEMV_CONFIGS):
-            if sk <= k_tiles:
-                out.append(dict(BLOCK_N=bn, SPLIT_K=sk, num_warps=w, num_stages=st))
+        for bn, bk, sk, w, s in ([_INTERPRET_GEMV] if _INTERPRET else GEMV_CONFIGS):
+            if _legal_bk(bk, tw) and sk <= k_tiles(bk):
+                out.append(dict(BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
     else:
-        for bm, bn, sk, w, st in ([_INTERPRET_GEMM] if _INTERPRET else GEMM_CONFIGS):
-            if sk > k_tiles or (M > 256 and bm < 64) or (M <= 64 and bm > 64) or (M <= 16 and bm > 16):
-                continue  # keep the set deliberate per M range
-            out.append(dict(BLOCK_M=bm, BLOCK_N=bn, SPLIT_K=sk, num_warps=w, num_stages=st))
+        for bm, bn, bk, sk, w, s in ([_INTERPRET_GEMM] if _INTERPRET else GEMM_CONFIGS):
+            if not _legal_bk(bk, tw) or sk > k_tiles(bk):
+                continue
+            if M > 256 and bm < 64 or M <= 64 and bm > 64:   # keep the set deliberate per M range
+                continue
+            out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
         if M > DEQUANT_MIN_M or _INTERPRET:
-            for bn, w in ([(32, 1)] if _INTERPRET else DEQUANT_CONFIGS):
-                out.append(dict(DEQUANT=1, BLOCK_N=bn, SPLIT_K=1, num_warps=w, num_stages=1))
-    if not out:
-        out.append(dict(BLOCK_N=64, SPLIT_K=1, num_warps=4, num_stages=3) if path == "gemv" else
-                   dict(BLOCK_M=16, BLOCK_N=64, SPLIT_K=1, num_warps=4, num_stages=3))
+            for bn, bk, w in ([(32, 32, 1)] if _INTERPRET else DEQUANT_CONFIGS):
+                if _legal_bk(bk, tw):
+                    out.append(dict(DEQUANT=1, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=1, num_warps=w, num_stages=1))
+    if not out:  # group size 32: only 32-wide K tiles are legal
+        if path == "gemv":
+            out.append(dict(BLOCK_N=128, BLOCK_K=32, SPLIT_K=min(8, k_tiles(32)), num_warps=4, num_stages=3))
+        else:
+            out.append(dict(BLOCK_M=64 if M > 64 else 16, BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, num_warps=4,
+                            num_stages=4))
     return out
 
 
@@ -81,7 +95,7 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
     dummy = tw.plane1
     args = (x2, y, bias if bias is not None else dummy, tw.in_scale if tw.in_scale is not None else dummy,
             tw.plane0, tw.plane1, tw.scale, tw.zero if tw.zero is not None else dummy, tw.lut,
-            M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size, tw.groups)
+            M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
     flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                  HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None)
     if path == "gemv":
@@ -99,16 +113,15 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
 
 def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = None) -> torch.Tensor:
     """W^T ``(K, N)`` in ``dtype`` (in_scale folded in), from the Triton layout."""
-    cfg = cfg or dict(BLOCK_N=128, num_warps=4)
+    cfg = cfg or dict(BLOCK_N=128, BLOCK_K=min(64, tw.group_size if tw.groups > 1 else 64), num_warps=4)
     wt = torch.empty((tw.K, tw.N), device=tw.plane0.device, dtype=dtype)
     dummy = tw.plane1
-    grid = (tw.Kp // (16 * 32 // tw.b0), triton.cdiv(tw.N, cfg["BLOCK_N"]))
+    grid = (triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(tw.N, cfg["BLOCK_N"]))
     lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, tw.scale,
                              tw.zero if tw.zero is not None else dummy, tw.lut, tw.N, tw.K, tw.Kp, tw.group_size,
-                             tw.groups,
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
-                             num_warps=cfg["num_warps"])
+                             BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"])
     return wt
 
 
@@ -134,7 +147,7 @@ def _gpu_time_ms(fn) -> float:
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
             fn()
-        return do_bench(g.replay, warmup=2, rep=8, return_mode="median")
+        return do_bench(g.replay, warmup=3, rep=15, return_mode="median")
     except Exception:
         return do_bench(fn, warmup=3, rep=15, return_mode="median")
 
