@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
+
 import os
 import sys
 import time
@@ -41,24 +41,10 @@ def measure_bandwidth() -> float:
 
 def time_fn(fn, reps_ms=60) -> dict:
     """Median µs eager and CUDA-graph replay (both with L2 flushed between repetitions)."""
-    from triton.testing import do_bench
-    fn()
-    torch.cuda.synchronize()
-    eager = do_bench(fn, warmup=10, rep=reps_ms, return_mode="median") * 1e3
-    graph_us = None
-    try:
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            fn()
-        torch.cuda.current_stream().wait_stream(s)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            fn()
-        graph_us = do_bench(g.replay, warmup=10, rep=reps_ms, return_mode="median") * 1e3
-    except Exception as e:  # some peers are not capturable
-        graph_us = None
-        print(f"    (graph capture failed: {type(e).__name__}: {str(e)[:80]})", file=sys.stderr)
+    from quantdllm_kernels.timing import median_ms
+    eager = median_ms(fn, reps_ms, 10, graph=False)[0] * 1e3
+    g_ms, used_graph = median_ms(fn, reps_ms, 10, graph=True)
+    graph_us = g_ms * 1e3 if used_graph else None  # some peers are not capturable
     best = min(t for t in (eager, graph_us) if t is not None)
     return {"us": best, "eager_us": eager, "graph_us": graph_us}
 
@@ -181,7 +167,7 @@ def main(argv=None):
             del x16, xb
         with open(os.path.join(args.out, f"kernels_{tag}.json"), "w") as fh:
             json.dump(res, fh, indent=1)
-        del series, W
+        del series
         torch.cuda.empty_cache()
     try:
         from quantdllm_kernels.triton.ops import save_tuned_configs

@@ -1,7 +1,7 @@
 """Triton backend vs the reference. On a CPU machine these run under TRITON_INTERPRET=1 at small
 shapes (conftest sets it); tests marked ``gpu`` run real shapes on a GPU."""
 import json
-import os
+
 
 import pytest
 import torch

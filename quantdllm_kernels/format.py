@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from ._validate import FLOAT_DTYPES, check_finite, check_float_tensor, check_shape, check_tensor
+from ._validate import check_finite, check_float_tensor, check_shape, check_tensor
 from .packing import packed_words, unpack_codes
 from .timestep_tables import TimestepTables
 

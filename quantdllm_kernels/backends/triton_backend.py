@@ -16,7 +16,7 @@ from ..format import MixedQuantizedWeight, QuantizedWeight
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 try:
-    import triton  # noqa: F401
+    import triton  # noqa: F401  (import check: the backend needs it)
 
     from ..triton.layout import pack_for_triton
     from ..triton.ops import triton_lut_matmul

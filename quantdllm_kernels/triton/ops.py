@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import triton
 
+from ..timing import median_ms
 from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel
 from .layout import TritonWeight
 
@@ -131,27 +132,6 @@ def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype):
     return y if y.dtype == out_dtype else y.to(out_dtype)
 
 
-def _gpu_time_ms(fn) -> float:
-    """Median GPU time of ``fn`` replayed from a CUDA graph (launch overhead excluded, L2 flushed),
-    falling back to eager timing if the call cannot be captured."""
-    from triton.testing import do_bench
-
-    fn()
-    torch.cuda.synchronize()
-    try:
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            fn()
-        torch.cuda.current_stream().wait_stream(s)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            fn()
-        return do_bench(g.replay, warmup=3, rep=15, return_mode="median")
-    except Exception:
-        return do_bench(fn, warmup=3, rep=15, return_mode="median")
-
-
 def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> dict:
     if len(cands) == 1 or _INTERPRET or os.environ.get("QUANTDLLM_TRITON_TUNE", "1") == "0" or not x2.is_cuda \
             or torch.cuda.is_current_stream_capturing():
@@ -159,7 +139,7 @@ def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> di
     best, best_t = cands[0], float("inf")
     for cfg in cands:
         try:
-            t = _gpu_time_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype))
+            t, _ = median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype))
         except Exception:  # a config that does not compile or fit (shared memory) is skipped
             continue
         if t < best_t:
