@@ -2,7 +2,6 @@
 shapes (conftest sets it); tests marked ``gpu`` run real shapes on a GPU."""
 import json
 
-
 import pytest
 import torch
 
