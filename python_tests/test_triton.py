@@ -149,3 +149,18 @@ def test_dequant_then_matmul_path(fmt, bits, gen):
     cfg = dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)
     y = triton_lut_matmul(x, tw, bias, torch.float16, config=cfg)
     assert rel_error(y, exact(x, qw, bias)) <= tol(torch.float16, 160)
+
+
+def test_bad_inputs_named_before_launch(gen):
+    qw = random_qweight(16, 64, bits=2, group_size=32, generator=gen).to(DEV)
+    x = torch.randn(2, 64, generator=gen).half().to(DEV)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        lut_matmul(x, qw, torch.randn(15).half().to(DEV), backend="triton")
+    with pytest.raises(TypeError, match="bias must have dtype"):
+        lut_matmul(x, qw, torch.ones(16, dtype=torch.int32, device=DEV), backend="triton")
+    with pytest.raises(ValueError, match="x must have shape"):
+        lut_matmul(torch.randn(2, 63, generator=gen).half().to(DEV), qw, backend="triton")
+    if DEV == "cuda":
+        from quantdllm_kernels import BackendUnavailableError
+        with pytest.raises(BackendUnavailableError, match="x is on cpu"):
+            lut_matmul(x.cpu(), qw, backend="triton")

@@ -86,16 +86,21 @@ def _check_x(x, K: int, device) -> None:
         raise ValueError(f"x is on {x.device} but the weight is on {device}")
 
 
+def _check_bias(bias, N: int, device) -> None:
+    if bias is None:
+        return
+    check_float_tensor("bias", bias)
+    check_shape("bias", bias, (N,))
+    if bias.device != device:
+        raise ValueError(f"bias is on {bias.device} but the weight is on {device}")
+
+
 def lut_matmul_reference(x: torch.Tensor, qw: AnyWeight, bias: Optional[torch.Tensor] = None,
                          timestep=None) -> torch.Tensor:
     """``y = x @ dequantize(qw).T + bias (+ timestep bias)`` with fp32 accumulation; y in x's dtype."""
     N, K = qw.shape
     _check_x(x, K, qw.device)
-    if bias is not None:
-        check_float_tensor("bias", bias)
-        check_shape("bias", bias, (N,))
-        if bias.device != qw.device:
-            raise ValueError(f"bias is on {bias.device} but the weight is on {qw.device}")
+    _check_bias(bias, N, qw.device)
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     lead = x.shape[:-1]
     xf = x.reshape(-1, K).to(work)

@@ -67,14 +67,17 @@ class TritonBackend(Backend):
                 return False, "timestep tables are not fused into the Triton kernels yet"
         if x.device != qw.device:
             return False, f"x is on {x.device} but the weight is on {qw.device}"
+        N, K = qw.shape
+        M = x.numel() // max(1, x.shape[-1])
+        if max(N * K, M * K, M * N) >= 2**31:
+            return False, "a tensor would exceed 2**31 elements (the kernels index with int32)"
         return True, ""
 
     def lut_matmul(self, x, qw, bias=None, timestep=None):
-        from ..reference import _check_x  # same argument errors as the reference
+        from ..reference import _check_bias, _check_x  # same argument errors as the reference
         N, K = qw.shape
         _check_x(x, K, qw.device)
-        if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (N,)):
-            raise ValueError(f"bias must have shape ({N},)")
+        _check_bias(bias, N, qw.device)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, K)
         if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) != K):
