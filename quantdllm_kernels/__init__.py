@@ -12,6 +12,8 @@ from .model import QuantConfig, quantize_model
 from .packing import pack_codes, unpack_codes
 from .quantizers import quantize_weight
 from .reference import dequantize
+from .ops import timestep_lookup
+from .timestep_context import current_timestep, set_timestep, timestep
 from .timestep_tables import TimestepTables
 
 __version__ = "0.1.0"
@@ -21,4 +23,5 @@ __all__ = [
     "pack_codes", "unpack_codes", "dequantize", "lut_matmul", "available_backends",
     "quantize_weight", "QuantLinear", "QuantConfig", "quantize_model",
     "save_quantized", "load_quantized", "BackendUnavailableError", "CheckpointError", "__version__",
+    "timestep", "set_timestep", "current_timestep", "timestep_lookup",
 ]

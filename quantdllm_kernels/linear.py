@@ -14,6 +14,7 @@ from torch import nn
 from .dispatch import lut_matmul
 from .format import MixedQuantizedWeight, QuantizedWeight, weight_from_tensors
 from .quantizers import quantize_weight
+from .timestep_context import current_timestep
 
 __all__ = ["QuantLinear"]
 
@@ -65,6 +66,10 @@ class QuantLinear(nn.Module):
         return weight_from_tensors(self._meta, tensors, validate=False)
 
     def forward(self, x: torch.Tensor, timestep=None) -> torch.Tensor:
+        """``timestep`` defaults to the one in force (``quantdllm_kernels.timestep(t)`` context or
+        ``set_timestep``); it only matters for weights with timestep tables."""
+        if timestep is None:
+            timestep = current_timestep()
         return lut_matmul(x, self.qweight, self.bias, timestep=timestep, backend=self.backend)
 
     def extra_repr(self) -> str:
