@@ -107,3 +107,15 @@ def test_timestep_lookup_reference():
     table = torch.arange(12.0).view(3, 4)
     out = timestep_lookup_reference(table, torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.5, 0.8]))
     assert torch.equal(out, table[[0, 1, 2]])
+
+
+def test_to_table_keeps_timestep_tables(gen):
+    qw = random_qweight(6, 64, bits=2, lut_kind="binary", group_size=32, lut_dtype=torch.float32, generator=gen)
+    alphas = qw.alpha.unsqueeze(0) * torch.tensor([1.0, 0.5]).view(2, 1, 1, 1)
+    q2 = qw.with_timestep_tables(TimestepTables(torch.tensor([0.5]), bias=torch.randn(2, 6, generator=gen),
+                                                luts={"alpha": alphas}))
+    tq = q2.to_table()
+    assert tq.timestep.luts["table"].shape == (2, 6, 2, 4)
+    x = torch.randn(3, 64, generator=gen)
+    for t in (0.2, 0.8):
+        assert rel_error(lut_matmul(x, tq, timestep=t), lut_matmul(x, q2, timestep=t).double()) < 1e-6

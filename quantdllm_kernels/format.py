@@ -224,11 +224,17 @@ class QuantizedWeight:
         return f["mu"].to(dtype).unsqueeze(-1) + torch.einsum("ngb,eb->nge", f["alpha"].to(dtype), signs)
 
     def to_table(self) -> "QuantizedWeight":
-        """The same weight as a ``table`` kind (exact in fp32 arithmetic, rounded to the LUT dtype)."""
+        """The same weight as a ``table`` kind (exact in fp32 arithmetic, rounded to the LUT dtype);
+        per-bucket LUT sets of timestep tables are expanded the same way."""
         table = self.group_tables(torch.float32).to(self.lut_dtype)
+        ts = self.timestep
+        if ts is not None and ts.luts:
+            per_bucket = [self.group_tables(torch.float32, {k: v[b] for k, v in ts.luts.items()})
+                          for b in range(ts.num_buckets)]
+            ts = TimestepTables(ts.boundaries, ts.bias, {"table": torch.stack(per_bucket).to(self.lut_dtype)})
         return QuantizedWeight(bits=self.bits, group_size=self.group_size, in_features=self.in_features,
                                codes=self.codes, lut_kind="table", table=table, in_scale=self.in_scale,
-                               timestep=None)
+                               timestep=ts)
 
     # ------------------------------------------------------------------ serialisation
     def meta(self) -> dict:
