@@ -1,0 +1,126 @@
+"""DAQ: data-aware any-order binary quantization with per-input-channel scaling.
+
+    W ~ W_hat = (sum_i alpha_i * B_i + mu) * diag(beta)
+
+B_i in {-1, +1}^(N x K), i = 1..b; alpha_i and mu per (row, group); beta per input channel.
+Initialised by greedy residual binarization, then refined by exact block-coordinate steps on
+f = tr((W - W_hat) H (W - W_hat)^T), each of which can only lower f:
+
+1. (alpha, mu) of one group for every row: a (b+1)-parameter least-squares problem per row with
+   the other groups fixed (exact minimiser, solved in float64);
+2. beta: the K x K linear system (H * V^T V) beta = diag(V^T W H) (exact minimiser);
+3. B: each weight re-assigned to the nearest of its group's 2^b values (in the beta-scaled,
+   unweighted sense); with a non-diagonal H that is a proposal, so it is kept only for the rows
+   whose error it lowers.
+
+Every step is accepted per row only where it lowers the row's error (f is a sum over rows), so
+the objective never increases; the loop stops when an iteration improves f by less than ``tol``
+(relative). Output: LUT kind ``binary`` with ``in_scale`` = beta.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from ..format import QuantizedWeight
+from ..packing import pack_codes
+from ..quantizers import binary_groups
+from .objective import row_errors
+
+
+def _signs(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """codes (N, K) -> signs (bits, N, K) in {-1, +1} (float64)."""
+    i = torch.arange(bits, device=codes.device).view(bits, 1, 1)
+    return ((codes.unsqueeze(0) >> i) & 1).double() * 2 - 1
+
+
+def _unscaled(S, alpha, mu, g):
+    """V = sum_i alpha_i * B_i + mu, with alpha (N, G, b), mu (N, G) broadcast over groups of g."""
+    a = alpha.repeat_interleave(g, dim=1)                     # (N, K, b)
+    return torch.einsum("nkb,bnk->nk", a, S) + mu.repeat_interleave(g, dim=1)
+
+
+def _values(alpha, mu, bits):
+    """The 2^b values of every group (N, G, E) and the sign pattern of each code (E, b)."""
+    E = 1 << bits
+    code = torch.arange(E, device=alpha.device)
+    signs = (((code.unsqueeze(1) >> torch.arange(bits, device=alpha.device)) & 1) * 2 - 1).double()
+    return mu.unsqueeze(-1) + torch.einsum("ngb,eb->nge", alpha, signs), signs
+
+
+def daq_quantize(W: torch.Tensor, H: torch.Tensor, *, bits: int = 2, group_size: int = 128, iters: int = 20,
+                 tol: float = 1e-4, lut_dtype: torch.dtype = torch.float16,
+                 history: Optional[List[float]] = None) -> QuantizedWeight:
+    """Quantize ``W (N, K)`` against the calibration Hessian ``H (K, K)`` (see ``damped_hessian``).
+
+    ``history``, if given, receives the objective after initialisation and after every iteration
+    (float64, parameters before the final rounding to ``lut_dtype``)."""
+    if W.dim() != 2 or H.shape != (W.shape[1], W.shape[1]):
+        raise ValueError(f"H must be (K, K) = ({W.shape[1]}, {W.shape[1]}) for W of shape {tuple(W.shape)}, "
+                         f"got {tuple(H.shape)}")
+    if bits not in (1, 2, 3, 4):
+        raise ValueError(f"bits must be 1..4, got {bits}")
+    N, K = W.shape
+    g = group_size
+    if K % g:
+        raise ValueError(f"in_features ({K}) must be divisible by group_size ({g})")
+    G = K // g
+    Wd, Hd = W.double(), H.double()
+    codes, alpha, mu = binary_groups(W.float().reshape(N, G, g), bits, torch.float32)
+    codes = codes.reshape(N, K)
+    alpha, mu = alpha.double(), mu.double()
+    beta = torch.ones(K, dtype=torch.float64, device=W.device)
+
+    def what(codes_, alpha_, mu_, beta_):
+        return _unscaled(_signs(codes_, bits), alpha_, mu_, g) * beta_
+
+    err = row_errors(Wd, what(codes, alpha, mu, beta), Hd)
+    if history is not None:
+        history.append(float(err.sum()))
+    for _ in range(iters):
+        start = float(err.sum())
+        # 1. (alpha, mu) of each group, all rows at once, other groups fixed
+        for gi in range(G):
+            cols = slice(gi * g, (gi + 1) * g)
+            S = _signs(codes[:, cols], bits)                                   # (b, N, g)
+            A = torch.cat([S, torch.ones_like(S[:1])], 0) * beta[cols]         # (b+1, N, g) design rows
+            old = torch.cat([alpha[:, gi], mu[:, gi:gi + 1]], 1)               # (N, b+1)
+            R = Wd - what(codes, alpha, mu, beta)                              # residual with the group in
+            R[:, cols] += torch.einsum("pnk,np->nk", A, old)                   # ... and with it taken out
+            Hg = Hd[cols, cols]
+            M = torch.einsum("pnk,kl,qnl->npq", A, Hg, A)                      # (N, b+1, b+1)
+            v = torch.einsum("pnk,nk->np", A, (R @ Hd)[:, cols])               # (N, b+1)
+            new = torch.linalg.lstsq(M, v.unsqueeze(-1)).solution.squeeze(-1)  # least-norm minimiser
+            f = lambda th: torch.einsum("np,npq,nq->n", th, M, th) - 2 * (th * v).sum(1)  # noqa: E731
+            take = (f(new) <= f(old)).unsqueeze(1)
+            th = torch.where(take, new, old)
+            alpha[:, gi], mu[:, gi] = th[:, :bits], th[:, bits]
+        # 2. beta (K x K system), kept only if the total error drops
+        V = _unscaled(_signs(codes, bits), alpha, mu, g)
+        Mb = Hd * (V.T @ V)
+        rhs = (V * (Wd @ Hd)).sum(0)
+        Mb.diagonal().add_(1e-12 * Mb.diagonal().abs().max())
+        beta_new = torch.linalg.solve(Mb, rhs)
+        err_old = row_errors(Wd, V * beta, Hd)
+        err_new = row_errors(Wd, V * beta_new, Hd)
+        if bool(torch.isfinite(err_new).all()) and float(err_new.sum()) <= float(err_old.sum()):
+            beta = beta_new
+            err = err_new
+        else:
+            err = err_old
+        # 3. codes: nearest group value per weight, kept per row where the row's error drops
+        vals, signs = _values(alpha, mu, bits)                                 # (N, G, E)
+        target = (Wd / torch.where(beta.abs() > 1e-12, beta, torch.ones_like(beta))).reshape(N, G, g)
+        prop = (target.unsqueeze(-1) - vals.unsqueeze(2)).abs().argmin(-1).reshape(N, K)
+        err_prop = row_errors(Wd, what(prop, alpha, mu, beta), Hd)
+        take = err_prop < err
+        codes = torch.where(take.unsqueeze(1), prop, codes)
+        err = torch.where(take, err_prop, err)
+        err = row_errors(Wd, what(codes, alpha, mu, beta), Hd)
+        if history is not None:
+            history.append(float(err.sum()))
+        if start - float(err.sum()) <= tol * max(start, 1e-300):
+            break
+    return QuantizedWeight(bits=bits, group_size=g, in_features=K, codes=pack_codes(codes, bits), lut_kind="binary",
+                           alpha=alpha.to(lut_dtype), mu=mu.to(lut_dtype), in_scale=beta.to(lut_dtype))
