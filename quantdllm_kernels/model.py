@@ -4,7 +4,6 @@ from __future__ import annotations
 import fnmatch
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Tuple
 
@@ -12,7 +11,9 @@ import torch
 from torch import nn
 
 from .linear import QuantLinear
-from .quantizers import METHODS
+from .quantizers import METHODS as DATA_FREE_METHODS
+
+METHODS = DATA_FREE_METHODS + ("daq",)  # daq needs calibration data
 
 __all__ = ["QuantConfig", "quantize_model", "select_linears", "output_head_names"]
 
@@ -31,6 +32,8 @@ class QuantConfig:
     include: Tuple[str, ...] = ("*",)
     exclude: Optional[Tuple[str, ...]] = None
     seed: int = 0
+    calib_seq_len: Optional[int] = None       # truncate calibration sequences to this length
+    n_calib: Optional[int] = None             # use at most this many calibration sequences
 
     def __post_init__(self):
         if self.bits not in (2, 3, 4):
@@ -81,46 +84,66 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def quantize_model(model: nn.Module, config: Optional[QuantConfig] = None, calib_data=None, *,
-                   progress: bool = True, verbose: bool = True) -> nn.Module:
+                   mask_token_id: Optional[int] = None, progress: bool = True, verbose: bool = True) -> nn.Module:
     """Replace the selected ``nn.Linear`` modules of ``model`` (in place) by ``QuantLinear``.
 
-    Layers whose in_features the group size does not divide are left in full precision and
-    listed in the summary. Returns ``model``; ``model.quantdllm_report`` holds per-layer rows.
+    Without ``calib_data`` every layer is quantized data-free. With it (token ids ``(n, L)``, a list
+    of 1-D tensors, or model-input dicts), the model is calibrated block by block on masked
+    calibration samples (``mask_token_id`` given: each sequence masked at its own timestep) and
+    every layer's report carries its calibration-weighted relative error; ``method="daq"`` needs
+    calibration data. Layers whose in_features the group size does not divide stay in full
+    precision and are listed. Returns ``model``; ``model.quantdllm_report`` holds per-layer rows.
     """
     from tqdm.auto import tqdm
 
     config = config or QuantConfig()
     if not isinstance(config, QuantConfig):
         raise TypeError(f"config must be a QuantConfig, got {type(config).__name__}")
-    if calib_data is not None:
-        warnings.warn(f"calib_data is not used by the data-free method {config.method!r}", stacklevel=2)
+    if config.method == "daq" and calib_data is None:
+        raise ValueError("method='daq' is data-aware: pass calib_data (token ids or model-input dicts)")
     names = select_linears(model, config)
     lut_dtype = _DTYPES[config.lut_dtype] if config.lut_dtype else None
-    report, skipped = [], []
-    bytes_before = bytes_after = 0
-    for name in tqdm(names, desc="quantize", disable=not progress, file=sys.stderr):
+    skipped = [(n, f"in_features {model.get_submodule(n).in_features} not divisible by group_size "
+                   f"{config.group_size}") for n in names
+               if config.group_size is not None and model.get_submodule(n).in_features % config.group_size]
+    names = [n for n in names if n not in {s for s, _ in skipped}]
+    report = []
+    if calib_data is not None:
+        from .calibrate.mcs import masked_calibration_batches
+        from .calibrate.pipeline import calibrate_model
+
+        batches = masked_calibration_batches(calib_data, mask_token_id, seq_len=config.calib_seq_len,
+                                             n=config.n_calib, seed=config.seed)
+        report = calibrate_model(model, config, batches, names, lut_dtype, progress=progress)
+    done = {r["name"] for r in report}
+    rest = [n for n in names if n not in done]  # data-free, or outside the block stack
+    for name in tqdm(rest, desc="quantize", disable=not progress or not rest, file=sys.stderr):
         lin = model.get_submodule(name)
-        g = config.group_size
-        if g is not None and lin.in_features % g:
-            skipped.append((name, f"in_features {lin.in_features} not divisible by group_size {g}"))
-            continue
         t0 = time.perf_counter()
-        q = QuantLinear.from_linear(lin, bits=config.bits, group_size=g, method=config.method,
-                                    lut_dtype=lut_dtype, seed=config.seed)
-        before = lin.weight.numel() * lin.weight.element_size()
-        after = q.qweight.nbytes
-        bytes_before += before
-        bytes_after += after
+        if config.method == "daq":  # outside the blocks no Hessian was collected: unweighted DAQ
+            from .calibrate.daq import daq_quantize
+            W = lin.weight.detach().float()
+            dt = lut_dtype or (lin.weight.dtype if lin.weight.dtype in (torch.float16, torch.bfloat16)
+                               else torch.float16)
+            q = QuantLinear(daq_quantize(W, torch.eye(W.shape[1], dtype=torch.float64, device=W.device),
+                                         bits=config.bits, group_size=config.group_size or W.shape[1],
+                                         lut_dtype=dt), lin.bias)
+        else:
+            q = QuantLinear.from_linear(lin, bits=config.bits, group_size=config.group_size, method=config.method,
+                                        lut_dtype=lut_dtype, seed=config.seed)
         report.append({"name": name, "method": config.method, "bits": config.bits,
-                       "effective_bits": q.qweight.effective_bits, "bytes_before": before, "bytes_after": after,
-                       "seconds": time.perf_counter() - t0})
+                       "effective_bits": q.qweight.effective_bits, "weighted_rel_error": None,
+                       "bytes_before": lin.weight.numel() * lin.weight.element_size(),
+                       "bytes_after": q.qweight.nbytes, "seconds": time.perf_counter() - t0})
         _set_submodule(model, name, q)
     model.quantdllm_config = config
     model.quantdllm_report = report
     if verbose:
-        ratio = bytes_after / bytes_before if bytes_before else float("nan")
+        before = sum(r["bytes_before"] for r in report)
+        after = sum(r["bytes_after"] for r in report)
+        ratio = after / before if before else float("nan")
         print(f"quantdllm: {len(report)} linear layers -> {config.bits}-bit {config.method}: "
-              f"{bytes_before / 2**20:.2f} MiB -> {bytes_after / 2**20:.2f} MiB ({ratio:.1%})", file=sys.stderr)
+              f"{before / 2**20:.2f} MiB -> {after / 2**20:.2f} MiB ({ratio:.1%})", file=sys.stderr)
         for name, why in skipped:
             print(f"quantdllm: kept {name} in full precision: {why}", file=sys.stderr)
     return model
