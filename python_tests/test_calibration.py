@@ -4,13 +4,11 @@ import torch
 from quantdllm_kernels import QuantConfig, QuantLinear, load_quantized, quantize_model, save_quantized
 
 transformers = pytest.importorskip("transformers")
+from quantdllm_kernels.testing import tiny_llama as _tiny_llama  # noqa: E402
 
 
 def tiny_llama(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return _tiny_llama(seed, vocab=128)
 
 
 def calib(gen):

@@ -6,13 +6,11 @@ from quantdllm_kernels import QuantConfig, QuantLinear, lut_matmul, quantize_mod
 from quantdllm_kernels.testing import random_mixed_qweight, rel_error
 
 transformers = pytest.importorskip("transformers")
+from quantdllm_kernels.testing import tiny_llama as _tiny_llama  # noqa: E402
 
 
 def tiny_llama(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return _tiny_llama(seed, vocab=256)
 
 
 def test_from_linear_and_repr(gen):

@@ -65,3 +65,13 @@ def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
     if not bool(torch.isfinite(y).all()):
         return float("inf")
     return float((y - ref).norm() / ref.norm().clamp_min(1e-300))
+
+
+def tiny_llama(seed: int = 0, vocab: int = 256, hidden: int = 128, layers: int = 2):
+    """A small random-init Llama (transformers) for tests: no download."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()

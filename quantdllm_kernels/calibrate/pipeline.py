@@ -18,6 +18,7 @@ from torch import nn
 
 from ..linear import QuantLinear
 from ..quantizers import quantize_weight
+from ..reference import dequantize
 from .daq import daq_quantize
 from .objective import weighted_error
 
@@ -115,7 +116,6 @@ def calibrate_model(model: nn.Module, config, batches: List[dict], selected: Lis
             H.diagonal().add_(0.01 * H.diagonal().mean().clamp_min(1e-12))
             dt = lut_dtype or (m.weight.dtype if m.weight.dtype in (torch.float16, torch.bfloat16) else torch.float16)
             qw = quantize_layer(m.weight.detach().float(), H, config, dt)
-            from ..reference import dequantize
             err = weighted_error(m.weight.detach(), dequantize(qw, torch.float64), H)
             q = QuantLinear(qw, m.bias)
             parent, _, attr = n.rpartition(".")
