@@ -52,8 +52,8 @@ def _extension_plan():
         name="quantdllm_kernels._C",
         sources=sources,
         include_dirs=[os.path.join(HERE, "csrc")],
-        extra_compile_args={"cxx": ["-O3", "-std=c++17"],
-                            "nvcc": ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo",
+        extra_compile_args={"cxx": ["-O3", "-std=c++20"],
+                            "nvcc": ["-O3", "-std=c++20", "--use_fast_math", "-lineinfo",
                                      "--expt-relaxed-constexpr", "-Xptxas=-v"]},
     )
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}, ""

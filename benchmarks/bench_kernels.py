@@ -23,9 +23,32 @@ import torch.nn.functional as F
 
 SHAPES = [(4096, 4096), (4096, 12288), (12288, 4096), (4096, 126464)]  # (K, N), LLaDA-8B
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
-# our series: (label, bits, method) -- rtn gives the affine `scaled` kind, binary the any-order kind
-OURS = [("triton-w4-rtn", 4, "rtn"), ("triton-w3-rtn", 3, "rtn"), ("triton-w2-rtn", 2, "rtn"),
-        ("triton-w2-binary", 2, "binary"), ("triton-w2-kmeans", 2, "kmeans")]
+# our series: "<backend>-w<bits>-<method>[+ts|+tslut]" -- rtn gives the affine `scaled` kind, binary
+# the any-order kind, kmeans the `table` kind; +ts adds timestep bias tables (per-row t), +tslut
+# per-bucket LUT sets (scalar t): their overhead is the fused lookup's cost (issue 5).
+OURS = ["cuda-w4-rtn", "cuda-w3-rtn", "cuda-w2-rtn", "cuda-w2-binary", "cuda-w4-kmeans",
+        "triton-w4-rtn", "triton-w3-rtn", "triton-w2-rtn", "triton-w2-binary", "triton-w2-kmeans"]
+TS_SERIES = ["cuda-w4-rtn+ts", "cuda-w4-rtn+tslut", "triton-w4-rtn+ts"]
+
+
+def parse_series(label):
+    """(backend, bits, method, timestep variant) of one of our series labels."""
+    base, _, variant = label.partition("+")
+    backend, w, method = base.split("-")
+    return backend, int(w[1:]), method, variant
+
+
+def with_tables(qw, variant, T=8):
+    import quantdllm_kernels as qd
+    if not variant:
+        return qw
+    N = qw.out_features
+    bounds = torch.linspace(0, 1, T + 1, device=qw.device)[1:-1]
+    bias = torch.randn(T, N, device=qw.device, dtype=qw.lut_dtype) * 1e-3
+    luts = None
+    if variant == "tslut":
+        luts = {"scale": torch.stack([qw.scale * (1 + 0.01 * b) for b in range(T)])}
+    return qw.with_timestep_tables(qd.TimestepTables(bounds, bias, luts))
 
 
 def measure_bandwidth() -> float:
@@ -94,7 +117,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", nargs="*", default=[f"{k}x{n}" for k, n in SHAPES])
     ap.add_argument("--ms", nargs="*", type=int, default=MS)
-    ap.add_argument("--ours", nargs="*", default=[o[0] for o in OURS])
+    ap.add_argument("--ours", nargs="*", default=OURS, help=f"our series; also {TS_SERIES}")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--budget-s", type=float, default=1e9, help="stop starting new shapes after this many seconds")
@@ -113,7 +136,7 @@ def main(argv=None):
     res = {"device": dev, "date": date, "torch": torch.__version__, "hbm_bytes_per_s": bw, "rows": [],
            "peer_errors": {}}
     print(f"device {dev} | measured copy bandwidth {bw / 1e12:.2f} TB/s | torch {torch.__version__}")
-    ours = [o for o in OURS if o[0] in args.ours]
+    ours = list(args.ours)
     gen = torch.Generator(device="cuda").manual_seed(0)
     for shape in args.shapes:
         if time.time() - t_start > args.budget_s:
@@ -122,11 +145,20 @@ def main(argv=None):
         K, N = map(int, shape.split("x"))
         W = torch.randn(N, K, device="cuda", generator=gen, dtype=torch.float16) * 0.02
         series = {"fp16-cublas": ((lambda x, W=W: F.linear(x, W)), torch.float16, N * K * 2, 16.0)}
-        for label, bits, method in ours:
-            qw = qd.quantize_weight(W, bits=bits, group_size=128, method=method, lut_dtype=torch.float16)
-            tw = pack_for(qw)
-            series[label] = ((lambda x, qw=qw: qd.lut_matmul(x, qw, backend="triton")), torch.float16,
-                             tw.nbytes, 8 * tw.nbytes / (N * K))
+        qcache = {}
+        for label in ours:
+            backend, bits, method, variant = parse_series(label)
+            if backend not in qd.available_backends():
+                print(f"  {label}: backend {backend} unavailable here")
+                continue
+            if (bits, method) not in qcache:
+                qcache[bits, method] = qd.quantize_weight(W, bits=bits, group_size=128, method=method,
+                                                          lut_dtype=torch.float16)
+            qw = with_tables(qcache[bits, method], variant)
+            nbytes = pack_for(qw).nbytes if backend == "triton" else qw.nbytes
+            series[label] = ((lambda x, qw=qw, b=backend, v=variant: qd.lut_matmul(
+                x, qw, backend=b, timestep=(None if not v else _timesteps(x, v)))), torch.float16,
+                nbytes, 8 * nbytes / (N * K))
         if not args.no_peers:
             for name, mk in [("torch-int4pack-w4", lambda: peer_torch_int4(W)),
                              ("gemlite-w4", lambda: peer_gemlite(W, 4)), ("gemlite-w2", lambda: peer_gemlite(W, 2)),
@@ -144,7 +176,7 @@ def main(argv=None):
             for label, (fn, dt, wbytes, bits) in series.items():
                 x = xb if dt == torch.bfloat16 else x16
                 try:
-                    if label.startswith("triton"):  # correctness guard on every timed case
+                    if label.split("-")[0] in ("triton", "cuda") and "+" not in label:  # correctness guard
                         y = fn(x)
                         ref = (x.float() @ qd.dequantize(series_qw_cache(label, series, fn), torch.float32).T)
                         err = float((y.float() - ref).norm() / ref.norm())
@@ -175,6 +207,17 @@ def main(argv=None):
         print("could not save tuned configs:", e)
     print_table(res)
     return 0
+
+
+_TS = {}
+
+
+def _timesteps(x, variant):
+    """Per-row timesteps (bias tables) or one scalar (LUT sets), as a persistent device tensor."""
+    key = (variant, x.shape[0])
+    if key not in _TS:
+        _TS[key] = torch.rand(x.shape[0], device=x.device) if variant == "ts" else torch.tensor(0.4, device=x.device)
+    return _TS[key]
 
 
 def series_qw_cache(label, series, fn):

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One device call: install carried peer wheels, build/install the package, run all tests (GPU
-# tests included), then the kernel benchmark. Everything lands in $OUT.
+# One device call: install carried peer wheels, build/install the package (CUDA extension for
+# sm_90a), run the tests (GPU tests included), a compute-sanitizer memcheck of the CUDA kernels,
+# then the kernel benchmark. Everything lands in $OUT. Knobs: PYTEST_ARGS, TEST_TIMEOUT, TEST_TUNE,
+# SANITIZE=0, BENCH=0, BENCH_ARGS, BENCH_TIMEOUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -10,6 +12,17 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
-python3 -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | tail -2
-QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest python_tests -q -x ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
-timeout ${BENCH_TIMEOUT:-360} python3 benchmarks/bench_kernels.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -80
+t0=$(date +%s)
+TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a} MAX_JOBS=16 QUANTDLLM_BUILD_EXT=1 \
+  python3 -m pip install -v --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1
+echo "build rc=$? in $(( $(date +%s) - t0 )) s"; grep -E "error|registers|spill" "$OUT/build.log" | grep -v "^ *$" > "$OUT/ptxas.txt"
+grep -E "error" "$OUT/build.log" | head -20
+python3 -c "import quantdllm_kernels as q; print('backends', q.available_backends())"
+QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${PYTEST_ARGS:-python_tests} -q 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+if [ "${SANITIZE:-1}" = 1 ]; then
+  compute-sanitizer --tool memcheck --error-exitcode 3 python3 benchmarks/sanitize_cuda.py > "$OUT/sanitizer.log" 2>&1
+  echo "compute-sanitizer memcheck rc=$?"; tail -4 "$OUT/sanitizer.log"
+fi
+if [ "${BENCH:-1}" = 1 ]; then
+  timeout ${BENCH_TIMEOUT:-360} python3 benchmarks/bench_kernels.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -80
+fi

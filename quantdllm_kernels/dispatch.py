@@ -54,7 +54,7 @@ def register_backend(backend: Backend) -> None:
 def _ensure_loaded() -> None:
     # Importing the backend modules registers them; a backend whose dependencies are missing
     # registers itself as unavailable with the reason.
-    from .backends import torch_backend, triton_backend  # noqa: F401
+    from .backends import cuda_backend, torch_backend, triton_backend  # noqa: F401
 
 
 _AVAILABLE: Optional[List[str]] = None

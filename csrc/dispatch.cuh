@@ -1,0 +1,57 @@
+// Compile-time dispatch over (activation dtype, bits, LUT kind): one template, every instantiation
+// reachable from a runtime triple, so kernels are written once.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "lut_kernels.h"
+
+namespace quantdllm {
+
+template <typename T> struct TypeTag { using type = T; };
+template <int V> struct IntTag { static constexpr int value = V; };
+template <LutKind V> struct KindTag { static constexpr LutKind value = V; };
+
+template <typename F>
+bool dispatch_kind(LutKind kind, F&& f) {
+    switch (kind) {
+        case LutKind::Table: f(KindTag<LutKind::Table>{}); return true;
+        case LutKind::Scaled: f(KindTag<LutKind::Scaled>{}); return true;
+        case LutKind::Binary: f(KindTag<LutKind::Binary>{}); return true;
+    }
+    return false;
+}
+
+template <typename F>
+bool dispatch_bits(int bits, F&& f) {
+    switch (bits) {
+        case 1: f(IntTag<1>{}); return true;
+        case 2: f(IntTag<2>{}); return true;
+        case 3: f(IntTag<3>{}); return true;
+        case 4: f(IntTag<4>{}); return true;
+    }
+    return false;
+}
+
+template <typename F>
+bool dispatch_act(DType dt, F&& f) {
+    switch (dt) {
+        case DType::F16: f(TypeTag<__half>{}); return true;
+        case DType::BF16: f(TypeTag<__nv_bfloat16>{}); return true;
+        default: return false;
+    }
+}
+
+// f(TypeTag<T>, IntTag<BITS>, KindTag<KIND>) for the runtime triple; false if it is not supported.
+template <typename F>
+bool dispatch_weight(DType act, int bits, LutKind kind, F&& f) {
+    bool ok = false;
+    dispatch_act(act, [&](auto t) {
+        dispatch_bits(bits, [&](auto b) {
+            dispatch_kind(kind, [&](auto k) { f(t, b, k); ok = true; });
+        });
+    });
+    return ok;
+}
+
+}  // namespace quantdllm

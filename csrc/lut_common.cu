@@ -1,0 +1,19 @@
+// Host-side shape rules shared by every kernel.
+#include "lut_kernels.h"
+
+namespace quantdllm {
+
+const char* check_weight(const LutWeight& w) {
+    if (w.bits < 1 || w.bits > 4) return "bits must be 1, 2, 3 or 4";
+    if (w.N < 1 || w.K < 1) return "the weight must have at least one row and one column";
+    if (w.K % 128) return "in_features must be a multiple of 128 for the CUDA kernels (128-code units, 16-byte loads)";
+    const int g = w.group_size;
+    if (g < 32 || w.K % g) return "group_size must divide in_features and be at least 32";
+    if (g < 128 ? (128 % g) : (g % 128)) return "group_size must be 32, 64 or a multiple of 128";
+    if (!w.codes || !w.f[0]) return "codes and the first LUT field are required";
+    if (w.kind == LutKind::Binary && !w.f[1]) return "a binary weight needs mu";
+    if (w.kind == LutKind::Scaled && !w.f[1]) return "a scaled weight needs scale";
+    return nullptr;
+}
+
+}  // namespace quantdllm

@@ -1,0 +1,168 @@
+// Device building blocks shared by the GEMV and dequant kernels: typed loads, per-lane LUTs in
+// shared memory, and code decoding straight into shared-memory addresses.
+//
+// Lane-private LUTs. Each lane decodes its own 128-code unit, so it keeps the LUT(s) of the
+// group(s) of that unit in its own column of a [lut][entry][lane] fp32 array: entry e of lane l
+// lives at byte e*128 + l*4 (+ lut * 2^b*128). Lookups are conflict-free whatever the codes, and
+// no __syncwarp is needed (a lane only reads what it wrote). Because the lane offset occupies
+// bits 2..6 and the entry bits 7..7+b-1, the address of a code is ((code << 7) & mask) | base:
+// one shift and one LOP3 per code.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "lut_kernels.h"
+
+namespace quantdllm {
+namespace dev {
+
+constexpr int kUnit = 128;  // codes per lane-unit: 4 chunks of 32 codes = 4*bits int32 words
+
+__device__ __forceinline__ float ldf(const void* p, int64_t i, DType dt) {
+    switch (dt) {
+        case DType::F16: return __half2float(static_cast<const __half*>(p)[i]);
+        case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+        default: return static_cast<const float*>(p)[i];
+    }
+}
+
+__device__ __forceinline__ int dtype_size(DType dt) { return dt == DType::F32 ? 4 : 2; }
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Shared-memory access by 32-bit shared-window address (the OR-addressing needs raw addresses).
+// volatile keeps lane-private stores and loads in program order relative to each other.
+__device__ __forceinline__ void sts_f32(uint32_t addr, float v) {
+    asm volatile("st.shared.f32 [%0], %1;" ::"r"(addr), "f"(v));
+}
+__device__ __forceinline__ float lds_f32(uint32_t addr) {
+    float v;
+    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+    return v;
+}
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte streaming load of packed codes (read once: do not keep in L1).
+__device__ __forceinline__ uint4 ldg_stream(const void* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+// The 4*BITS words of unit u of a row (4 chunks of 32 codes; 16-byte aligned since K % 128 == 0).
+template <int BITS>
+__device__ __forceinline__ void load_unit(const int32_t* row, int u, uint32_t (&w)[4 * BITS]) {
+    const uint4* src = reinterpret_cast<const uint4*>(row + static_cast<int64_t>(u) * 4 * BITS);
+#pragma unroll
+    for (int i = 0; i < BITS; ++i) {
+        uint4 v = ldg_stream(src + i);
+        w[4 * i] = v.x; w[4 * i + 1] = v.y; w[4 * i + 2] = v.z; w[4 * i + 3] = v.w;
+    }
+}
+
+// Code i (0..31) of a chunk whose BITS words start at w, shifted left by 7 (unmasked).
+// Constant-folds to one shift (or a funnel shift for 3-bit codes that straddle two words).
+template <int BITS>
+__device__ __forceinline__ uint32_t code_shl7(const uint32_t* w, int i) {
+    const int pos = i * BITS, wd = pos >> 5, off = pos & 31;
+    if (off + BITS > 32) return __funnelshift_r(w[wd], w[wd + 1], off) << 7;
+    return off >= 7 ? (w[wd] >> (off - 7)) : (w[wd] << (7 - off));
+}
+
+// LUT field pointers with the timestep bucket applied (once per thread).
+struct LutFields {
+    const void* f[3];
+};
+
+__device__ __forceinline__ LutFields bucket_fields(const LutWeight& w) {
+    LutFields r;
+    int b = w.lut_bucket ? *w.lut_bucket : 0;
+    const int es = dtype_size(w.lut_dtype);
+#pragma unroll
+    for (int i = 0; i < 3; ++i)
+        r.f[i] = w.f[i] ? static_cast<const char*>(w.f[i]) + static_cast<int64_t>(b) * w.bucket_stride[i] * es
+                        : nullptr;
+    return r;
+}
+
+// Writes the 2^BITS fp32 entries of LUT (n, q) to this lane's column starting at addr.
+template <int BITS, LutKind KIND>
+__device__ __forceinline__ void build_lut(const LutWeight& w, const LutFields& p, int n, int q, uint32_t addr) {
+    constexpr int E = 1 << BITS;
+    const int G = w.K / w.group_size;
+    const int64_t gq = static_cast<int64_t>(n) * G + q;
+    const DType dt = w.lut_dtype;
+    if constexpr (KIND == LutKind::Table) {
+#pragma unroll
+        for (int e = 0; e < E; ++e) sts_f32(addr + e * 128, ldf(p.f[0], gq * E + e, dt));
+    } else if constexpr (KIND == LutKind::Scaled) {
+        const float s = ldf(p.f[1], gq, dt);
+        const float z = p.f[2] ? ldf(p.f[2], gq, dt) : 0.f;
+        const int64_t cb0 = w.cb_per_row ? static_cast<int64_t>(n) * E : 0;
+#pragma unroll
+        for (int e = 0; e < E; ++e) sts_f32(addr + e * 128, fmaf(ldf(p.f[0], cb0 + e, dt), s, z));
+    } else {  // Binary: value(e) = mu + sum_i alpha_i * (bit_i(e) ? +1 : -1)
+        float a[BITS];
+#pragma unroll
+        for (int i = 0; i < BITS; ++i) a[i] = ldf(p.f[0], gq * BITS + i, dt);
+        const float mu = ldf(p.f[1], gq, dt);
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            float v = mu;
+#pragma unroll
+            for (int i = 0; i < BITS; ++i) v += ((e >> i) & 1) ? a[i] : -a[i];
+            sts_f32(addr + e * 128, v);
+        }
+    }
+}
+
+// Per-lane LUT area: luts_per_unit LUTs of 2^BITS entries; aligned so that base | offset works.
+struct LaneLuts {
+    uint32_t lane_base;  // this lane's column of LUT 0
+    int lut_shift;       // chunk j of a unit uses LUT j >> lut_shift
+    int luts;            // LUTs per unit: 128 / group_size, at least 1
+};
+
+template <int BITS>
+__device__ __forceinline__ int lane_lut_bytes(int group_size) {
+    const int luts = group_size >= kUnit ? 1 : kUnit / group_size;
+    return luts * (1 << BITS) * 128;
+}
+
+template <int BITS>
+__device__ __forceinline__ LaneLuts lane_luts(uint32_t region, int warp, int lane, int group_size) {
+    LaneLuts r;
+    r.luts = group_size >= kUnit ? 1 : kUnit / group_size;
+    r.lut_shift = group_size >= kUnit ? 2 : (group_size == 64 ? 1 : 0);
+    const uint32_t bytes = r.luts * (1u << BITS) * 128u;
+    region = (region + bytes - 1) & ~(bytes - 1);  // host reserves one extra `bytes` for this
+    r.lane_base = region + warp * bytes + lane * 4;
+    return r;
+}
+
+// Builds the LUTs of unit u (codes u*128 .. u*128+127) of row n.
+template <int BITS, LutKind KIND>
+__device__ __forceinline__ void build_unit_luts(const LutWeight& w, const LutFields& p, const LaneLuts& L,
+                                                int n, int u) {
+    const int q0 = (u * kUnit) / w.group_size;
+    for (int l = 0; l < L.luts; ++l) build_lut<BITS, KIND>(w, p, n, q0 + l, L.lane_base + l * ((1 << BITS) * 128));
+}
+
+// Looks up code i of chunk j: fp32 value from this lane's LUT.
+template <int BITS>
+__device__ __forceinline__ float lookup(const uint32_t* chunk_words, int i, uint32_t lut_base) {
+    constexpr uint32_t mask = ((1u << BITS) - 1u) << 7;
+    return lds_f32((code_shl7<BITS>(chunk_words, i) & mask) | lut_base);
+}
+
+}  // namespace dev
+}  // namespace quantdllm

@@ -1,0 +1,189 @@
+// LUT dequant-GEMV for small M (1..kGemvMaxTile rows per M tile).
+//
+// Mapping: a block of 8 warps owns 8 output rows (one warp per row) and a K range; K is walked in
+// tiles of 4096 codes, one 128-code unit per lane per tile. Per tile the block stages x ⊙ in_scale
+// as fp32 in shared memory (padded so the lanes' 16-byte reads are conflict-free), and every lane
+// streams its unit's packed codes with 16-byte loads (the next tile's codes are in flight while the
+// current tile is computed), builds the unit's LUT(s) in its private shared-memory column, and
+// accumulates LUT[code] * x in fp32. A warp reduction gives the row's dot product. When N alone
+// cannot fill the GPU, blocks also split K (grid.z) and add fp32 partials atomically.
+#include <algorithm>
+
+#include "dispatch.cuh"
+#include "lut_device.cuh"
+
+namespace quantdllm {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kTileK = 32 * dev::kUnit;                 // 4096 codes: one unit per lane
+constexpr int kXStride = kTileK + kTileK / dev::kUnit * 4;  // floats per staged x row (16 B pad per unit)
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Stages x[m0:m0+MT, k0:k1] ⊙ in_scale into xs (fp32, padded); rows past M are zero.
+template <typename T, int MT>
+__device__ __forceinline__ void stage_x(const GemvArgs& a, float* xs, int m0, int k0, int k1) {
+    const int K = a.w.K, per_row = (k1 - k0) / 8;
+    const T* x = static_cast<const T*>(a.x);
+    for (int idx = threadIdx.x; idx < MT * per_row; idx += kThreads) {
+        const int m = idx / per_row, k8 = (idx - m * per_row) * 8;
+        float v[8];
+        if (m0 + m < a.M) {
+            const uint4 raw = *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(m0 + m) * K + k0 + k8);
+            const T* h = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) v[i] = dev::to_f<T>(h[i]);
+            if (a.w.in_scale) {
+#pragma unroll
+                for (int i = 0; i < 8; ++i) v[i] *= dev::ldf(a.w.in_scale, k0 + k8 + i, a.w.in_scale_dtype);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) v[i] = 0.f;
+        }
+        float4* dst = reinterpret_cast<float4*>(xs + m * kXStride + k8 + (k8 / dev::kUnit) * 4);
+        dst[0] = make_float4(v[0], v[1], v[2], v[3]);
+        dst[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
+}
+
+template <typename T, int BITS, LutKind KIND, int MT>
+__global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, int k_per_split) {
+    extern __shared__ __align__(16) float xs[];
+    constexpr int E = 1 << BITS;
+    const LutWeight& w = a.w;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int K = w.K, N = w.N;
+    const int n = blockIdx.x * kWarps + warp;
+    const bool row_ok = n < N;
+    const int m0 = blockIdx.y * MT;
+    const int kb = blockIdx.z * k_per_split, ke = min(K, kb + k_per_split);
+    const dev::LaneLuts L = dev::lane_luts<BITS>(dev::smem_u32(xs + MT * kXStride), warp, lane, w.group_size);
+    const dev::LutFields p = dev::bucket_fields(w);
+    const int32_t* crow = w.codes + static_cast<int64_t>(row_ok ? n : 0) * (K / 32 * BITS);
+
+    float acc[MT];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[m] = 0.f;
+
+    uint32_t next[4 * BITS];
+    int u = kb / dev::kUnit + lane;
+    bool have_next = row_ok && u * dev::kUnit < min(ke, kb + kTileK);
+    if (have_next) dev::load_unit<BITS>(crow, u, next);
+
+    for (int tk0 = kb; tk0 < ke; tk0 += kTileK) {
+        const int tk1 = min(ke, tk0 + kTileK);
+        stage_x<T, MT>(a, xs, m0, tk0, tk1);
+        __syncthreads();
+        uint32_t cur[4 * BITS];
+#pragma unroll
+        for (int i = 0; i < 4 * BITS; ++i) cur[i] = next[i];
+        const bool have = have_next;
+        const int ucur = u;
+        u += 32;
+        have_next = row_ok && u * dev::kUnit < min(ke, tk1 + kTileK);
+        if (have_next) dev::load_unit<BITS>(crow, u, next);  // next tile's codes in flight
+        if (have) {
+            dev::build_unit_luts<BITS, KIND>(w, p, L, n, ucur);
+            const float* xu = xs + lane * (dev::kUnit + 4);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const uint32_t lb = L.lane_base + (j >> L.lut_shift) * (E * 128);
+#pragma unroll
+                for (int i = 0; i < 32; i += 4) {
+                    float4 xv[MT];
+#pragma unroll
+                    for (int m = 0; m < MT; ++m)
+                        xv[m] = *reinterpret_cast<const float4*>(xu + m * kXStride + j * 32 + i);
+                    const float v0 = dev::lookup<BITS>(cur + j * BITS, i, lb);
+                    const float v1 = dev::lookup<BITS>(cur + j * BITS, i + 1, lb);
+                    const float v2 = dev::lookup<BITS>(cur + j * BITS, i + 2, lb);
+                    const float v3 = dev::lookup<BITS>(cur + j * BITS, i + 3, lb);
+#pragma unroll
+                    for (int m = 0; m < MT; ++m) {
+                        acc[m] = fmaf(v0, xv[m].x, acc[m]);
+                        acc[m] = fmaf(v1, xv[m].y, acc[m]);
+                        acc[m] = fmaf(v2, xv[m].z, acc[m]);
+                        acc[m] = fmaf(v3, xv[m].w, acc[m]);
+                    }
+                }
+            }
+        }
+        __syncthreads();  // xs is restaged next tile
+    }
+
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[m] = warp_sum(acc[m]);
+    if (!row_ok || lane >= MT) return;
+    float v = 0.f;
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+        if (lane == m) v = acc[m];
+    const int mrow = m0 + lane;
+    if (mrow >= a.M) return;
+    if (blockIdx.z == 0) {
+        if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
+        if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(a.row_bucket[mrow]) * N + n, a.ts_bias_dtype);
+    }
+    const int64_t o = static_cast<int64_t>(mrow) * N + n;
+    if (a.ksplit == 1) static_cast<T*>(a.y)[o] = dev::from_f<T>(v);
+    else atomicAdd(static_cast<float*>(a.y) + o, v);
+}
+
+int lane_lut_bytes_host(int bits, int group_size) {
+    const int luts = group_size >= dev::kUnit ? 1 : dev::kUnit / group_size;
+    return luts * (1 << bits) * 128;
+}
+
+size_t gemv_smem(int mt, int bits, int group_size) {
+    return static_cast<size_t>(mt) * kXStride * 4 + static_cast<size_t>(kWarps + 1) * lane_lut_bytes_host(bits, group_size);
+}
+
+int gemv_tile(int M) { return M >= 4 ? 4 : (M == 3 ? 4 : M); }
+
+}  // namespace
+
+int gemv_ksplit(const GemvArgs& a, int num_sms) {
+    const int mt = gemv_tile(a.M);
+    const long long blocks = static_cast<long long>((a.w.N + kWarps - 1) / kWarps) * ((a.M + mt - 1) / mt);
+    const int units = a.w.K / dev::kUnit;
+    int ks = 1;
+    if (blocks < 2LL * num_sms) ks = static_cast<int>(std::min<long long>((2LL * num_sms + blocks - 1) / blocks, units));
+    const int per = (units + ks - 1) / ks;  // units per split
+    return (units + per - 1) / per;
+}
+
+cudaError_t launch_lut_gemv(const GemvArgs& a, cudaStream_t stream) {
+    if (check_weight(a.w) || a.M < 1 || !a.x || !a.y || (a.ts_bias && !a.row_bucket)) return cudaErrorInvalidValue;
+    const int mt = gemv_tile(a.M);
+    const int units = a.w.K / dev::kUnit;
+    const int per = (units + a.ksplit - 1) / a.ksplit;
+    if (a.ksplit < 1 || (units + per - 1) / per != a.ksplit) return cudaErrorInvalidValue;
+    const dim3 grid((a.w.N + kWarps - 1) / kWarps, (a.M + mt - 1) / mt, a.ksplit);
+    const size_t smem = gemv_smem(mt, a.w.bits, a.w.group_size);
+    cudaError_t err = cudaSuccess;
+    const bool ok = dispatch_weight(a.x_dtype, a.w.bits, a.w.kind, [&](auto t, auto b, auto k) {
+        using T = typename decltype(t)::type;
+        constexpr int B = decltype(b)::value;
+        constexpr LutKind KIND = decltype(k)::value;
+        auto run = [&](auto kernel) {
+            err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+            if (err == cudaSuccess) {
+                kernel<<<grid, kThreads, smem, stream>>>(a, per * dev::kUnit);
+                err = cudaGetLastError();
+            }
+        };
+        if (mt == 1) run(lut_gemv_kernel<T, B, KIND, 1>);
+        else if (mt == 2) run(lut_gemv_kernel<T, B, KIND, 2>);
+        else run(lut_gemv_kernel<T, B, KIND, 4>);
+    });
+    return ok ? err : cudaErrorInvalidValue;
+}
+
+}  // namespace quantdllm

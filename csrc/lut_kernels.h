@@ -1,0 +1,62 @@
+// Host-side interface of the LUT kernels. Depends only on the CUDA toolkit (no torch), so every
+// .cu file compiles with plain nvcc; csrc/torch_binding.cpp turns torch tensors into these structs.
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace quantdllm {
+
+enum class DType : int { F16 = 0, BF16 = 1, F32 = 2 };
+enum class LutKind : int { Table = 0, Scaled = 1, Binary = 2 };
+
+// One weight in the canonical format (DESIGN.md), read as stored: no repacking for this backend.
+//   Table : f0 = table (N, G, 2^b)
+//   Scaled: f0 = codebook (2^b) or (N, 2^b) [cb_per_row], f1 = scale (N, G), f2 = zero (N, G) or null
+//   Binary: f0 = alpha (N, G, b), f1 = mu (N, G)
+// A field with a timestep LUT set has a leading bucket dim: bucket_stride[i] elements per bucket,
+// and the bucket is read on the device from *lut_bucket (no host sync). bucket_stride 0 = shared.
+struct LutWeight {
+    const int32_t* codes = nullptr;  // (N, K/32*bits), dense little-endian bit stream per row
+    const void* f[3] = {nullptr, nullptr, nullptr};
+    int64_t bucket_stride[3] = {0, 0, 0};
+    const int32_t* lut_bucket = nullptr;
+    DType lut_dtype = DType::F16;
+    const void* in_scale = nullptr;  // (K) or null
+    DType in_scale_dtype = DType::F16;
+    int N = 0, K = 0, bits = 4, group_size = 128;
+    LutKind kind = LutKind::Table;
+    bool cb_per_row = false;
+};
+
+// y (M, N) = (x ⊙ in_scale) @ W^T + bias + ts_bias[row_bucket[m]]; fp32 accumulation.
+// With ksplit > 1 the kernel atomically adds fp32 partial sums into y_f32 (zeroed by the caller).
+struct GemvArgs {
+    LutWeight w;
+    const void* x = nullptr;  // (M, K) contiguous, x_dtype f16 or bf16
+    DType x_dtype = DType::F16;
+    int M = 0;
+    void* y = nullptr;        // (M, N) x_dtype when ksplit == 1, else float32 workspace
+    int ksplit = 1;
+    const void* bias = nullptr;  DType bias_dtype = DType::F16;        // (N) or null
+    const int32_t* row_bucket = nullptr;                                  // (M) or null
+    const void* ts_bias = nullptr; DType ts_bias_dtype = DType::F16;     // (T, N) or null
+};
+
+// W (N, K) dequantized (in_scale folded in) into out_dtype (f16/bf16), for the cuBLAS path.
+struct DequantArgs {
+    LutWeight w;
+    void* out = nullptr;
+    DType out_dtype = DType::F16;
+};
+
+// Largest M the GEMV path takes in one M tile, and the K split the launcher would use.
+constexpr int kGemvMaxTile = 4;
+int gemv_ksplit(const GemvArgs& a, int num_sms);
+
+// Shape rules shared by every kernel; nullptr when the weight can run, else why not.
+const char* check_weight(const LutWeight& w);
+
+cudaError_t launch_lut_gemv(const GemvArgs& a, cudaStream_t stream);
+cudaError_t launch_lut_dequant(const DequantArgs& a, cudaStream_t stream);
+
+}  // namespace quantdllm

@@ -1,0 +1,155 @@
+// torch.ops.quantdllm.{lut_gemv, lut_dequant}: the only file that knows about torch.
+// Arguments are checked again here (the Python backend checks first and names them for users);
+// launches go on the current stream, with no host synchronisation, so they are graph-capturable.
+// Fake (meta) implementations live in quantdllm_kernels/backends/cuda_backend.py.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "lut_kernels.h"
+
+namespace quantdllm {
+namespace {
+
+DType dtype_of(const at::Tensor& t, const char* name) {
+    switch (t.scalar_type()) {
+        case at::kHalf: return DType::F16;
+        case at::kBFloat16: return DType::BF16;
+        case at::kFloat: return DType::F32;
+        default: TORCH_CHECK(false, name, " must be float16, bfloat16 or float32, got ", t.scalar_type());
+    }
+}
+
+void check_on(const at::Tensor& t, const at::Tensor& ref, const char* name) {
+    TORCH_CHECK(t.device() == ref.device(), name, " is on ", t.device(), " but codes are on ", ref.device());
+    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+LutWeight make_weight(const at::Tensor& codes, const at::Tensor& f0, const std::optional<at::Tensor>& f1,
+                      const std::optional<at::Tensor>& f2, at::IntArrayRef bucket_strides,
+                      const std::optional<at::Tensor>& lut_bucket, const std::optional<at::Tensor>& in_scale,
+                      int64_t bits, int64_t kind, int64_t group_size, bool cb_per_row) {
+    TORCH_CHECK(codes.is_cuda(), "codes must be a CUDA tensor");
+    TORCH_CHECK(codes.scalar_type() == at::kInt && codes.dim() == 2 && codes.is_contiguous(),
+                "codes must be contiguous int32 (N, K/32*bits)");
+    TORCH_CHECK(kind >= 0 && kind <= 2, "kind must be 0 (table), 1 (scaled) or 2 (binary)");
+    TORCH_CHECK(bucket_strides.size() == 3, "bucket_strides must have 3 entries");
+    LutWeight w;
+    TORCH_CHECK(reinterpret_cast<uintptr_t>(codes.data_ptr()) % 16 == 0,
+                "codes must be 16-byte aligned (clone() a tensor that views into a larger buffer)");
+    w.codes = codes.data_ptr<int32_t>();
+    w.N = static_cast<int>(codes.size(0));
+    w.bits = static_cast<int>(bits);
+    TORCH_CHECK(bits >= 1 && bits <= 4, "bits must be 1..4");
+    w.K = static_cast<int>(codes.size(1) / bits * 32);
+    TORCH_CHECK(codes.size(1) % bits == 0, "codes has ", codes.size(1), " words per row, not a multiple of bits");
+    w.group_size = static_cast<int>(group_size);
+    w.kind = static_cast<LutKind>(kind);
+    w.cb_per_row = cb_per_row;
+    const std::optional<at::Tensor> fields[3] = {f0, f1, f2};
+    for (int i = 0; i < 3; ++i) {
+        if (!fields[i]) continue;
+        check_on(*fields[i], codes, "a LUT field");
+        TORCH_CHECK(fields[i]->scalar_type() == f0.scalar_type(), "LUT fields must share one dtype");
+        w.f[i] = fields[i]->data_ptr();
+        w.bucket_stride[i] = bucket_strides[i];
+    }
+    w.lut_dtype = dtype_of(f0, "LUT fields");
+    if (lut_bucket) {
+        check_on(*lut_bucket, codes, "lut_bucket");
+        TORCH_CHECK(lut_bucket->scalar_type() == at::kInt && lut_bucket->numel() == 1, "lut_bucket must be one int32");
+        w.lut_bucket = lut_bucket->data_ptr<int32_t>();
+    }
+    if (in_scale) {
+        check_on(*in_scale, codes, "in_scale");
+        TORCH_CHECK(in_scale->numel() == w.K, "in_scale must have K elements");
+        w.in_scale = in_scale->data_ptr();
+        w.in_scale_dtype = dtype_of(*in_scale, "in_scale");
+    }
+    const char* why = check_weight(w);
+    TORCH_CHECK(why == nullptr, why ? why : "");
+    return w;
+}
+
+at::Tensor lut_gemv(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& f0,
+                    const std::optional<at::Tensor>& f1, const std::optional<at::Tensor>& f2,
+                    at::IntArrayRef bucket_strides, const std::optional<at::Tensor>& lut_bucket,
+                    const std::optional<at::Tensor>& in_scale, const std::optional<at::Tensor>& bias,
+                    const std::optional<at::Tensor>& row_bucket, const std::optional<at::Tensor>& ts_bias,
+                    int64_t bits, int64_t kind, int64_t group_size, bool cb_per_row) {
+    const c10::cuda::CUDAGuard guard(codes.device());
+    GemvArgs a;
+    a.w = make_weight(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bits, kind, group_size, cb_per_row);
+    check_on(x, codes, "x");
+    TORCH_CHECK(x.dim() == 2 && x.size(1) == a.w.K, "x must be (M, ", a.w.K, ")");
+    TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, "x must be float16 or bfloat16");
+    TORCH_CHECK(reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0, "x must be 16-byte aligned");
+    a.x = x.data_ptr();
+    a.x_dtype = dtype_of(x, "x");
+    a.M = static_cast<int>(x.size(0));
+    if (bias) {
+        check_on(*bias, codes, "bias");
+        TORCH_CHECK(bias->numel() == a.w.N, "bias must have N elements");
+        a.bias = bias->data_ptr();
+        a.bias_dtype = dtype_of(*bias, "bias");
+    }
+    TORCH_CHECK(row_bucket.has_value() == ts_bias.has_value(), "row_bucket and ts_bias go together");
+    if (ts_bias) {
+        check_on(*ts_bias, codes, "ts_bias");
+        check_on(*row_bucket, codes, "row_bucket");
+        TORCH_CHECK(ts_bias->dim() == 2 && ts_bias->size(1) == a.w.N, "ts_bias must be (T, N)");
+        TORCH_CHECK(row_bucket->scalar_type() == at::kInt && row_bucket->numel() == a.M, "row_bucket must be int32 (M)");
+        a.ts_bias = ts_bias->data_ptr();
+        a.ts_bias_dtype = dtype_of(*ts_bias, "ts_bias");
+        a.row_bucket = row_bucket->data_ptr<int32_t>();
+    }
+    if (a.M == 0) return at::empty({0, a.w.N}, x.options());
+    int sms = 0;
+    TORCH_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, codes.get_device()) == cudaSuccess,
+                "cudaDeviceGetAttribute failed");
+    a.ksplit = gemv_ksplit(a, sms);
+    at::Tensor y = a.ksplit == 1 ? at::empty({a.M, a.w.N}, x.options())
+                                 : at::zeros({a.M, a.w.N}, x.options().dtype(at::kFloat));
+    a.y = y.data_ptr();
+    const cudaError_t err = launch_lut_gemv(a, c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == cudaSuccess, "lut_gemv launch failed: ", cudaGetErrorString(err));
+    return a.ksplit == 1 ? y : y.to(x.scalar_type());
+}
+
+at::Tensor lut_dequant(const at::Tensor& codes, const at::Tensor& f0, const std::optional<at::Tensor>& f1,
+                       const std::optional<at::Tensor>& f2, at::IntArrayRef bucket_strides,
+                       const std::optional<at::Tensor>& lut_bucket, const std::optional<at::Tensor>& in_scale,
+                       int64_t bits, int64_t kind, int64_t group_size, bool cb_per_row, at::ScalarType dtype) {
+    const c10::cuda::CUDAGuard guard(codes.device());
+    DequantArgs a;
+    a.w = make_weight(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bits, kind, group_size, cb_per_row);
+    TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16, "dtype must be float16 or bfloat16");
+    at::Tensor out = at::empty({a.w.N, a.w.K}, codes.options().dtype(dtype));
+    a.out = out.data_ptr();
+    a.out_dtype = dtype == at::kHalf ? DType::F16 : DType::BF16;
+    const cudaError_t err = launch_lut_dequant(a, c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == cudaSuccess, "lut_dequant launch failed: ", cudaGetErrorString(err));
+    return out;
+}
+
+}  // namespace
+}  // namespace quantdllm
+
+TORCH_LIBRARY_FRAGMENT(quantdllm, m) {
+    m.def("lut_gemv(Tensor x, Tensor codes, Tensor f0, Tensor? f1, Tensor? f2, int[] bucket_strides, "
+          "Tensor? lut_bucket, Tensor? in_scale, Tensor? bias, Tensor? row_bucket, Tensor? ts_bias, "
+          "int bits, int kind, int group_size, bool cb_per_row) -> Tensor");
+    m.def("lut_dequant(Tensor codes, Tensor f0, Tensor? f1, Tensor? f2, int[] bucket_strides, Tensor? lut_bucket, "
+          "Tensor? in_scale, int bits, int kind, int group_size, bool cb_per_row, ScalarType dtype) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(quantdllm, CUDA, m) {
+    m.impl("lut_gemv", &quantdllm::lut_gemv);
+    m.impl("lut_dequant", &quantdllm::lut_dequant);
+}
+
+// An importable module so `import quantdllm_kernels._C` loads the registrations above.
+#include <Python.h>
+static struct PyModuleDef quantdllm_C_module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&quantdllm_C_module); }

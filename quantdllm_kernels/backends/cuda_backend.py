@@ -1,0 +1,166 @@
+"""The CUDA C++ backend: ``torch.ops.quantdllm.lut_gemv`` / ``lut_dequant`` from ``csrc/``.
+
+The kernels read the canonical format as stored (``pack_for("cuda")`` is the identity: codes are
+already a dense bit stream with 16-byte aligned 128-code units when K % 128 == 0), so nothing is
+cached and ``torch.compile`` sees plain tensors. Paths by M: the LUT GEMV for M <= ``GEMV_MAX_M``,
+else dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the per-row bias
+bucket and a uniform per-bucket LUT set are read on the device; per-row mixed buckets with LUT
+sets run one GEMV per bucket (documented fallback, still no host sync).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..dispatch import Backend, register_backend
+from ..format import MixedQuantizedWeight, QuantizedWeight
+from ..reference import _check_bias, _check_x, timestep_buckets
+
+try:
+    from .. import _C  # noqa: F401  (loading it registers torch.ops.quantdllm.lut_gemv / lut_dequant)
+    _IMPORT_ERROR = ""
+except ImportError as e:  # pragma: no cover - depends on the build
+    _IMPORT_ERROR = (f"the CUDA extension quantdllm_kernels._C is not built ({e}); build it on a CUDA machine "
+                     "with `pip install --no-build-isolation -e .`")
+
+GEMV_MAX_M = 16
+_KIND = {"table": 0, "scaled": 1, "binary": 2}
+_FIELDS = {"table": ("table", None, None), "scaled": ("codebook", "scale", "zero"), "binary": ("alpha", "mu", None)}
+
+
+def weight_support(qw: QuantizedWeight) -> Tuple[bool, str]:
+    """Whether the CUDA kernels take this weight's shape (mirrors csrc/lut_common.cu)."""
+    N, K = qw.shape
+    if K % 128:
+        return False, f"in_features ({K}) must be a multiple of 128 for the CUDA kernels"
+    g = qw.group_size
+    if g < 128 and 128 % g or g >= 128 and g % 128:
+        return False, f"group_size {g} must be 32, 64 or a multiple of 128 for the CUDA kernels"
+    if N * K >= 2**31 or N >= 2**31 // 32:
+        return False, "the weight is too large for int32 row indexing"
+    return True, ""
+
+
+def _is_scalar_t(t) -> bool:
+    return not isinstance(t, torch.Tensor) or t.dim() == 0
+
+
+def _op_fields(qw: QuantizedWeight, use_ts_luts: bool):
+    """(f0, f1, f2, bucket_strides, cb_per_row) for the op; timestep LUT sets replace their fields."""
+    ts_luts = qw.timestep.luts if (use_ts_luts and qw.timestep is not None and qw.timestep.luts) else {}
+    out: List[Optional[torch.Tensor]] = []
+    strides = []
+    for name in _FIELDS[qw.lut_kind]:
+        t = None if name is None else getattr(qw, name)
+        s = 0
+        if name in ts_luts:
+            t = ts_luts[name].contiguous()
+            s = t.numel() // t.shape[0]
+        elif t is not None:
+            t = t.contiguous()
+        out.append(t)
+        strides.append(s)
+    dt = out[0].dtype
+    out = [None if t is None else t.to(dt) for t in out]  # one LUT dtype across fields
+    cb_per_row = qw.lut_kind == "scaled" and qw.codebook.dim() == 2
+    return out[0], out[1], out[2], strides, cb_per_row
+
+
+def _run(x2, qw: QuantizedWeight, bias, row_bucket, ts_bias, lut_bucket, use_ts_luts: bool):
+    f0, f1, f2, strides, cb_per_row = _op_fields(qw, use_ts_luts)
+    in_scale = None if qw.in_scale is None else qw.in_scale.contiguous()
+    kind, bits, g = _KIND[qw.lut_kind], qw.bits, qw.group_size
+    if x2.shape[0] <= GEMV_MAX_M:
+        bias = None if bias is None else bias.contiguous()
+        return torch.ops.quantdllm.lut_gemv(x2, qw.codes, f0, f1, f2, strides, lut_bucket, in_scale, bias,
+                                            row_bucket, ts_bias, bits, kind, g, cb_per_row)
+    w = torch.ops.quantdllm.lut_dequant(qw.codes, f0, f1, f2, strides, lut_bucket, in_scale, bits, kind, g,
+                                        cb_per_row, x2.dtype)
+    y = F.linear(x2, w, None if bias is None else bias.to(x2.dtype))
+    if ts_bias is not None:
+        y = y + ts_bias.to(y.dtype).index_select(0, row_bucket)
+    return y
+
+
+def _matmul_one(x2, qw: QuantizedWeight, bias, timestep, lead):
+    ts = qw.timestep if timestep is not None else None
+    row_bucket = ts_bias = None
+    if ts is not None:
+        b = timestep_buckets(ts.boundaries, timestep, lead, x2.device).reshape(-1).to(torch.int32)
+        if ts.bias is not None:
+            row_bucket, ts_bias = b, ts.bias.contiguous()
+        if ts.luts:
+            if _is_scalar_t(timestep):
+                return _run(x2, qw, bias, row_bucket, ts_bias, b[:1].contiguous(), True)
+            # per-row buckets with LUT sets: one launch per bucket, rows selected on the device
+            y = None
+            for k in range(ts.num_buckets):
+                yk = _run(x2, qw, bias, row_bucket, ts_bias, torch.full((1,), k, dtype=torch.int32,
+                                                                        device=x2.device), True)
+                y = yk if y is None else torch.where((b == k).unsqueeze(1), yk, y)
+            return y
+    return _run(x2, qw, bias, row_bucket, ts_bias, None, False)
+
+
+class CudaBackend(Backend):
+    name = "cuda"
+    priority = 20
+
+    def availability(self):
+        if _IMPORT_ERROR:
+            return False, _IMPORT_ERROR
+        if not torch.cuda.is_available():
+            return False, "no CUDA GPU"
+        return True, ""
+
+    def can_implement(self, qw, x):
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            return False, f"activations must be float16 or bfloat16, got {x.dtype}"
+        if not x.is_cuda:
+            return False, f"x is on {x.device}; the CUDA backend runs CUDA tensors"
+        if x.device != qw.device:
+            return False, f"x is on {x.device} but the weight is on {qw.device}"
+        for s in (qw.segments if isinstance(qw, MixedQuantizedWeight) else [qw]):
+            ok, why = weight_support(s)
+            if not ok:
+                return False, why
+        M = x.numel() // max(1, x.shape[-1])
+        if M * max(qw.shape) >= 2**31:
+            return False, "x or y would exceed 2**31 elements (the kernels index rows with int32)"
+        return True, ""
+
+    def lut_matmul(self, x, qw, bias=None, timestep=None):
+        N, K = qw.shape
+        _check_x(x, K, qw.device)
+        _check_bias(bias, N, qw.device)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, K)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        if x2.shape[0] == 0:
+            return x.new_empty(*lead, N)
+        if isinstance(qw, MixedQuantizedWeight):
+            y = None
+            for seg, idx in qw.segment_slices():
+                ys = _matmul_one(x2.index_select(1, idx), seg, None, timestep, lead).float()
+                y = ys if y is None else y + ys
+            if bias is not None:
+                y += bias.float()
+            return y.to(x.dtype).reshape(*lead, N)
+        return _matmul_one(x2, qw, bias, timestep, lead).reshape(*lead, N)
+
+
+if not _IMPORT_ERROR:
+    @torch.library.register_fake("quantdllm::lut_gemv")
+    def _gemv_fake(x, codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bias, row_bucket, ts_bias,
+                   bits, kind, group_size, cb_per_row):
+        return x.new_empty(x.shape[0], codes.shape[0])
+
+    @torch.library.register_fake("quantdllm::lut_dequant")
+    def _dequant_fake(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bits, kind, group_size,
+                      cb_per_row, dtype):
+        return codes.new_empty(codes.shape[0], codes.shape[1] // bits * 32, dtype=dtype)
+
+register_backend(CudaBackend())
