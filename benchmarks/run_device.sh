@@ -2,7 +2,7 @@
 # One device call: install carried peer wheels, build/install the package (CUDA extension for
 # sm_90a), run the tests (GPU tests included), a compute-sanitizer memcheck of the CUDA kernels,
 # then the kernel benchmark. Everything lands in $OUT. Knobs: PYTEST_ARGS, TEST_TIMEOUT, TEST_TUNE,
-# SANITIZE=0, BENCH=0, BENCH_ARGS, BENCH_TIMEOUT.
+# SANITIZE=0, PROFILE=1 (ncu), BENCH=0, BENCH_ARGS, BENCH_TIMEOUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -22,6 +22,11 @@ QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m py
 if [ "${SANITIZE:-1}" = 1 ]; then
   compute-sanitizer --tool memcheck --error-exitcode 3 python3 benchmarks/sanitize_cuda.py > "$OUT/sanitizer.log" 2>&1
   echo "compute-sanitizer memcheck rc=$?"; tail -4 "$OUT/sanitizer.log"
+fi
+if [ "${PROFILE:-0}" = 1 ]; then
+  timeout 120 ncu --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
+    -k regex:lut_ python3 benchmarks/profile_cuda.py > "$OUT/ncu.txt" 2>&1
+  echo "ncu rc=$?"; grep -E "lut_|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Stall|DRAM Throughput" "$OUT/ncu.txt" | head -60
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   timeout ${BENCH_TIMEOUT:-360} python3 benchmarks/bench_kernels.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -80

@@ -54,4 +54,7 @@ bool dispatch_weight(DType act, int bits, LutKind kind, F&& f) {
     return ok;
 }
 
+// Lets `kernel` use the device's opt-in maximum of dynamic shared memory; once per kernel.
+cudaError_t allow_smem_once(const void* kernel);
+
 }  // namespace quantdllm

@@ -1,5 +1,8 @@
 // Host-side shape rules shared by every kernel.
-#include "lut_kernels.h"
+#include <mutex>
+#include <unordered_set>
+
+#include "dispatch.cuh"
 
 namespace quantdllm {
 
@@ -14,6 +17,21 @@ const char* check_weight(const LutWeight& w) {
     if (w.kind == LutKind::Binary && !w.f[1]) return "a binary weight needs mu";
     if (w.kind == LutKind::Scaled && !w.f[1]) return "a scaled weight needs scale";
     return nullptr;
+}
+
+// Opt in to the device's full dynamic shared memory once per kernel (cudaFuncSetAttribute is not a
+// stream operation, but it stays out of CUDA-graph capture and off the hot path after warm-up).
+cudaError_t allow_smem_once(const void* kernel) {
+    static std::mutex mu;
+    static std::unordered_set<const void*> done;
+    std::lock_guard<std::mutex> lock(mu);
+    if (done.count(kernel)) return cudaSuccess;
+    int dev = 0, optin = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+    if (err == cudaSuccess) done.insert(kernel);
+    return err;
 }
 
 }  // namespace quantdllm

@@ -1,6 +1,8 @@
 // Dequantize a LUT weight to a dense (N, K) fp16/bf16 matrix, in_scale folded in: the large-M
 // path feeds it to cuBLAS, where the GEMM's O(M*N*K) work dwarfs one pass over the weight.
 // Same mapping as the GEMV (warp = row, lane = 128-code unit) and the same lane-private LUTs.
+// Also the cuBLAS path's timestep-bias epilogue.
+
 #include "dispatch.cuh"
 #include "lut_device.cuh"
 
@@ -8,6 +10,13 @@ namespace quantdllm {
 namespace {
 
 constexpr int kWarps = 8;
+
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    const T l = dev::from_f<T>(lo), h = dev::from_f<T>(hi);
+    return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&l)) |
+           (static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&h)) << 16);
+}
 
 template <typename T, int BITS, LutKind KIND>
 __global__ void __launch_bounds__(kWarps * 32) lut_dequant_kernel(const DequantArgs a) {
@@ -22,23 +31,34 @@ __global__ void __launch_bounds__(kWarps * 32) lut_dequant_kernel(const DequantA
     const dev::LutFields p = dev::bucket_fields(w);
     uint32_t cw[4 * BITS];
     dev::load_unit<BITS>(w.codes + static_cast<int64_t>(n) * (w.K / 32 * BITS), u, cw);
-    dev::build_unit_luts<BITS, KIND>(w, p, L, n, u);
+    dev::build_unit_luts<BITS, KIND>(w, p, L.lane_base, L.luts, n, u);
     T* out = static_cast<T*>(a.out) + static_cast<int64_t>(n) * w.K + u * dev::kUnit;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
         const uint32_t lb = L.lane_base + (j >> L.lut_shift) * (E * 128);
 #pragma unroll
         for (int i = 0; i < 32; i += 8) {
-            alignas(16) T vals[8];
+            float v[8];
 #pragma unroll
-            for (int ii = 0; ii < 8; ++ii) {
-                float v = dev::lookup<BITS>(cw + j * BITS, i + ii, lb);
-                if (w.in_scale) v *= dev::ldf(w.in_scale, u * dev::kUnit + j * 32 + i + ii, w.in_scale_dtype);
-                vals[ii] = dev::from_f<T>(v);
+            for (int ii = 0; ii < 8; ++ii) v[ii] = dev::lookup<BITS>(cw + j * BITS, i + ii, lb);
+            if (w.in_scale) {
+#pragma unroll
+                for (int ii = 0; ii < 8; ++ii)
+                    v[ii] *= dev::ldf(w.in_scale, u * dev::kUnit + j * 32 + i + ii, w.in_scale_dtype);
             }
-            *reinterpret_cast<uint4*>(out + j * 32 + i) = *reinterpret_cast<const uint4*>(vals);
+            *reinterpret_cast<uint4*>(out + j * 32 + i) =
+                make_uint4(pack2<T>(v[0], v[1]), pack2<T>(v[2], v[3]), pack2<T>(v[4], v[5]), pack2<T>(v[6], v[7]));
         }
     }
+}
+
+template <typename T>
+__global__ void ts_bias_add_kernel(const TsBiasArgs a) {
+    const int m = blockIdx.y;
+    const int b = dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
+    T* y = static_cast<T*>(a.y) + static_cast<int64_t>(m) * a.N;
+    for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < a.N; n += gridDim.x * blockDim.x)
+        y[n] = dev::from_f<T>(dev::to_f<T>(y[n]) + dev::ldf(a.ts_bias, static_cast<int64_t>(b) * a.N + n, a.ts_bias_dtype));
 }
 
 }  // namespace
@@ -47,18 +67,27 @@ cudaError_t launch_lut_dequant(const DequantArgs& a, cudaStream_t stream) {
     if (check_weight(a.w) || !a.out) return cudaErrorInvalidValue;
     const int units = a.w.K / dev::kUnit;
     const dim3 grid((a.w.N + kWarps - 1) / kWarps, (units + 31) / 32);
-    const int luts = a.w.group_size >= dev::kUnit ? 1 : dev::kUnit / a.w.group_size;
-    const size_t smem = static_cast<size_t>(kWarps + 1) * luts * (1 << a.w.bits) * 128;
+    const size_t smem = static_cast<size_t>(kWarps + 1) * dev::row_lut_bytes(a.w.bits, a.w.group_size);
     cudaError_t err = cudaSuccess;
     const bool ok = dispatch_weight(a.out_dtype, a.w.bits, a.w.kind, [&](auto t, auto b, auto k) {
         auto kernel = lut_dequant_kernel<typename decltype(t)::type, decltype(b)::value, decltype(k)::value>;
-        err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        err = allow_smem_once(reinterpret_cast<const void*>(kernel));
         if (err == cudaSuccess) {
             kernel<<<grid, kWarps * 32, smem, stream>>>(a);
             err = cudaGetLastError();
         }
     });
     return ok ? err : cudaErrorInvalidValue;
+}
+
+cudaError_t launch_ts_bias_add(const TsBiasArgs& a, cudaStream_t stream) {
+    if (!a.y || !a.t || !a.ts_bias || a.M < 1 || a.N < 1 || (a.t_numel != 1 && a.t_numel != a.M))
+        return cudaErrorInvalidValue;
+    const dim3 grid((a.N + 1023) / 1024 < 8 ? (a.N + 255) / 256 : 8, a.M);
+    if (a.y_dtype == DType::F16) ts_bias_add_kernel<__half><<<grid, 256, 0, stream>>>(a);
+    else if (a.y_dtype == DType::BF16) ts_bias_add_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(a);
+    else return cudaErrorInvalidValue;
+    return cudaGetLastError();
 }
 
 }  // namespace quantdllm

@@ -50,12 +50,10 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16-byte streaming load of packed codes (read once: do not keep in L1).
+// 16-byte read-only load of packed codes. L1 is allowed: a lane's 16-byte loads stride 16*bits
+// bytes across the warp, so the line a load brings in serves the lane's next chunk.
 __device__ __forceinline__ uint4 ldg_stream(const void* p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
+    return __ldg(static_cast<const uint4*>(p));
 }
 
 // The 4*BITS words of unit u of a row (4 chunks of 32 codes; 16-byte aligned since K % 128 == 0).
@@ -83,9 +81,17 @@ struct LutFields {
     const void* f[3];
 };
 
+// Bucket of timestep v: the number of boundaries <= v (searchsorted right); T <= 64, a short scan.
+__device__ __forceinline__ int bucket_of(float v, const float* bounds, int nbounds) {
+    int b = 0;
+    for (int i = 0; i < nbounds; ++i) b += bounds[i] <= v;
+    return b;
+}
+
 __device__ __forceinline__ LutFields bucket_fields(const LutWeight& w) {
     LutFields r;
-    int b = w.lut_bucket ? *w.lut_bucket : 0;
+    const bool per_bucket = w.bucket_stride[0] | w.bucket_stride[1] | w.bucket_stride[2];
+    const int b = w.lut_bucket ? *w.lut_bucket : (per_bucket && w.t ? bucket_of(w.t[0], w.bounds, w.nbounds) : 0);
     const int es = dtype_size(w.lut_dtype);
 #pragma unroll
     for (int i = 0; i < 3; ++i)
@@ -132,18 +138,19 @@ struct LaneLuts {
     int luts;            // LUTs per unit: 128 / group_size, at least 1
 };
 
-template <int BITS>
-__device__ __forceinline__ int lane_lut_bytes(int group_size) {
+// Bytes of one row's LUT area per warp (host and device agree on this).
+__host__ __device__ __forceinline__ int row_lut_bytes(int bits, int group_size) {
     const int luts = group_size >= kUnit ? 1 : kUnit / group_size;
-    return luts * (1 << BITS) * 128;
+    return luts * (1 << bits) * 128;
 }
 
-template <int BITS>
+// A warp owning ROWS rows keeps ROWS such areas back to back (row r at lane_base + r * row_bytes).
+template <int BITS, int ROWS = 1>
 __device__ __forceinline__ LaneLuts lane_luts(uint32_t region, int warp, int lane, int group_size) {
     LaneLuts r;
     r.luts = group_size >= kUnit ? 1 : kUnit / group_size;
     r.lut_shift = group_size >= kUnit ? 2 : (group_size == 64 ? 1 : 0);
-    const uint32_t bytes = r.luts * (1u << BITS) * 128u;
+    const uint32_t bytes = ROWS * r.luts * (1u << BITS) * 128u;
     region = (region + bytes - 1) & ~(bytes - 1);  // host reserves one extra `bytes` for this
     r.lane_base = region + warp * bytes + lane * 4;
     return r;
@@ -151,10 +158,10 @@ __device__ __forceinline__ LaneLuts lane_luts(uint32_t region, int warp, int lan
 
 // Builds the LUTs of unit u (codes u*128 .. u*128+127) of row n.
 template <int BITS, LutKind KIND>
-__device__ __forceinline__ void build_unit_luts(const LutWeight& w, const LutFields& p, const LaneLuts& L,
+__device__ __forceinline__ void build_unit_luts(const LutWeight& w, const LutFields& p, uint32_t base, int luts,
                                                 int n, int u) {
     const int q0 = (u * kUnit) / w.group_size;
-    for (int l = 0; l < L.luts; ++l) build_lut<BITS, KIND>(w, p, n, q0 + l, L.lane_base + l * ((1 << BITS) * 128));
+    for (int l = 0; l < luts; ++l) build_lut<BITS, KIND>(w, p, n, q0 + l, base + l * ((1 << BITS) * 128));
 }
 
 // Looks up code i of chunk j: fp32 value from this lane's LUT.

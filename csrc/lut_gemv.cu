@@ -1,12 +1,14 @@
 // LUT dequant-GEMV for small M (1..kGemvMaxTile rows per M tile).
 //
-// Mapping: a block of 8 warps owns 8 output rows (one warp per row) and a K range; K is walked in
+// Mapping: a block of 8 warps owns 16 output rows (two per warp) and a K range; K is walked in
 // tiles of 4096 codes, one 128-code unit per lane per tile. Per tile the block stages x ⊙ in_scale
-// as fp32 in shared memory (padded so the lanes' 16-byte reads are conflict-free), and every lane
-// streams its unit's packed codes with 16-byte loads (the next tile's codes are in flight while the
-// current tile is computed), builds the unit's LUT(s) in its private shared-memory column, and
-// accumulates LUT[code] * x in fp32. A warp reduction gives the row's dot product. When N alone
-// cannot fill the GPU, blocks also split K (grid.z) and add fp32 partials atomically.
+// as fp32 in shared memory (padded so the lanes' 16-byte reads are conflict-free); every lane
+// streams its unit's packed codes of both rows with 16-byte loads (the next tile's codes are in
+// flight while the current tile is computed), builds the units' LUTs in its private shared-memory
+// columns, and accumulates LUT[code] * x in fp32. Two rows per warp read each staged x value once
+// for two rows: shared-memory bandwidth, not ALU, bounded the one-row version (v1 notes). A warp
+// reduction gives each row's dot products. When N alone cannot fill the GPU, blocks also split K
+// (grid.z) and add fp32 partials atomically. Timestep buckets are computed here from t.
 #include <algorithm>
 
 #include "dispatch.cuh"
@@ -16,8 +18,10 @@ namespace quantdllm {
 namespace {
 
 constexpr int kWarps = 8;
+constexpr int kRows = 2;                                    // rows per warp
+constexpr int kBlockRows = kWarps * kRows;
 constexpr int kThreads = kWarps * 32;
-constexpr int kTileK = 32 * dev::kUnit;                 // 4096 codes: one unit per lane
+constexpr int kTileK = 32 * dev::kUnit;                     // 4096 codes: one unit per lane
 constexpr int kXStride = kTileK + kTileK / dev::kUnit * 4;  // floats per staged x row (16 B pad per unit)
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -57,40 +61,60 @@ template <typename T, int BITS, LutKind KIND, int MT>
 __global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, int k_per_split) {
     extern __shared__ __align__(16) float xs[];
     constexpr int E = 1 << BITS;
+    constexpr int W = 4 * BITS;  // code words per unit
     const LutWeight& w = a.w;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int K = w.K, N = w.N;
-    const int n = blockIdx.x * kWarps + warp;
-    const bool row_ok = n < N;
+    const int n0 = blockIdx.x * kBlockRows + warp * kRows;
     const int m0 = blockIdx.y * MT;
     const int kb = blockIdx.z * k_per_split, ke = min(K, kb + k_per_split);
-    const dev::LaneLuts L = dev::lane_luts<BITS>(dev::smem_u32(xs + MT * kXStride), warp, lane, w.group_size);
+    const dev::LaneLuts L = dev::lane_luts<BITS, kRows>(dev::smem_u32(xs + MT * kXStride), warp, lane, w.group_size);
+    const int row_bytes = dev::row_lut_bytes(BITS, w.group_size);
     const dev::LutFields p = dev::bucket_fields(w);
-    const int32_t* crow = w.codes + static_cast<int64_t>(row_ok ? n : 0) * (K / 32 * BITS);
-
-    float acc[MT];
+    const int64_t row_words = K / 32 * BITS;
+    const int32_t* crow[kRows];
+    bool row_ok[kRows];
 #pragma unroll
-    for (int m = 0; m < MT; ++m) acc[m] = 0.f;
+    for (int r = 0; r < kRows; ++r) {
+        row_ok[r] = n0 + r < N;
+        crow[r] = w.codes + (row_ok[r] ? n0 + r : 0) * row_words;
+    }
 
-    uint32_t next[4 * BITS];
+    float acc[kRows][MT];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int m = 0; m < MT; ++m) acc[r][m] = 0.f;
+
+    uint32_t next[kRows][W];
     int u = kb / dev::kUnit + lane;
-    bool have_next = row_ok && u * dev::kUnit < min(ke, kb + kTileK);
-    if (have_next) dev::load_unit<BITS>(crow, u, next);
+    bool have_next = row_ok[0] && u * dev::kUnit < min(ke, kb + kTileK);
+    if (have_next) {
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) dev::load_unit<BITS>(crow[r], u, next[r]);
+    }
 
     for (int tk0 = kb; tk0 < ke; tk0 += kTileK) {
         const int tk1 = min(ke, tk0 + kTileK);
         stage_x<T, MT>(a, xs, m0, tk0, tk1);
         __syncthreads();
-        uint32_t cur[4 * BITS];
+        uint32_t cur[kRows][W];
 #pragma unroll
-        for (int i = 0; i < 4 * BITS; ++i) cur[i] = next[i];
+        for (int r = 0; r < kRows; ++r)
+#pragma unroll
+            for (int i = 0; i < W; ++i) cur[r][i] = next[r][i];
         const bool have = have_next;
         const int ucur = u;
         u += 32;
-        have_next = row_ok && u * dev::kUnit < min(ke, tk1 + kTileK);
-        if (have_next) dev::load_unit<BITS>(crow, u, next);  // next tile's codes in flight
+        have_next = row_ok[0] && u * dev::kUnit < min(ke, tk1 + kTileK);
+        if (have_next) {  // next tile's codes in flight while this one is computed
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) dev::load_unit<BITS>(crow[r], u, next[r]);
+        }
         if (have) {
-            dev::build_unit_luts<BITS, KIND>(w, p, L, n, ucur);
+#pragma unroll
+            for (int r = 0; r < kRows; ++r)
+                dev::build_unit_luts<BITS, KIND>(w, p, L.lane_base + r * row_bytes, L.luts, row_ok[r] ? n0 + r : n0, ucur);
             const float* xu = xs + lane * (dev::kUnit + 4);
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
@@ -101,16 +125,19 @@ __global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, in
 #pragma unroll
                     for (int m = 0; m < MT; ++m)
                         xv[m] = *reinterpret_cast<const float4*>(xu + m * kXStride + j * 32 + i);
-                    const float v0 = dev::lookup<BITS>(cur + j * BITS, i, lb);
-                    const float v1 = dev::lookup<BITS>(cur + j * BITS, i + 1, lb);
-                    const float v2 = dev::lookup<BITS>(cur + j * BITS, i + 2, lb);
-                    const float v3 = dev::lookup<BITS>(cur + j * BITS, i + 3, lb);
 #pragma unroll
-                    for (int m = 0; m < MT; ++m) {
-                        acc[m] = fmaf(v0, xv[m].x, acc[m]);
-                        acc[m] = fmaf(v1, xv[m].y, acc[m]);
-                        acc[m] = fmaf(v2, xv[m].z, acc[m]);
-                        acc[m] = fmaf(v3, xv[m].w, acc[m]);
+                    for (int r = 0; r < kRows; ++r) {
+                        const uint32_t* cw = cur[r] + j * BITS;
+                        const uint32_t rb = lb + r * row_bytes;
+                        const float v0 = dev::lookup<BITS>(cw, i, rb), v1 = dev::lookup<BITS>(cw, i + 1, rb);
+                        const float v2 = dev::lookup<BITS>(cw, i + 2, rb), v3 = dev::lookup<BITS>(cw, i + 3, rb);
+#pragma unroll
+                        for (int m = 0; m < MT; ++m) {
+                            acc[r][m] = fmaf(v0, xv[m].x, acc[r][m]);
+                            acc[r][m] = fmaf(v1, xv[m].y, acc[r][m]);
+                            acc[r][m] = fmaf(v2, xv[m].z, acc[r][m]);
+                            acc[r][m] = fmaf(v3, xv[m].w, acc[r][m]);
+                        }
                     }
                 }
             }
@@ -119,39 +146,44 @@ __global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, in
     }
 
 #pragma unroll
-    for (int m = 0; m < MT; ++m) acc[m] = warp_sum(acc[m]);
-    if (!row_ok || lane >= MT) return;
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int m = 0; m < MT; ++m) acc[r][m] = warp_sum(acc[r][m]);
+    // lane r*MT + m writes (row n0 + r, token m0 + m)
+    if (lane >= kRows * MT) return;
+    const int r_out = lane / MT, m_out = lane % MT;
     float v = 0.f;
 #pragma unroll
-    for (int m = 0; m < MT; ++m)
-        if (lane == m) v = acc[m];
-    const int mrow = m0 + lane;
-    if (mrow >= a.M) return;
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+            if (lane == r * MT + m) v = acc[r][m];
+    const int n = n0 + r_out, mrow = m0 + m_out;
+    if (n >= N || mrow >= a.M) return;
     if (blockIdx.z == 0) {
         if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
-        if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(a.row_bucket[mrow]) * N + n, a.ts_bias_dtype);
+        if (a.ts_bias) {
+            const int b = dev::bucket_of(w.t[w.t_numel == 1 ? 0 : mrow], w.bounds, w.nbounds);
+            v += dev::ldf(a.ts_bias, static_cast<int64_t>(b) * N + n, a.ts_bias_dtype);
+        }
     }
     const int64_t o = static_cast<int64_t>(mrow) * N + n;
     if (a.ksplit == 1) static_cast<T*>(a.y)[o] = dev::from_f<T>(v);
     else atomicAdd(static_cast<float*>(a.y) + o, v);
 }
 
-int lane_lut_bytes_host(int bits, int group_size) {
-    const int luts = group_size >= dev::kUnit ? 1 : dev::kUnit / group_size;
-    return luts * (1 << bits) * 128;
-}
-
 size_t gemv_smem(int mt, int bits, int group_size) {
-    return static_cast<size_t>(mt) * kXStride * 4 + static_cast<size_t>(kWarps + 1) * lane_lut_bytes_host(bits, group_size);
+    return static_cast<size_t>(mt) * kXStride * 4 +
+           static_cast<size_t>(kWarps + 1) * kRows * dev::row_lut_bytes(bits, group_size);
 }
 
-int gemv_tile(int M) { return M >= 4 ? 4 : (M == 3 ? 4 : M); }
+int gemv_tile(int M) { return M >= 3 ? 4 : M; }
 
 }  // namespace
 
 int gemv_ksplit(const GemvArgs& a, int num_sms) {
     const int mt = gemv_tile(a.M);
-    const long long blocks = static_cast<long long>((a.w.N + kWarps - 1) / kWarps) * ((a.M + mt - 1) / mt);
+    const long long blocks = static_cast<long long>((a.w.N + kBlockRows - 1) / kBlockRows) * ((a.M + mt - 1) / mt);
     const int units = a.w.K / dev::kUnit;
     int ks = 1;
     if (blocks < 2LL * num_sms) ks = static_cast<int>(std::min<long long>((2LL * num_sms + blocks - 1) / blocks, units));
@@ -160,12 +192,13 @@ int gemv_ksplit(const GemvArgs& a, int num_sms) {
 }
 
 cudaError_t launch_lut_gemv(const GemvArgs& a, cudaStream_t stream) {
-    if (check_weight(a.w) || a.M < 1 || !a.x || !a.y || (a.ts_bias && !a.row_bucket)) return cudaErrorInvalidValue;
+    if (check_weight(a.w) || a.M < 1 || !a.x || !a.y) return cudaErrorInvalidValue;
+    if (a.ts_bias && (!a.w.t || (a.w.t_numel != 1 && a.w.t_numel != a.M))) return cudaErrorInvalidValue;
     const int mt = gemv_tile(a.M);
     const int units = a.w.K / dev::kUnit;
     const int per = (units + a.ksplit - 1) / a.ksplit;
     if (a.ksplit < 1 || (units + per - 1) / per != a.ksplit) return cudaErrorInvalidValue;
-    const dim3 grid((a.w.N + kWarps - 1) / kWarps, (a.M + mt - 1) / mt, a.ksplit);
+    const dim3 grid((a.w.N + kBlockRows - 1) / kBlockRows, (a.M + mt - 1) / mt, a.ksplit);
     const size_t smem = gemv_smem(mt, a.w.bits, a.w.group_size);
     cudaError_t err = cudaSuccess;
     const bool ok = dispatch_weight(a.x_dtype, a.w.bits, a.w.kind, [&](auto t, auto b, auto k) {
@@ -173,7 +206,7 @@ cudaError_t launch_lut_gemv(const GemvArgs& a, cudaStream_t stream) {
         constexpr int B = decltype(b)::value;
         constexpr LutKind KIND = decltype(k)::value;
         auto run = [&](auto kernel) {
-            err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+            err = allow_smem_once(reinterpret_cast<const void*>(kernel));
             if (err == cudaSuccess) {
                 kernel<<<grid, kThreads, smem, stream>>>(a, per * dev::kUnit);
                 err = cudaGetLastError();

@@ -13,13 +13,18 @@ enum class LutKind : int { Table = 0, Scaled = 1, Binary = 2 };
 //   Table : f0 = table (N, G, 2^b)
 //   Scaled: f0 = codebook (2^b) or (N, 2^b) [cb_per_row], f1 = scale (N, G), f2 = zero (N, G) or null
 //   Binary: f0 = alpha (N, G, b), f1 = mu (N, G)
-// A field with a timestep LUT set has a leading bucket dim: bucket_stride[i] elements per bucket,
-// and the bucket is read on the device from *lut_bucket (no host sync). bucket_stride 0 = shared.
+// A field with a timestep LUT set has a leading bucket dim: bucket_stride[i] elements per bucket
+// (0 = shared). The bucket is *lut_bucket if given, else the bucket of t[0] over `bounds`
+// (number of boundaries <= t), computed on the device: no host sync, graph-safe.
 struct LutWeight {
     const int32_t* codes = nullptr;  // (N, K/32*bits), dense little-endian bit stream per row
     const void* f[3] = {nullptr, nullptr, nullptr};
     int64_t bucket_stride[3] = {0, 0, 0};
     const int32_t* lut_bucket = nullptr;
+    const float* t = nullptr;       // timesteps: 1 (uniform) or M (one per row) fp32 values
+    int t_numel = 0;
+    const float* bounds = nullptr;  // (nbounds) increasing bucket boundaries
+    int nbounds = 0;
     DType lut_dtype = DType::F16;
     const void* in_scale = nullptr;  // (K) or null
     DType in_scale_dtype = DType::F16;
@@ -28,7 +33,7 @@ struct LutWeight {
     bool cb_per_row = false;
 };
 
-// y (M, N) = (x ⊙ in_scale) @ W^T + bias + ts_bias[row_bucket[m]]; fp32 accumulation.
+// y (M, N) = (x ⊙ in_scale) @ W^T + bias + ts_bias[bucket(t[m])]; fp32 accumulation.
 // With ksplit > 1 the kernel atomically adds fp32 partial sums into y_f32 (zeroed by the caller).
 struct GemvArgs {
     LutWeight w;
@@ -38,8 +43,7 @@ struct GemvArgs {
     void* y = nullptr;        // (M, N) x_dtype when ksplit == 1, else float32 workspace
     int ksplit = 1;
     const void* bias = nullptr;  DType bias_dtype = DType::F16;        // (N) or null
-    const int32_t* row_bucket = nullptr;                                  // (M) or null
-    const void* ts_bias = nullptr; DType ts_bias_dtype = DType::F16;     // (T, N) or null
+    const void* ts_bias = nullptr; DType ts_bias_dtype = DType::F16;     // (T, N) or null; needs w.t
 };
 
 // W (N, K) dequantized (in_scale folded in) into out_dtype (f16/bf16), for the cuBLAS path.
@@ -58,5 +62,15 @@ const char* check_weight(const LutWeight& w);
 
 cudaError_t launch_lut_gemv(const GemvArgs& a, cudaStream_t stream);
 cudaError_t launch_lut_dequant(const DequantArgs& a, cudaStream_t stream);
+
+// y (M, N) += ts_bias[bucket(t[m])] in place (the cuBLAS path's epilogue); t has 1 or M values.
+struct TsBiasArgs {
+    void* y = nullptr; DType y_dtype = DType::F16;
+    int M = 0, N = 0;
+    const float* t = nullptr; int t_numel = 0;
+    const float* bounds = nullptr; int nbounds = 0;
+    const void* ts_bias = nullptr; DType ts_bias_dtype = DType::F16;
+};
+cudaError_t launch_ts_bias_add(const TsBiasArgs& a, cudaStream_t stream);
 
 }  // namespace quantdllm

@@ -29,6 +29,7 @@ void check_on(const at::Tensor& t, const at::Tensor& ref, const char* name) {
 LutWeight make_weight(const at::Tensor& codes, const at::Tensor& f0, const std::optional<at::Tensor>& f1,
                       const std::optional<at::Tensor>& f2, at::IntArrayRef bucket_strides,
                       const std::optional<at::Tensor>& lut_bucket, const std::optional<at::Tensor>& in_scale,
+                      const std::optional<at::Tensor>& t, const std::optional<at::Tensor>& boundaries,
                       int64_t bits, int64_t kind, int64_t group_size, bool cb_per_row) {
     TORCH_CHECK(codes.is_cuda(), "codes must be a CUDA tensor");
     TORCH_CHECK(codes.scalar_type() == at::kInt && codes.dim() == 2 && codes.is_contiguous(),
@@ -61,6 +62,21 @@ LutWeight make_weight(const at::Tensor& codes, const at::Tensor& f0, const std::
         TORCH_CHECK(lut_bucket->scalar_type() == at::kInt && lut_bucket->numel() == 1, "lut_bucket must be one int32");
         w.lut_bucket = lut_bucket->data_ptr<int32_t>();
     }
+    TORCH_CHECK(t.has_value() == boundaries.has_value(), "t and boundaries go together");
+    if (t) {
+        check_on(*t, codes, "t");
+        check_on(*boundaries, codes, "boundaries");
+        TORCH_CHECK(t->scalar_type() == at::kFloat && boundaries->scalar_type() == at::kFloat,
+                    "t and boundaries must be float32");
+        TORCH_CHECK(boundaries->dim() == 1 && boundaries->numel() < 64, "boundaries must be 1-D with at most 63 values");
+        w.t = t->data_ptr<float>();
+        w.t_numel = static_cast<int>(t->numel());
+        w.bounds = boundaries->data_ptr<float>();
+        w.nbounds = static_cast<int>(boundaries->numel());
+    }
+    const bool per_bucket = bucket_strides[0] || bucket_strides[1] || bucket_strides[2];
+    TORCH_CHECK(!per_bucket || lut_bucket || (t && t->numel() == 1),
+                "per-bucket LUT fields need lut_bucket or one timestep t");
     if (in_scale) {
         check_on(*in_scale, codes, "in_scale");
         TORCH_CHECK(in_scale->numel() == w.K, "in_scale must have K elements");
@@ -76,11 +92,13 @@ at::Tensor lut_gemv(const at::Tensor& x, const at::Tensor& codes, const at::Tens
                     const std::optional<at::Tensor>& f1, const std::optional<at::Tensor>& f2,
                     at::IntArrayRef bucket_strides, const std::optional<at::Tensor>& lut_bucket,
                     const std::optional<at::Tensor>& in_scale, const std::optional<at::Tensor>& bias,
-                    const std::optional<at::Tensor>& row_bucket, const std::optional<at::Tensor>& ts_bias,
-                    int64_t bits, int64_t kind, int64_t group_size, bool cb_per_row) {
+                    const std::optional<at::Tensor>& t, const std::optional<at::Tensor>& boundaries,
+                    const std::optional<at::Tensor>& ts_bias, int64_t bits, int64_t kind, int64_t group_size,
+                    bool cb_per_row) {
     const c10::cuda::CUDAGuard guard(codes.device());
     GemvArgs a;
-    a.w = make_weight(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bits, kind, group_size, cb_per_row);
+    a.w = make_weight(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, t, boundaries, bits, kind, group_size,
+                      cb_per_row);
     check_on(x, codes, "x");
     TORCH_CHECK(x.dim() == 2 && x.size(1) == a.w.K, "x must be (M, ", a.w.K, ")");
     TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, "x must be float16 or bfloat16");
@@ -94,15 +112,14 @@ at::Tensor lut_gemv(const at::Tensor& x, const at::Tensor& codes, const at::Tens
         a.bias = bias->data_ptr();
         a.bias_dtype = dtype_of(*bias, "bias");
     }
-    TORCH_CHECK(row_bucket.has_value() == ts_bias.has_value(), "row_bucket and ts_bias go together");
     if (ts_bias) {
         check_on(*ts_bias, codes, "ts_bias");
-        check_on(*row_bucket, codes, "row_bucket");
-        TORCH_CHECK(ts_bias->dim() == 2 && ts_bias->size(1) == a.w.N, "ts_bias must be (T, N)");
-        TORCH_CHECK(row_bucket->scalar_type() == at::kInt && row_bucket->numel() == a.M, "row_bucket must be int32 (M)");
+        TORCH_CHECK(t.has_value(), "ts_bias needs the timesteps t");
+        TORCH_CHECK(ts_bias->dim() == 2 && ts_bias->size(1) == a.w.N && ts_bias->size(0) == a.w.nbounds + 1,
+                    "ts_bias must be (len(boundaries) + 1, N)");
+        TORCH_CHECK(a.w.t_numel == 1 || a.w.t_numel == a.M, "t must have 1 or M values");
         a.ts_bias = ts_bias->data_ptr();
         a.ts_bias_dtype = dtype_of(*ts_bias, "ts_bias");
-        a.row_bucket = row_bucket->data_ptr<int32_t>();
     }
     if (a.M == 0) return at::empty({0, a.w.N}, x.options());
     int sms = 0;
@@ -120,10 +137,12 @@ at::Tensor lut_gemv(const at::Tensor& x, const at::Tensor& codes, const at::Tens
 at::Tensor lut_dequant(const at::Tensor& codes, const at::Tensor& f0, const std::optional<at::Tensor>& f1,
                        const std::optional<at::Tensor>& f2, at::IntArrayRef bucket_strides,
                        const std::optional<at::Tensor>& lut_bucket, const std::optional<at::Tensor>& in_scale,
+                       const std::optional<at::Tensor>& t, const std::optional<at::Tensor>& boundaries,
                        int64_t bits, int64_t kind, int64_t group_size, bool cb_per_row, at::ScalarType dtype) {
     const c10::cuda::CUDAGuard guard(codes.device());
     DequantArgs a;
-    a.w = make_weight(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bits, kind, group_size, cb_per_row);
+    a.w = make_weight(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, t, boundaries, bits, kind, group_size,
+                      cb_per_row);
     TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16, "dtype must be float16 or bfloat16");
     at::Tensor out = at::empty({a.w.N, a.w.K}, codes.options().dtype(dtype));
     a.out = out.data_ptr();
@@ -133,20 +152,50 @@ at::Tensor lut_dequant(const at::Tensor& codes, const at::Tensor& f0, const std:
     return out;
 }
 
+void ts_bias_add_(const at::Tensor& y, const at::Tensor& t, const at::Tensor& boundaries, const at::Tensor& ts_bias) {
+    const c10::cuda::CUDAGuard guard(y.device());
+    TORCH_CHECK(y.is_cuda() && y.dim() == 2 && y.is_contiguous(), "y must be a contiguous CUDA (M, N) tensor");
+    TORCH_CHECK(y.scalar_type() == at::kHalf || y.scalar_type() == at::kBFloat16, "y must be float16 or bfloat16");
+    check_on(t, y, "t");
+    check_on(boundaries, y, "boundaries");
+    check_on(ts_bias, y, "ts_bias");
+    TORCH_CHECK(t.scalar_type() == at::kFloat && boundaries.scalar_type() == at::kFloat, "t, boundaries: float32");
+    TORCH_CHECK(t.numel() == 1 || t.numel() == y.size(0), "t must have 1 or M values");
+    TORCH_CHECK(ts_bias.dim() == 2 && ts_bias.size(0) == boundaries.numel() + 1 && ts_bias.size(1) == y.size(1),
+                "ts_bias must be (len(boundaries) + 1, N)");
+    TsBiasArgs a;
+    a.y = y.data_ptr();
+    a.y_dtype = dtype_of(y, "y");
+    a.M = static_cast<int>(y.size(0));
+    a.N = static_cast<int>(y.size(1));
+    a.t = t.data_ptr<float>();
+    a.t_numel = static_cast<int>(t.numel());
+    a.bounds = boundaries.data_ptr<float>();
+    a.nbounds = static_cast<int>(boundaries.numel());
+    a.ts_bias = ts_bias.data_ptr();
+    a.ts_bias_dtype = dtype_of(ts_bias, "ts_bias");
+    if (a.M == 0) return;
+    const cudaError_t err = launch_ts_bias_add(a, c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == cudaSuccess, "ts_bias_add launch failed: ", cudaGetErrorString(err));
+}
+
 }  // namespace
 }  // namespace quantdllm
 
 TORCH_LIBRARY_FRAGMENT(quantdllm, m) {
     m.def("lut_gemv(Tensor x, Tensor codes, Tensor f0, Tensor? f1, Tensor? f2, int[] bucket_strides, "
-          "Tensor? lut_bucket, Tensor? in_scale, Tensor? bias, Tensor? row_bucket, Tensor? ts_bias, "
+          "Tensor? lut_bucket, Tensor? in_scale, Tensor? bias, Tensor? t, Tensor? boundaries, Tensor? ts_bias, "
           "int bits, int kind, int group_size, bool cb_per_row) -> Tensor");
     m.def("lut_dequant(Tensor codes, Tensor f0, Tensor? f1, Tensor? f2, int[] bucket_strides, Tensor? lut_bucket, "
-          "Tensor? in_scale, int bits, int kind, int group_size, bool cb_per_row, ScalarType dtype) -> Tensor");
+          "Tensor? in_scale, Tensor? t, Tensor? boundaries, int bits, int kind, int group_size, bool cb_per_row, "
+          "ScalarType dtype) -> Tensor");
+    m.def("ts_bias_add_(Tensor(a!) y, Tensor t, Tensor boundaries, Tensor ts_bias) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(quantdllm, CUDA, m) {
     m.impl("lut_gemv", &quantdllm::lut_gemv);
     m.impl("lut_dequant", &quantdllm::lut_dequant);
+    m.impl("ts_bias_add_", &quantdllm::ts_bias_add_);
 }
 
 // An importable module so `import quantdllm_kernels._C` loads the registrations above.

@@ -143,9 +143,14 @@ def test_bad_inputs_named_before_launch(gen):
     f = torch.ops.quantdllm.lut_gemv
     x = torch.randn(2, 256, device="cuda").half()
     with pytest.raises(RuntimeError, match="codes must be contiguous int32"):
-        f(x, qw.codes.float(), qw.codebook, qw.scale, qw.zero, [0, 0, 0], None, None, None, None, None, 4, 1, 128, False)
+        f(x, qw.codes.float(), qw.codebook, qw.scale, qw.zero, [0, 0, 0], None, None, None, None, None, None,
+          4, 1, 128, False)
     with pytest.raises(RuntimeError, match="x must be"):
-        f(x[:, :128], qw.codes, qw.codebook, qw.scale, qw.zero, [0, 0, 0], None, None, None, None, None, 4, 1, 128, False)
+        f(x[:, :128], qw.codes, qw.codebook, qw.scale, qw.zero, [0, 0, 0], None, None, None, None, None, None,
+          4, 1, 128, False)
+    with pytest.raises(RuntimeError, match="per-bucket LUT fields need"):
+        f(x, qw.codes, qw.codebook, qw.scale, qw.zero, [0, 5, 0], None, None, None, None, None, None,
+          4, 1, 128, False)
     # automatic selection falls back instead of failing on a shape the CUDA kernels cannot take
     odd = random_qweight(8, 96, bits=4, group_size=32, generator=gen).to("cuda")
     x96 = torch.randn(2, 96, device="cuda").half()

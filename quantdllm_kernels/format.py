@@ -256,7 +256,7 @@ class QuantizedWeight:
         if "codes" not in tensors:
             raise ValueError("missing tensor 'codes'")
         q = cls(bits=meta["bits"], group_size=meta["group_size"], in_features=meta["in_features"],
-                lut_kind=meta["lut_kind"], timestep=TimestepTables.from_tensors(ts) if ts else None,
+                lut_kind=meta["lut_kind"], timestep=TimestepTables.from_tensors(ts, validate) if ts else None,
                 validate=validate, **{f: tensors.get(f) for f in _TENSOR_FIELDS})
         if q.out_features != meta.get("out_features", q.out_features):
             raise ValueError(f"codes have {q.out_features} rows, manifest says out_features={meta['out_features']}")

@@ -65,9 +65,16 @@ class TimestepTables:
         return out
 
     @classmethod
-    def from_tensors(cls, tensors: Dict[str, torch.Tensor]) -> "TimestepTables":
+    def from_tensors(cls, tensors: Dict[str, torch.Tensor], validate: bool = True) -> "TimestepTables":
+        """``validate=False`` skips the checks (they read values, a host sync that CUDA-graph capture
+        forbids): for tensors that were validated when the tables were built."""
         luts = {k[4:]: v for k, v in tensors.items() if k.startswith("lut_")}
-        return cls(tensors["boundaries"], tensors.get("bias"), luts or None)
+        if validate:
+            return cls(tensors["boundaries"], tensors.get("bias"), luts or None)
+        t = object.__new__(cls)
+        for name, v in (("boundaries", tensors["boundaries"]), ("bias", tensors.get("bias")), ("luts", luts or None)):
+            object.__setattr__(t, name, v)
+        return t
 
     def _apply(self, fn) -> "TimestepTables":
         luts = {k: fn(v) for k, v in self.luts.items()} if self.luts else None

@@ -3,9 +3,11 @@
 The kernels read the canonical format as stored (``pack_for("cuda")`` is the identity: codes are
 already a dense bit stream with 16-byte aligned 128-code units when K % 128 == 0), so nothing is
 cached and ``torch.compile`` sees plain tensors. Paths by M: the LUT GEMV for M <= ``GEMV_MAX_M``,
-else dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the per-row bias
-bucket and a uniform per-bucket LUT set are read on the device; per-row mixed buckets with LUT
-sets run one GEMV per bucket (documented fallback, still no host sync).
+else dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the kernels take
+the timesteps ``t`` (1 or M fp32 values) and the boundaries, and compute each row's bucket on the
+device -- the bias bucket per row (GEMV epilogue, or a one-kernel epilogue after cuBLAS) and a
+uniform per-bucket LUT set in the dequant. Per-row mixed timesteps with LUT sets run one launch
+per bucket and select rows on the device (the documented fallback; still no host sync).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 
 from ..dispatch import Backend, register_backend
 from ..format import MixedQuantizedWeight, QuantizedWeight
-from ..reference import _check_bias, _check_x, timestep_buckets
+from ..reference import _check_bias, _check_x
 
 try:
     from .. import _C  # noqa: F401  (loading it registers torch.ops.quantdllm.lut_gemv / lut_dequant)
@@ -68,40 +70,57 @@ def _op_fields(qw: QuantizedWeight, use_ts_luts: bool):
     return out[0], out[1], out[2], strides, cb_per_row
 
 
-def _run(x2, qw: QuantizedWeight, bias, row_bucket, ts_bias, lut_bucket, use_ts_luts: bool):
+def _timesteps(t, lead, device) -> torch.Tensor:
+    """fp32 device tensor of 1 (uniform) or M (per row) timesteps; shapes as in the reference."""
+    if isinstance(t, bool):
+        raise TypeError("timestep must be a float or a tensor, got bool")
+    if isinstance(t, (int, float)):
+        return torch.full((1,), float(t), dtype=torch.float32, device=device)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"timestep must be a float or a tensor, got {type(t).__name__}")
+    M = 1
+    for d in lead:
+        M *= d
+    if not (t.dim() == 0 or tuple(t.shape) == tuple(lead) or (t.dim() == 1 and t.numel() == M)):
+        raise ValueError(f"timestep must be a scalar, shape ({M},) or {tuple(lead)}; got {tuple(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"timestep is on {t.device} but the weight is on {device}")
+    return t.reshape(-1).to(torch.float32).contiguous()
+
+
+def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_luts: bool):
     f0, f1, f2, strides, cb_per_row = _op_fields(qw, use_ts_luts)
     in_scale = None if qw.in_scale is None else qw.in_scale.contiguous()
     kind, bits, g = _KIND[qw.lut_kind], qw.bits, qw.group_size
     if x2.shape[0] <= GEMV_MAX_M:
         bias = None if bias is None else bias.contiguous()
         return torch.ops.quantdllm.lut_gemv(x2, qw.codes, f0, f1, f2, strides, lut_bucket, in_scale, bias,
-                                            row_bucket, ts_bias, bits, kind, g, cb_per_row)
-    w = torch.ops.quantdllm.lut_dequant(qw.codes, f0, f1, f2, strides, lut_bucket, in_scale, bits, kind, g,
-                                        cb_per_row, x2.dtype)
+                                            t, bounds, ts_bias, bits, kind, g, cb_per_row)
+    w = torch.ops.quantdllm.lut_dequant(qw.codes, f0, f1, f2, strides, lut_bucket, in_scale, t, bounds, bits,
+                                        kind, g, cb_per_row, x2.dtype)
     y = F.linear(x2, w, None if bias is None else bias.to(x2.dtype))
     if ts_bias is not None:
-        y = y + ts_bias.to(y.dtype).index_select(0, row_bucket)
+        torch.ops.quantdllm.ts_bias_add_(y, t, bounds, ts_bias)
     return y
 
 
 def _matmul_one(x2, qw: QuantizedWeight, bias, timestep, lead):
     ts = qw.timestep if timestep is not None else None
-    row_bucket = ts_bias = None
-    if ts is not None:
-        b = timestep_buckets(ts.boundaries, timestep, lead, x2.device).reshape(-1).to(torch.int32)
-        if ts.bias is not None:
-            row_bucket, ts_bias = b, ts.bias.contiguous()
-        if ts.luts:
-            if _is_scalar_t(timestep):
-                return _run(x2, qw, bias, row_bucket, ts_bias, b[:1].contiguous(), True)
-            # per-row buckets with LUT sets: one launch per bucket, rows selected on the device
-            y = None
-            for k in range(ts.num_buckets):
-                yk = _run(x2, qw, bias, row_bucket, ts_bias, torch.full((1,), k, dtype=torch.int32,
-                                                                        device=x2.device), True)
-                y = yk if y is None else torch.where((b == k).unsqueeze(1), yk, y)
-            return y
-    return _run(x2, qw, bias, row_bucket, ts_bias, None, False)
+    if ts is None:
+        return _run(x2, qw, bias, None, None, None, None, False)
+    t = _timesteps(timestep, lead, x2.device)
+    bounds = ts.boundaries.to(torch.float32).contiguous()
+    ts_bias = None if ts.bias is None else ts.bias.contiguous()
+    if not ts.luts or t.numel() == 1:  # buckets computed inside the kernels from t
+        return _run(x2, qw, bias, t, bounds, ts_bias, None, bool(ts.luts))
+    # per-row timesteps with per-bucket LUT sets: one launch per bucket, rows picked on the device
+    b = torch.searchsorted(bounds, t, right=True)
+    y = None
+    for k in range(ts.num_buckets):
+        lut_bucket = torch.full((1,), k, dtype=torch.int32, device=x2.device)
+        yk = _run(x2, qw, bias, t, bounds, ts_bias, lut_bucket, True)
+        y = yk if y is None else torch.where((b == k).unsqueeze(1), yk, y)
+    return y
 
 
 class CudaBackend(Backend):
@@ -154,13 +173,17 @@ class CudaBackend(Backend):
 
 if not _IMPORT_ERROR:
     @torch.library.register_fake("quantdllm::lut_gemv")
-    def _gemv_fake(x, codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bias, row_bucket, ts_bias,
+    def _gemv_fake(x, codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bias, t, boundaries, ts_bias,
                    bits, kind, group_size, cb_per_row):
         return x.new_empty(x.shape[0], codes.shape[0])
 
     @torch.library.register_fake("quantdllm::lut_dequant")
-    def _dequant_fake(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, bits, kind, group_size,
-                      cb_per_row, dtype):
+    def _dequant_fake(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, t, boundaries, bits, kind,
+                      group_size, cb_per_row, dtype):
         return codes.new_empty(codes.shape[0], codes.shape[1] // bits * 32, dtype=dtype)
+
+    @torch.library.register_fake("quantdllm::ts_bias_add_")
+    def _ts_bias_add_fake(y, t, boundaries, ts_bias):
+        return None
 
 register_backend(CudaBackend())
