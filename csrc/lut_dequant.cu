@@ -1,6 +1,8 @@
 // Dequantize a LUT weight to a dense (N, K) fp16/bf16 matrix, in_scale folded in: the large-M
 // path feeds it to cuBLAS, where the GEMM's O(M*N*K) work dwarfs one pass over the weight.
-// Same mapping as the GEMV (warp = row, lane = 128-code unit) and the same lane-private LUTs.
+// Same mapping as the GEMV (warp = row, lane = 128-code unit) and the same lane-private LUTs; each
+// lane stages its 256 output bytes in shared memory so the warp stores them coalesced (v1 stored
+// 16-byte pieces 256 bytes apart per lane and ran at 23% of DRAM bandwidth).
 // Also the cuBLAS path's timestep-bias epilogue.
 
 #include "dispatch.cuh"
@@ -18,6 +20,9 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
            (static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&h)) << 16);
 }
 
+constexpr int kStageStride = dev::kUnit * 2 + 16;  // bytes per lane's unit in the staging area (+16: no conflicts)
+constexpr int kStageWarp = 32 * kStageStride;
+
 template <typename T, int BITS, LutKind KIND>
 __global__ void __launch_bounds__(kWarps * 32) lut_dequant_kernel(const DequantArgs a) {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -25,31 +30,42 @@ __global__ void __launch_bounds__(kWarps * 32) lut_dequant_kernel(const DequantA
     const LutWeight& w = a.w;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n = blockIdx.x * kWarps + warp;
-    const int u = blockIdx.y * 32 + lane;
-    const dev::LaneLuts L = dev::lane_luts<BITS>(dev::smem_u32(smem), warp, lane, w.group_size);
-    if (n >= w.N || u * dev::kUnit >= w.K) return;
-    const dev::LutFields p = dev::bucket_fields(w);
-    uint32_t cw[4 * BITS];
-    dev::load_unit<BITS>(w.codes + static_cast<int64_t>(n) * (w.K / 32 * BITS), u, cw);
-    dev::build_unit_luts<BITS, KIND>(w, p, L.lane_base, L.luts, n, u);
-    T* out = static_cast<T*>(a.out) + static_cast<int64_t>(n) * w.K + u * dev::kUnit;
+    const int u0 = blockIdx.y * 32, units = w.K / dev::kUnit;
+    const int u = u0 + lane;
+    unsigned char* stage = smem + warp * kStageWarp;
+    const dev::LaneLuts L = dev::lane_luts<BITS>(dev::smem_u32(smem + kWarps * kStageWarp), warp, lane, w.group_size);
+    if (n >= w.N) return;  // whole warp
+    if (u < units) {
+        const dev::LutFields p = dev::bucket_fields(w);
+        uint32_t cw[4 * BITS];
+        dev::load_unit<BITS>(w.codes + static_cast<int64_t>(n) * (w.K / 32 * BITS), u, cw);
+        dev::build_unit_luts<BITS, KIND>(w, p, L.lane_base, L.luts, n, u);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const uint32_t lb = L.lane_base + (j >> L.lut_shift) * (E * 128);
+        for (int j = 0; j < 4; ++j) {
+            const uint32_t lb = L.lane_base + (j >> L.lut_shift) * (E * 128);
 #pragma unroll
-        for (int i = 0; i < 32; i += 8) {
-            float v[8];
+            for (int i = 0; i < 32; i += 8) {
+                float v[8];
 #pragma unroll
-            for (int ii = 0; ii < 8; ++ii) v[ii] = dev::lookup<BITS>(cw + j * BITS, i + ii, lb);
-            if (w.in_scale) {
+                for (int ii = 0; ii < 8; ++ii) v[ii] = dev::lookup<BITS>(cw + j * BITS, i + ii, lb);
+                if (w.in_scale) {
 #pragma unroll
-                for (int ii = 0; ii < 8; ++ii)
-                    v[ii] *= dev::ldf(w.in_scale, u * dev::kUnit + j * 32 + i + ii, w.in_scale_dtype);
+                    for (int ii = 0; ii < 8; ++ii)
+                        v[ii] *= dev::ldf(w.in_scale, u * dev::kUnit + j * 32 + i + ii, w.in_scale_dtype);
+                }
+                *reinterpret_cast<uint4*>(stage + lane * kStageStride + (j * 32 + i) * 2) =
+                    make_uint4(pack2<T>(v[0], v[1]), pack2<T>(v[2], v[3]), pack2<T>(v[4], v[5]), pack2<T>(v[6], v[7]));
             }
-            *reinterpret_cast<uint4*>(out + j * 32 + i) =
-                make_uint4(pack2<T>(v[0], v[1]), pack2<T>(v[2], v[3]), pack2<T>(v[4], v[5]), pack2<T>(v[6], v[7]));
         }
     }
+    __syncwarp();
+    // coalesced copy-out: the warp writes its units' 256-byte rows as consecutive 16-byte pieces
+    const int span = min(32, units - u0) * dev::kUnit * 2;
+    unsigned char* out = reinterpret_cast<unsigned char*>(static_cast<T*>(a.out) + static_cast<int64_t>(n) * w.K +
+                                                          static_cast<int64_t>(u0) * dev::kUnit);
+    for (int o = lane * 16; o < span; o += 512)
+        *reinterpret_cast<uint4*>(out + o) =
+            *reinterpret_cast<const uint4*>(stage + (o >> 8) * kStageStride + (o & 255));
 }
 
 template <typename T>
@@ -67,7 +83,8 @@ cudaError_t launch_lut_dequant(const DequantArgs& a, cudaStream_t stream) {
     if (check_weight(a.w) || !a.out) return cudaErrorInvalidValue;
     const int units = a.w.K / dev::kUnit;
     const dim3 grid((a.w.N + kWarps - 1) / kWarps, (units + 31) / 32);
-    const size_t smem = static_cast<size_t>(kWarps + 1) * dev::row_lut_bytes(a.w.bits, a.w.group_size);
+    const size_t smem = static_cast<size_t>(kWarps) * kStageWarp +
+                        static_cast<size_t>(kWarps + 1) * dev::row_lut_bytes(a.w.bits, a.w.group_size);
     cudaError_t err = cudaSuccess;
     const bool ok = dispatch_weight(a.out_dtype, a.w.bits, a.w.kind, [&](auto t, auto b, auto k) {
         auto kernel = lut_dequant_kernel<typename decltype(t)::type, decltype(b)::value, decltype(k)::value>;

@@ -3,8 +3,7 @@
 // Mapping: a block of 8 warps owns 16 output rows (two per warp) and a K range; K is walked in
 // tiles of 4096 codes, one 128-code unit per lane per tile. Per tile the block stages x ⊙ in_scale
 // as fp32 in shared memory (padded so the lanes' 16-byte reads are conflict-free); every lane
-// streams its unit's packed codes of both rows with 16-byte loads (the next tile's codes are in
-// flight while the current tile is computed), builds the units' LUTs in its private shared-memory
+// streams its unit's packed codes of both rows with 16-byte loads (issued before current tile is computed), builds the units' LUTs in its private shared-memory
 // columns, and accumulates LUT[code] * x in fp32. Two rows per warp read each staged x value once
 // for two rows: shared-memory bandwidth, not ALU, bounded the one-row version (v1 notes). A warp
 // reduction gives each row's dot products. When N alone cannot fill the GPU, blocks also split K
@@ -58,7 +57,7 @@ __device__ __forceinline__ void stage_x(const GemvArgs& a, float* xs, int m0, in
 }
 
 template <typename T, int BITS, LutKind KIND, int MT>
-__global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, int k_per_split) {
+__global__ void __launch_bounds__(kThreads, 3) lut_gemv_kernel(const GemvArgs a, int k_per_split) {
     extern __shared__ __align__(16) float xs[];
     constexpr int E = 1 << BITS;
     constexpr int W = 4 * BITS;  // code words per unit
@@ -80,41 +79,31 @@ __global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, in
         crow[r] = w.codes + (row_ok[r] ? n0 + r : 0) * row_words;
     }
 
-    float acc[kRows][MT];
+    // P partial sums per (row, token) break the FMA dependency chains when MT is small
+    constexpr int P = MT >= 4 ? 1 : 4 / MT;
+    float acc[kRows][MT][P];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
 #pragma unroll
-        for (int m = 0; m < MT; ++m) acc[r][m] = 0.f;
-
-    uint32_t next[kRows][W];
-    int u = kb / dev::kUnit + lane;
-    bool have_next = row_ok[0] && u * dev::kUnit < min(ke, kb + kTileK);
-    if (have_next) {
+        for (int m = 0; m < MT; ++m)
 #pragma unroll
-        for (int r = 0; r < kRows; ++r) dev::load_unit<BITS>(crow[r], u, next[r]);
-    }
+            for (int q = 0; q < P; ++q) acc[r][m][q] = 0.f;
 
-    for (int tk0 = kb; tk0 < ke; tk0 += kTileK) {
+    int u = kb / dev::kUnit + lane;
+    for (int tk0 = kb; tk0 < ke; tk0 += kTileK, u += 32) {
         const int tk1 = min(ke, tk0 + kTileK);
+        const bool have = row_ok[0] && u * dev::kUnit < tk1;
+        uint32_t cur[kRows][W];
+        if (have) {  // issued first: the loads are in flight while x is staged
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) dev::load_unit<BITS>(crow[r], u, cur[r]);
+        }
         stage_x<T, MT>(a, xs, m0, tk0, tk1);
         __syncthreads();
-        uint32_t cur[kRows][W];
-#pragma unroll
-        for (int r = 0; r < kRows; ++r)
-#pragma unroll
-            for (int i = 0; i < W; ++i) cur[r][i] = next[r][i];
-        const bool have = have_next;
-        const int ucur = u;
-        u += 32;
-        have_next = row_ok[0] && u * dev::kUnit < min(ke, tk1 + kTileK);
-        if (have_next) {  // next tile's codes in flight while this one is computed
-#pragma unroll
-            for (int r = 0; r < kRows; ++r) dev::load_unit<BITS>(crow[r], u, next[r]);
-        }
         if (have) {
 #pragma unroll
             for (int r = 0; r < kRows; ++r)
-                dev::build_unit_luts<BITS, KIND>(w, p, L.lane_base + r * row_bytes, L.luts, row_ok[r] ? n0 + r : n0, ucur);
+                dev::build_unit_luts<BITS, KIND>(w, p, L.lane_base + r * row_bytes, L.luts, row_ok[r] ? n0 + r : n0, u);
             const float* xu = xs + lane * (dev::kUnit + 4);
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
@@ -133,10 +122,10 @@ __global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, in
                         const float v2 = dev::lookup<BITS>(cw, i + 2, rb), v3 = dev::lookup<BITS>(cw, i + 3, rb);
 #pragma unroll
                         for (int m = 0; m < MT; ++m) {
-                            acc[r][m] = fmaf(v0, xv[m].x, acc[r][m]);
-                            acc[r][m] = fmaf(v1, xv[m].y, acc[r][m]);
-                            acc[r][m] = fmaf(v2, xv[m].z, acc[r][m]);
-                            acc[r][m] = fmaf(v3, xv[m].w, acc[r][m]);
+                            acc[r][m][0 % P] = fmaf(v0, xv[m].x, acc[r][m][0 % P]);
+                            acc[r][m][1 % P] = fmaf(v1, xv[m].y, acc[r][m][1 % P]);
+                            acc[r][m][2 % P] = fmaf(v2, xv[m].z, acc[r][m][2 % P]);
+                            acc[r][m][3 % P] = fmaf(v3, xv[m].w, acc[r][m][3 % P]);
                         }
                     }
                 }
@@ -148,7 +137,13 @@ __global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, in
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
 #pragma unroll
-        for (int m = 0; m < MT; ++m) acc[r][m] = warp_sum(acc[r][m]);
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+            for (int q = 1; q < P; ++q) acc[r][m][0] += acc[r][m][q];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int m = 0; m < MT; ++m) acc[r][m][0] = warp_sum(acc[r][m][0]);
     // lane r*MT + m writes (row n0 + r, token m0 + m)
     if (lane >= kRows * MT) return;
     const int r_out = lane / MT, m_out = lane % MT;
@@ -157,7 +152,7 @@ __global__ void __launch_bounds__(kThreads) lut_gemv_kernel(const GemvArgs a, in
     for (int r = 0; r < kRows; ++r)
 #pragma unroll
         for (int m = 0; m < MT; ++m)
-            if (lane == r * MT + m) v = acc[r][m];
+            if (lane == r * MT + m) v = acc[r][m][0];
     const int n = n0 + r_out, mrow = m0 + m_out;
     if (n >= N || mrow >= a.M) return;
     if (blockIdx.z == 0) {

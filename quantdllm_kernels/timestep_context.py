@@ -9,11 +9,14 @@
   host synchronisation happens and the captured graph follows the new timesteps.
 
 A ``timestep=`` argument given to ``QuantLinear.forward`` or ``lut_matmul`` overrides both.
+
+The context is a process-wide stack, not a ``ContextVar``: ``torch.compile(fullgraph=True)`` must
+trace ``current_timestep()``, and dynamo cannot trace ``ContextVar.get``. Under ``torch.compile``
+pass the timestep as a tensor (a Python float is specialised: each new value recompiles).
 """
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from typing import Optional, Union
 
 import torch
@@ -21,7 +24,7 @@ import torch
 __all__ = ["timestep", "set_timestep", "current_timestep"]
 
 TimestepLike = Union[float, torch.Tensor]
-_CONTEXT: contextvars.ContextVar = contextvars.ContextVar("quantdllm_timestep", default=None)
+_STACK: list = []
 _DEFAULT: Optional[TimestepLike] = None
 
 
@@ -38,11 +41,11 @@ def _check(t) -> None:
 def timestep(t: TimestepLike):
     """Every QuantLinear called inside reads ``t`` as its denoising timestep."""
     _check(t)
-    token = _CONTEXT.set(t)
+    _STACK.append(t)
     try:
         yield t
     finally:
-        _CONTEXT.reset(token)
+        _STACK.pop()
 
 
 def set_timestep(t: Optional[TimestepLike]) -> None:
@@ -54,5 +57,5 @@ def set_timestep(t: Optional[TimestepLike]) -> None:
 
 def current_timestep() -> Optional[TimestepLike]:
     """The timestep in force: the innermost context, else the default set by ``set_timestep``."""
-    t = _CONTEXT.get()
+    t = _STACK[-1] if _STACK else None
     return _DEFAULT if t is None else t
