@@ -19,3 +19,15 @@ def test_named_backends(gen):
         if name not in available_backends():
             with pytest.raises(BackendUnavailableError, match=name):
                 lut_matmul(x, qw, backend=name)
+
+
+def test_measured_choice_picks_fastest_nearest_point():
+    from quantdllm_kernels.dispatch import _measured_rows, measured_choice
+
+    rows = _measured_rows()
+    assert rows, "measured_dispatch.json ships with the package"
+    r = next(r for r in rows if r["K"] == 4096 and r["N"] == 12288 and r["bits"] == 4 and r["method"] == "rtn")
+    assert measured_choice(("cuda", "triton"), 12288, 4096, 4, "scaled", r["M"]) == r["backend"]
+    # only one candidate: that one; none measured: None
+    assert measured_choice(("triton",), 12288, 4096, 4, "scaled", 3) == "triton"
+    assert measured_choice(("nope",), 12288, 4096, 4, "scaled", 3) is None

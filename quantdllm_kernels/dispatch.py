@@ -1,12 +1,18 @@
 """Backend registry and the public ``lut_matmul``.
 
 Each backend says whether it exists here (``availability``) and whether it can run a given
-weight and input (``can_implement``); ``lut_matmul(backend=None)`` takes the preferred backend
-that can. Asking for a backend by name that cannot run raises :class:`BackendUnavailableError`
+weight and input (``can_implement``); ``lut_matmul(backend=None)`` takes, among the backends that
+can run, the one measured fastest for the nearest benchmarked (shape, bits, LUT kind, M)
+(``measured_dispatch.json``, built by ``benchmarks/make_dispatch_table.py`` from GPU runs), and
+falls back to backend priority where nothing was measured. Asking for a backend by name that cannot run raises :class:`BackendUnavailableError`
 with the reason.
 """
 from __future__ import annotations
 
+import functools
+import json
+import math
+import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -71,6 +77,35 @@ def available_backends() -> List[str]:
     return list(_AVAILABLE)
 
 
+_METHOD_OF_KIND = {"scaled": "rtn", "binary": "binary", "table": "kmeans"}
+
+
+@functools.lru_cache(maxsize=1)
+def _measured_rows() -> tuple:
+    path = os.path.join(os.path.dirname(__file__), "measured_dispatch.json")
+    try:
+        with open(path) as fh:
+            return tuple(json.load(fh)["rows"])
+    except (OSError, ValueError, KeyError):
+        return ()
+
+
+@functools.lru_cache(maxsize=4096)
+def measured_choice(names: tuple, N: int, K: int, bits: int, lut_kind: str, M: int) -> Optional[str]:
+    """The backend in ``names`` measured fastest at the nearest benchmarked point (log-distance in
+    M and in weight size; same bits and LUT kind preferred), or None without measurements."""
+    best, best_d = None, math.inf
+    method = _METHOD_OF_KIND.get(lut_kind)
+    for r in _measured_rows():
+        if r["backend"] not in names:
+            continue
+        d = (abs(math.log2(max(M, 1) / r["M"])) + abs(math.log2(N * K / (r["N"] * r["K"])))
+             + 2.0 * abs(bits - r["bits"]) + (0.5 if r["method"] != method else 0.0))
+        if d < best_d:
+            best, best_d = r["backend"], d
+    return best
+
+
 def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backend:
     if backend is not None:
         _ensure_loaded()
@@ -87,10 +122,16 @@ def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backen
         if not ok:
             raise BackendUnavailableError(f"backend {backend!r} cannot run this input: {why}")
         return b
-    for name in (_AVAILABLE if _AVAILABLE is not None else available_backends()):
-        b = _REGISTRY[name]
-        if b.preferred_for(x) and b.can_implement(qw, x)[0]:
-            return b
+    runnable = [name for name in (_AVAILABLE if _AVAILABLE is not None else available_backends())
+                if _REGISTRY[name].preferred_for(x) and _REGISTRY[name].can_implement(qw, x)[0]]
+    if len(runnable) > 2 and isinstance(qw, QuantizedWeight):  # several kernel backends besides torch
+        N, K = qw.shape
+        pick = measured_choice(tuple(n for n in runnable if n != "torch"), N, K, qw.bits, qw.lut_kind,
+                               x.numel() // max(1, K))
+        if pick is not None:
+            return _REGISTRY[pick]
+    if runnable:
+        return _REGISTRY[runnable[0]]
     raise BackendUnavailableError("no backend can run this input")  # unreachable: torch runs everything
 
 
