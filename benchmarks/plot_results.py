@@ -23,7 +23,8 @@ def plot(path: str) -> list:
             pts = sorted((r["M"], r["us"]) for r in rows if r["series"] == s)
             style = "-o" if s.startswith("triton") else ("-k*" if s.startswith("fp16") else "--s")
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=4, label=s, lw=2 if s.startswith("fp16") else 1.3)
-        roof = sorted((r["M"], r["roofline_us"]) for r in rows if r["series"] == "triton-w4-rtn")
+        roof = (sorted((r["M"], r["roofline_us"]) for r in rows if r["series"] == "triton-w4-rtn")
+                or sorted((r["M"], r["roofline_us"]) for r in rows if r["series"] == "cuda-w4-rtn"))
         if roof:
             ax.plot([p[0] for p in roof], [p[1] for p in roof], ":", color="gray", label="HBM roofline, w4 packed bytes")
         ax.set_xscale("log", base=2)
