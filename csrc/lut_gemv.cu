@@ -79,6 +79,19 @@ __global__ void __launch_bounds__(kThreads, 3) lut_gemv_kernel(const GemvArgs a,
         crow[r] = w.codes + (row_ok[r] ? n0 + r : 0) * row_words;
     }
 
+    // This lane's output (row n0 + r_out, token m0 + m_out) gets bias + timestep bias; loaded now so
+    // the dependent t -> bucket -> ts_bias loads hide under the main loop instead of trailing it.
+    const int r_out = lane / MT, m_out = lane % MT;
+    float extra = 0.f;
+    if (lane < kRows * MT && blockIdx.z == 0 && n0 + r_out < N && m0 + m_out < a.M) {
+        const int n = n0 + r_out, mrow = m0 + m_out;
+        if (a.bias) extra += dev::ldf(a.bias, n, a.bias_dtype);
+        if (a.ts_bias) {
+            const int b = dev::bucket_of(w.t[w.t_numel == 1 ? 0 : mrow], w.bounds, w.nbounds);
+            extra += dev::ldf(a.ts_bias, static_cast<int64_t>(b) * N + n, a.ts_bias_dtype);
+        }
+    }
+
     // P partial sums per (row, token) break the FMA dependency chains when MT is small
     constexpr int P = MT >= 4 ? 1 : 4 / MT;
     float acc[kRows][MT][P];
@@ -146,22 +159,14 @@ __global__ void __launch_bounds__(kThreads, 3) lut_gemv_kernel(const GemvArgs a,
         for (int m = 0; m < MT; ++m) acc[r][m][0] = warp_sum(acc[r][m][0]);
     // lane r*MT + m writes (row n0 + r, token m0 + m)
     if (lane >= kRows * MT) return;
-    const int r_out = lane / MT, m_out = lane % MT;
-    float v = 0.f;
+    float v = extra;
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
 #pragma unroll
         for (int m = 0; m < MT; ++m)
-            if (lane == r * MT + m) v = acc[r][m][0];
+            if (lane == r * MT + m) v += acc[r][m][0];
     const int n = n0 + r_out, mrow = m0 + m_out;
     if (n >= N || mrow >= a.M) return;
-    if (blockIdx.z == 0) {
-        if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
-        if (a.ts_bias) {
-            const int b = dev::bucket_of(w.t[w.t_numel == 1 ? 0 : mrow], w.bounds, w.nbounds);
-            v += dev::ldf(a.ts_bias, static_cast<int64_t>(b) * N + n, a.ts_bias_dtype);
-        }
-    }
     const int64_t o = static_cast<int64_t>(mrow) * N + n;
     if (a.ksplit == 1) static_cast<T*>(a.y)[o] = dev::from_f<T>(v);
     else atomicAdd(static_cast<float*>(a.y) + o, v);

@@ -98,6 +98,11 @@ def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_l
                                             t, bounds, ts_bias, bits, kind, g, cb_per_row)
     w = torch.ops.quantdllm.lut_dequant(qw.codes, f0, f1, f2, strides, lut_bucket, in_scale, t, bounds, bits,
                                         kind, g, cb_per_row, x2.dtype)
+    if ts_bias is not None and t.numel() == 1:
+        # one timestep: its bias row joins the GEMM's own bias epilogue (an N-vector, not an M x N pass)
+        tb = ts_bias.index_select(0, torch.searchsorted(bounds, t, right=True)).reshape(-1)
+        bias = tb if bias is None else bias.to(tb.dtype) + tb
+        ts_bias = None
     y = F.linear(x2, w, None if bias is None else bias.to(x2.dtype))
     if ts_bias is not None:
         torch.ops.quantdllm.ts_bias_add_(y, t, bounds, ts_bias)
