@@ -3,24 +3,17 @@
 import pytest
 import torch
 
-from quantdllm_kernels import (BackendUnavailableError, QuantLinear, TimestepTables, available_backends,
-                               dequantize, lut_matmul)
+from quantdllm_kernels import BackendUnavailableError, QuantLinear, TimestepTables, available_backends, lut_matmul
 from quantdllm_kernels.reference import lut_matmul_reference
-from quantdllm_kernels.testing import matmul_tolerance, random_mixed_qweight, random_qweight, rel_error
+from quantdllm_kernels.testing import (KERNEL_TEST_FORMATS, exact_matmul, kernel_tolerance, random_mixed_qweight,
+                                       random_qweight, rel_error)
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
-FORMATS = [("scaled", {}), ("scaled", {"zero": False}), ("scaled", {"per_row_codebook": True}),
-           ("table", {}), ("binary", {})]
+FORMATS = KERNEL_TEST_FORMATS
 
 
-def tol(dtype, K):
-    return matmul_tolerance(dtype, K) + torch.finfo(dtype).eps
-
-
-def exact(x, qw, bias=None):
-    y = x.double() @ dequantize(qw, torch.float64).T
-    return y + bias.double() if bias is not None else y
+tol, exact = kernel_tolerance, exact_matmul
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])

@@ -6,26 +6,18 @@ import pytest
 import torch
 
 from quantdllm_kernels import QuantLinear, dequantize, lut_matmul, quantize_weight
-from quantdllm_kernels.testing import matmul_tolerance, random_mixed_qweight, random_qweight, rel_error
+from quantdllm_kernels.testing import (KERNEL_TEST_FORMATS, exact_matmul, kernel_tolerance, random_mixed_qweight,
+                                       random_qweight, rel_error)
 
 triton = pytest.importorskip("triton")
 from quantdllm_kernels import available_backends  # noqa: E402
 
 pytestmark = pytest.mark.skipif("triton" not in available_backends(), reason="triton backend unavailable")
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
-# (lut_kind, extra random_qweight args): affine scaled, shared codebook, per-row codebook, table, binary
-FORMATS = [("scaled", {}), ("scaled", {"zero": False}), ("scaled", {"per_row_codebook": True}),
-           ("table", {}), ("binary", {})]
+FORMATS = KERNEL_TEST_FORMATS
 
 
-def tol(dtype, K):
-    # reference tolerance + one rounding of each dequantized weight to the activation dtype
-    return matmul_tolerance(dtype, K) + torch.finfo(dtype).eps
-
-
-def exact(x, qw, bias=None):
-    y = x.double() @ dequantize(qw, torch.float64).T
-    return y + bias.double() if bias is not None else y
+tol, exact = kernel_tolerance, exact_matmul
 
 
 def _affine_codebook(qw):

@@ -43,6 +43,33 @@ class Backend:
     def lut_matmul(self, x, qw, bias=None, timestep=None) -> torch.Tensor:
         raise NotImplementedError
 
+    def run_rows(self, x2, qw, bias, timestep, lead, out_dtype) -> torch.Tensor:
+        """Kernel backends implement this: one QuantizedWeight, ``x2`` contiguous ``(M, K)``."""
+        raise NotImplementedError
+
+    def matmul_rows(self, x, qw, bias=None, timestep=None) -> torch.Tensor:
+        """The frame kernel backends share: the reference's argument errors, x flattened to
+        contiguous rows, and mixed-precision segments summed in fp32 (bias added once)."""
+        from .reference import _check_bias, _check_x
+        N, K = qw.shape
+        _check_x(x, K, qw.device)
+        _check_bias(bias, N, qw.device)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, K)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        if x2.shape[0] == 0:
+            return x.new_empty(*lead, N)
+        if isinstance(qw, MixedQuantizedWeight):
+            y = None
+            for seg, idx in qw.segment_slices():
+                ys = self.run_rows(x2.index_select(1, idx), seg, None, timestep, lead, torch.float32).float()
+                y = ys if y is None else y + ys
+            if bias is not None:
+                y += bias.float()
+            return y.to(x.dtype).reshape(*lead, N)
+        return self.run_rows(x2, qw, bias, timestep, lead, x.dtype).reshape(*lead, N)
+
     def preferred_for(self, x: torch.Tensor) -> bool:
         """Whether automatic selection may pick this backend for ``x`` (a CPU interpreter may
         run when named, but is never picked for speed)."""

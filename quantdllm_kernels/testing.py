@@ -9,7 +9,13 @@ import torch
 from .format import MixedQuantizedWeight, QuantizedWeight
 from .packing import pack_codes
 
-__all__ = ["random_qweight", "random_mixed_qweight", "matmul_tolerance", "rel_error"]
+__all__ = ["random_qweight", "random_mixed_qweight", "matmul_tolerance", "kernel_tolerance", "exact_matmul",
+           "rel_error", "KERNEL_TEST_FORMATS"]
+
+# (lut_kind, extra random_qweight args) every kernel backend is tested on: affine-style scaled,
+# scaled without zero, per-row codebook, table, binary
+KERNEL_TEST_FORMATS = [("scaled", {}), ("scaled", {"zero": False}), ("scaled", {"per_row_codebook": True}),
+                       ("table", {}), ("binary", {})]
 
 
 def random_qweight(N: int, K: int, *, bits: int = 4, lut_kind: str = "scaled", group_size: Optional[int] = 128,
@@ -58,6 +64,20 @@ def matmul_tolerance(out_dtype: torch.dtype, K: int, acc_dtype: torch.dtype = to
     rounded to ``out_dtype``: one rounding of the output (<= eps/2, we allow eps) plus the
     accumulation's random-walk error (~ sqrt(K) * eps_acc, we allow 4x)."""
     return torch.finfo(out_dtype).eps + 4 * torch.finfo(acc_dtype).eps * math.sqrt(K)
+
+
+def kernel_tolerance(dtype: torch.dtype, K: int) -> float:
+    """``matmul_tolerance`` plus one rounding of each dequantized weight to the activation dtype
+    (kernels that feed tensor cores or cuBLAS with fp16/bf16 weights)."""
+    return matmul_tolerance(dtype, K) + torch.finfo(dtype).eps
+
+
+def exact_matmul(x: torch.Tensor, qw, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x @ W.T + bias`` in float64, from the float64 dequantization of ``qw``."""
+    from .reference import dequantize
+
+    y = x.double() @ dequantize(qw, torch.float64).T
+    return y + bias.double() if bias is not None else y
 
 
 def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:

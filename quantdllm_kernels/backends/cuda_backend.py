@@ -18,7 +18,6 @@ import torch.nn.functional as F
 
 from ..dispatch import Backend, register_backend
 from ..format import MixedQuantizedWeight, QuantizedWeight
-from ..reference import _check_bias, _check_x
 
 try:
     from .. import _C  # noqa: F401  (loading it registers torch.ops.quantdllm.lut_gemv / lut_dequant)
@@ -156,24 +155,10 @@ class CudaBackend(Backend):
         return True, ""
 
     def lut_matmul(self, x, qw, bias=None, timestep=None):
-        N, K = qw.shape
-        _check_x(x, K, qw.device)
-        _check_bias(bias, N, qw.device)
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, K)
-        if not x2.is_contiguous():
-            x2 = x2.contiguous()
-        if x2.shape[0] == 0:
-            return x.new_empty(*lead, N)
-        if isinstance(qw, MixedQuantizedWeight):
-            y = None
-            for seg, idx in qw.segment_slices():
-                ys = _matmul_one(x2.index_select(1, idx), seg, None, timestep, lead).float()
-                y = ys if y is None else y + ys
-            if bias is not None:
-                y += bias.float()
-            return y.to(x.dtype).reshape(*lead, N)
-        return _matmul_one(x2, qw, bias, timestep, lead).reshape(*lead, N)
+        return self.matmul_rows(x, qw, bias, timestep)
+
+    def run_rows(self, x2, qw, bias, timestep, lead, out_dtype):
+        return _matmul_one(x2, qw, bias, timestep, lead)  # in x's dtype; segments are summed in fp32
 
 
 if not _IMPORT_ERROR:

@@ -74,26 +74,10 @@ class TritonBackend(Backend):
         return True, ""
 
     def lut_matmul(self, x, qw, bias=None, timestep=None):
-        from ..reference import _check_bias, _check_x  # same argument errors as the reference
-        N, K = qw.shape
-        _check_x(x, K, qw.device)
-        _check_bias(bias, N, qw.device)
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, K)
-        if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) != K):
-            x2 = x2.contiguous()
-        if x2.shape[0] == 0:
-            return x.new_empty(*lead, N)
-        if isinstance(qw, MixedQuantizedWeight):
-            y = None
-            for seg, idx in qw.segment_slices():
-                ys = triton_lut_matmul(x2.index_select(1, idx), pack_for(seg), None, torch.float32)
-                y = ys if y is None else y + ys
-            if bias is not None:
-                y += bias.float()
-            return y.to(x.dtype).reshape(*lead, N)
-        y = triton_lut_matmul(x2, pack_for(qw), bias, x.dtype)
-        return y.reshape(*lead, N)
+        return self.matmul_rows(x, qw, bias, timestep)
+
+    def run_rows(self, x2, qw, bias, timestep, lead, out_dtype):
+        return triton_lut_matmul(x2, pack_for(qw), bias, out_dtype)
 
 
 register_backend(TritonBackend())
