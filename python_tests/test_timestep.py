@@ -68,3 +68,16 @@ def test_bad_timesteps(layer, gen):
             q(torch.randn(3, 64))
     with pytest.raises(ValueError, match="buckets"):
         timestep_lookup(torch.randn(3, 2), 0.5, torch.tensor([0.25, 0.5, 0.75]))
+
+
+def test_per_sequence_timestep_broadcasts_over_tokens(layer, gen):
+    """t of shape (B,) for x (B, L, K): one timestep per sequence, every token of it."""
+    layer = layer[0]
+    x = torch.randn(3, 5, layer.in_features, generator=gen)
+    t = torch.tensor([0.05, 0.5, 0.95])
+    y = layer(x, timestep=t)
+    torch.testing.assert_close(y, layer(x, timestep=t.view(3, 1).expand(3, 5)), rtol=0, atol=0)
+    with timestep(t):
+        torch.testing.assert_close(layer(x), y, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="prefix"):
+        layer(x, timestep=torch.rand(4))

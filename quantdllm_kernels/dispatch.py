@@ -19,6 +19,7 @@ import torch
 
 from .errors import BackendUnavailableError
 from .format import MixedQuantizedWeight, QuantizedWeight
+from .reference import broadcast_timestep
 
 __all__ = ["Backend", "register_backend", "available_backends", "select_backend", "lut_matmul", "KNOWN_BACKENDS"]
 
@@ -165,10 +166,12 @@ def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backen
 def lut_matmul(x: torch.Tensor, qw, bias: Optional[torch.Tensor] = None, timestep=None,
                backend: Optional[str] = None) -> torch.Tensor:
     """``y = x @ W.T + bias`` for a quantized ``W``; ``x (..., K)`` fp16/bf16/fp32, y in x's dtype,
-    fp32 accumulation. ``timestep`` selects the weight's timestep tables (scalar or per row).
+    fp32 accumulation. ``timestep`` selects the weight's timestep tables: a scalar, one per row
+    (shape (M,) or x's leading shape), or one per sequence (a prefix of x's leading shape).
     ``backend``: None picks the fastest that can run; "torch", "triton" or "cuda" forces one."""
     if not isinstance(qw, (QuantizedWeight, MixedQuantizedWeight)):
         raise TypeError(f"qw must be a QuantizedWeight or MixedQuantizedWeight, got {type(qw).__name__}")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    timestep = broadcast_timestep(timestep, x.shape[:-1])
     return select_backend(qw, x, backend).lut_matmul(x, qw, bias, timestep)

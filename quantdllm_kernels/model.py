@@ -34,6 +34,13 @@ class QuantConfig:
     seed: int = 0
     calib_seq_len: Optional[int] = None       # truncate calibration sequences to this length
     n_calib: Optional[int] = None             # use at most this many calibration sequences
+    calib_batch_size: int = 8                 # sequences per calibration forward
+    gptq: bool = False                        # GPTQ error compensation (method "rtn" or "kmeans")
+    mixed_precision: bool = False             # ABMP: per-block widths over input channels
+    avg_bits: Optional[float] = None          # ABMP budget, exact mean code width (default: bits)
+    abmp_block: int = 128                     # ABMP block of input channels
+    abmp_widths: Optional[Tuple[int, ...]] = None  # ABMP candidate widths (default: bits-1, bits, bits+1)
+    timestep_buckets: Optional[int] = None    # T: per-timestep bias correction over T equal buckets
 
     def __post_init__(self):
         if self.bits not in (2, 3, 4):
@@ -42,6 +49,26 @@ class QuantConfig:
             raise ValueError(f"QuantConfig.method must be one of {METHODS}, got {self.method!r}")
         if self.lut_dtype is not None and self.lut_dtype not in _DTYPES:
             raise ValueError(f"QuantConfig.lut_dtype must be None or one of {sorted(_DTYPES)}, got {self.lut_dtype!r}")
+        if self.gptq and self.method not in ("rtn", "kmeans"):
+            raise ValueError(f"QuantConfig.gptq compensates 'rtn' or 'kmeans', not {self.method!r}")
+        if self.mixed_precision:
+            widths = tuple(self.abmp_widths) if self.abmp_widths is not None else (
+                tuple(w for w in (self.bits - 1, self.bits, self.bits + 1) if 1 <= w <= 4))
+            if not widths or any(w not in (1, 2, 3, 4) for w in widths):
+                raise ValueError(f"QuantConfig.abmp_widths must be widths in 1..4, got {self.abmp_widths!r}")
+            self.abmp_widths = None if self.abmp_widths is None else tuple(int(w) for w in self.abmp_widths)
+            avg = self.avg_bits if self.avg_bits is not None else self.bits
+            if not min(widths) <= avg <= max(widths):
+                raise ValueError(f"QuantConfig.avg_bits={avg} is outside the ABMP widths {widths}")
+            if self.abmp_block < 1 or (self.group_size is not None and self.abmp_block % self.group_size):
+                raise ValueError(f"QuantConfig.abmp_block ({self.abmp_block}) must be a multiple of "
+                                 f"group_size ({self.group_size})")
+        elif self.avg_bits is not None and self.avg_bits != self.bits:
+            raise ValueError("QuantConfig.avg_bits differs from bits: set mixed_precision=True")
+        if self.timestep_buckets is not None and not 1 <= int(self.timestep_buckets) <= 64:
+            raise ValueError(f"QuantConfig.timestep_buckets must be 1..64, got {self.timestep_buckets!r}")
+        if self.calib_batch_size < 1:
+            raise ValueError(f"QuantConfig.calib_batch_size must be >= 1, got {self.calib_batch_size}")
         self.include = tuple(self.include)
         if self.exclude is not None:
             self.exclude = tuple(self.exclude)
@@ -84,14 +111,17 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def quantize_model(model: nn.Module, config: Optional[QuantConfig] = None, calib_data=None, *,
-                   mask_token_id: Optional[int] = None, progress: bool = True, verbose: bool = True) -> nn.Module:
+                   mask_token_id: Optional[int] = None, device=None, progress: bool = True,
+                   verbose: bool = True) -> nn.Module:
     """Replace the selected ``nn.Linear`` modules of ``model`` (in place) by ``QuantLinear``.
 
     Without ``calib_data`` every layer is quantized data-free. With it (token ids ``(n, L)``, a list
     of 1-D tensors, or model-input dicts), the model is calibrated block by block on masked
     calibration samples (``mask_token_id`` given: each sequence masked at its own timestep) and
-    every layer's report carries its calibration-weighted relative error; ``method="daq"`` needs
-    calibration data. Layers whose in_features the group size does not divide stay in full
+    every layer's report carries its calibration-weighted relative error; ``method="daq"``,
+    ``mixed_precision`` and ``timestep_buckets`` need calibration data (the last also
+    ``mask_token_id``). ``device``: where calibration runs; a model left on the CPU is moved there
+    one block at a time (an 8B model calibrates on one 80 GB GPU). Layers whose in_features the group size does not divide stay in full
     precision and are listed. Returns ``model``; ``model.quantdllm_report`` holds per-layer rows.
     """
     from tqdm.auto import tqdm
@@ -99,8 +129,14 @@ def quantize_model(model: nn.Module, config: Optional[QuantConfig] = None, calib
     config = config or QuantConfig()
     if not isinstance(config, QuantConfig):
         raise TypeError(f"config must be a QuantConfig, got {type(config).__name__}")
-    if config.method == "daq" and calib_data is None:
-        raise ValueError("method='daq' is data-aware: pass calib_data (token ids or model-input dicts)")
+    if calib_data is None:
+        for what, on in (("method='daq'", config.method == "daq"), ("gptq=True", config.gptq),
+                         ("mixed_precision=True", config.mixed_precision),
+                         ("timestep_buckets", config.timestep_buckets)):
+            if on:
+                raise ValueError(f"{what} is data-aware: pass calib_data (token ids or model-input dicts)")
+    if config.timestep_buckets and mask_token_id is None:
+        raise ValueError("timestep_buckets needs mask_token_id: the buckets are over masking ratios")
     names = select_linears(model, config)
     lut_dtype = _DTYPES[config.lut_dtype] if config.lut_dtype else None
     skipped = [(n, f"in_features {model.get_submodule(n).in_features} not divisible by group_size "
@@ -113,25 +149,26 @@ def quantize_model(model: nn.Module, config: Optional[QuantConfig] = None, calib
         from .calibrate.pipeline import calibrate_model
 
         batches = masked_calibration_batches(calib_data, mask_token_id, seq_len=config.calib_seq_len,
-                                             n=config.n_calib, seed=config.seed)
-        report = calibrate_model(model, config, batches, names, lut_dtype, progress=progress)
+                                             n=config.n_calib, batch_size=config.calib_batch_size,
+                                             buckets=config.timestep_buckets, seed=config.seed)
+        report = calibrate_model(model, config, batches, names, lut_dtype, progress=progress, device=device)
     done = {r["name"] for r in report}
     rest = [n for n in names if n not in done]  # data-free, or outside the block stack
     for name in tqdm(rest, desc="quantize", disable=not progress or not rest, file=sys.stderr):
         lin = model.get_submodule(name)
         t0 = time.perf_counter()
-        if config.method == "daq":  # outside the blocks no Hessian was collected: unweighted DAQ
-            from .calibrate.daq import daq_quantize
+        if config.method == "daq" or config.gptq or config.mixed_precision:
+            # outside the blocks no Hessian was collected: the data-aware method with H = I
+            from .calibrate.layer import quantize_layer
             W = lin.weight.detach().float()
             dt = lut_dtype or (lin.weight.dtype if lin.weight.dtype in (torch.float16, torch.bfloat16)
                                else torch.float16)
-            q = QuantLinear(daq_quantize(W, torch.eye(W.shape[1], dtype=torch.float64, device=W.device),
-                                         bits=config.bits, group_size=config.group_size or W.shape[1],
-                                         lut_dtype=dt), lin.bias)
+            q = QuantLinear(quantize_layer(W, torch.eye(W.shape[1], dtype=torch.float64, device=W.device), config, dt),
+                            lin.bias)
         else:
             q = QuantLinear.from_linear(lin, bits=config.bits, group_size=config.group_size, method=config.method,
                                         lut_dtype=lut_dtype, seed=config.seed)
-        report.append({"name": name, "method": config.method, "bits": config.bits,
+        report.append({"name": name, "method": config.method, "gptq": bool(config.gptq), "bits": float(q.qweight.bits),
                        "effective_bits": q.qweight.effective_bits, "weighted_rel_error": None,
                        "bytes_before": lin.weight.numel() * lin.weight.element_size(),
                        "bytes_after": q.qweight.nbytes, "seconds": time.perf_counter() - t0})

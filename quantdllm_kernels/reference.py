@@ -9,7 +9,7 @@ import torch
 from ._validate import check_float_tensor, check_shape
 from .format import MixedQuantizedWeight, QuantizedWeight
 
-__all__ = ["dequantize", "lut_matmul_reference", "timestep_buckets", "timestep_lookup_reference"]
+__all__ = ["dequantize", "lut_matmul_reference", "timestep_buckets", "timestep_lookup_reference", "broadcast_timestep"]
 
 AnyWeight = Union[QuantizedWeight, MixedQuantizedWeight]
 
@@ -42,9 +42,20 @@ def dequantize(qw: AnyWeight, dtype: Optional[torch.dtype] = None) -> torch.Tens
     return _dequant_one(qw, work).to(out_dtype)
 
 
+def broadcast_timestep(t, lead_shape):
+    """A timestep tensor whose shape is a leading prefix of x's leading shape -- one t per sequence
+    of a (batch, tokens, features) input -- expanded to every row; anything else unchanged. Lazy
+    (an expand), no host sync."""
+    if isinstance(t, torch.Tensor) and 0 < t.dim() < len(lead_shape) and \
+            tuple(t.shape) == tuple(lead_shape[:t.dim()]):
+        return t.reshape(tuple(t.shape) + (1,) * (len(lead_shape) - t.dim())).expand(tuple(lead_shape))
+    return t
+
+
 def timestep_buckets(boundaries: torch.Tensor, t, lead_shape, device) -> torch.Tensor:
     """Per-row bucket index of shape ``lead_shape`` (x's leading dims) for a float, 0-d tensor,
-    a tensor of shape (M,) with M = prod(lead_shape), or a tensor of shape ``lead_shape``."""
+    a tensor of shape (M,) with M = prod(lead_shape), a tensor of shape ``lead_shape``, or one of
+    a prefix of it (per sequence, see ``broadcast_timestep``)."""
     if isinstance(t, bool):
         raise TypeError("timestep must be a float or a tensor, got bool")
     if isinstance(t, (int, float)):
@@ -53,7 +64,7 @@ def timestep_buckets(boundaries: torch.Tensor, t, lead_shape, device) -> torch.T
         raise TypeError(f"timestep must be a float or a tensor, got {type(t).__name__}")
     if t.dtype.is_complex or t.dtype == torch.bool:
         raise TypeError(f"timestep must be a real tensor, got {t.dtype}")
-    t = t.to(device=device, dtype=torch.float32)
+    t = broadcast_timestep(t.to(device=device, dtype=torch.float32), lead_shape)
     M = 1
     for d in lead_shape:
         M *= d
@@ -64,7 +75,8 @@ def timestep_buckets(boundaries: torch.Tensor, t, lead_shape, device) -> torch.T
     elif t.dim() == 1 and t.numel() == M:
         t = t.view(lead_shape)
     else:
-        raise ValueError(f"timestep must be a scalar, shape ({M},) or {tuple(lead_shape)}; got {tuple(t.shape)}")
+        raise ValueError(f"timestep must be a scalar, shape ({M},), {tuple(lead_shape)} or a prefix of it; "
+                         f"got {tuple(t.shape)}")
     return torch.searchsorted(boundaries.to(device, torch.float32), t.contiguous(), right=True)
 
 

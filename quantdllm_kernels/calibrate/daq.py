@@ -7,7 +7,7 @@ Initialised by greedy residual binarization, then refined by exact block-coordin
 f = tr((W - W_hat) H (W - W_hat)^T), each of which can only lower f:
 
 1. (alpha, mu) of one group for every row: a (b+1)-parameter least-squares problem per row with
-   the other groups fixed (exact minimiser, solved in float64);
+   the other groups fixed (exact minimiser up to a 1e-12 ridge, solved in float64);
 2. beta: the K x K linear system (H * V^T V) beta = diag(V^T W H) (exact minimiser);
 3. B: each weight re-assigned to the nearest of its group's 2^b values (in the beta-scaled,
    unweighted sense); with a non-diagonal H that is a proposal, so it is kept only for the rows
@@ -80,22 +80,33 @@ def daq_quantize(W: torch.Tensor, H: torch.Tensor, *, bits: int = 2, group_size:
         history.append(float(err.sum()))
     for _ in range(iters):
         start = float(err.sum())
-        # 1. (alpha, mu) of each group, all rows at once, other groups fixed
+        # 1. (alpha, mu) of each group, all rows at once, other groups fixed. E = W - W_hat and
+        #    P = E @ H are kept up to date per group (a rank-g update), not recomputed: one K x K
+        #    product per sweep instead of one per group.
+        E = Wd - what(codes, alpha, mu, beta)
+        P = E @ Hd
         for gi in range(G):
             cols = slice(gi * g, (gi + 1) * g)
             S = _signs(codes[:, cols], bits)                                   # (b, N, g)
             A = torch.cat([S, torch.ones_like(S[:1])], 0) * beta[cols]         # (b+1, N, g) design rows
             old = torch.cat([alpha[:, gi], mu[:, gi:gi + 1]], 1)               # (N, b+1)
-            R = Wd - what(codes, alpha, mu, beta)                              # residual with the group in
-            R[:, cols] += torch.einsum("pnk,np->nk", A, old)                   # ... and with it taken out
+            c_old = torch.einsum("pnk,np->nk", A, old)                         # the group's part of W_hat
             Hg = Hd[cols, cols]
-            M = torch.einsum("pnk,kl,qnl->npq", A, Hg, A)                      # (N, b+1, b+1)
-            v = torch.einsum("pnk,nk->np", A, (R @ Hd)[:, cols])               # (N, b+1)
-            new = torch.linalg.lstsq(M, v.unsqueeze(-1)).solution.squeeze(-1)  # least-norm minimiser
+            AH = torch.einsum("pnk,kl->pnl", A, Hg)
+            M = torch.einsum("pnl,qnl->npq", AH, A)                            # (N, b+1, b+1)
+            # residual with the group taken out: R = E + c_old on the group's columns
+            v = torch.einsum("pnk,nk->np", A, P[:, cols] + c_old @ Hg)         # (N, b+1)
+            ridge = 1e-12 * M.diagonal(dim1=1, dim2=2).abs().amax(1).clamp_min(1e-300)
+            new = torch.linalg.solve(M + ridge.view(-1, 1, 1) * torch.eye(bits + 1, dtype=M.dtype, device=M.device),
+                                     v.unsqueeze(-1)).squeeze(-1)
             f = lambda th: torch.einsum("np,npq,nq->n", th, M, th) - 2 * (th * v).sum(1)  # noqa: E731
-            take = (f(new) <= f(old)).unsqueeze(1)
+            take = ((f(new) <= f(old)) & torch.isfinite(new).all(1)).unsqueeze(1)
             th = torch.where(take, new, old)
             alpha[:, gi], mu[:, gi] = th[:, :bits], th[:, bits]
+            dE = c_old - torch.einsum("pnk,np->nk", A, th)
+            E[:, cols] += dE
+            P += dE @ Hd[cols, :]
+        del E, P
         # 2. beta (K x K system), kept only if the total error drops
         V = _unscaled(_signs(codes, bits), alpha, mu, g)
         Mb = Hd * (V.T @ V)
