@@ -6,6 +6,8 @@ whole-model quantization and checkpoints. See README.md and DESIGN.md.
 from .checkpoint import load_quantized, save_quantized
 from .dispatch import available_backends, lut_matmul
 from .errors import BackendUnavailableError, CheckpointError
+from .generate import generate
+from .llada import LLaDAConfig, LLaDAModelLM
 from .format import FORMAT_VERSION, MixedQuantizedWeight, QuantizedWeight
 from .linear import QuantLinear
 from .model import QuantConfig, quantize_model
@@ -24,4 +26,5 @@ __all__ = [
     "quantize_weight", "QuantLinear", "QuantConfig", "quantize_model",
     "save_quantized", "load_quantized", "BackendUnavailableError", "CheckpointError", "__version__",
     "timestep", "set_timestep", "current_timestep", "timestep_lookup",
+    "generate", "LLaDAConfig", "LLaDAModelLM",
 ]
