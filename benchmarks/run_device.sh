@@ -2,7 +2,8 @@
 # One device call: install carried peer wheels, build/install the package (CUDA extension for
 # sm_90a), run the tests (GPU tests included), a compute-sanitizer memcheck of the CUDA kernels,
 # then the kernel benchmark. Everything lands in $OUT. Knobs: PYTEST_ARGS, TEST_TIMEOUT, TEST_TUNE,
-# SANITIZE=0, PROFILE=1 (ncu), BENCH=0, BENCH_ARGS, BENCH_TIMEOUT.
+# SANITIZE=0, PROFILE=1 (ncu), BENCH=0, BENCH_ARGS, BENCH_TIMEOUT, TEST=0, TRAIN=1 (small dLLM,
+# TRAIN_SECONDS), E2E=1 (E2E_ARGS), CALIB=1 (CALIB_ARGS).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -18,7 +19,7 @@ TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a} MAX_JOBS=16 QUANTDLLM_BUILD_E
 echo "build rc=$? in $(( $(date +%s) - t0 )) s"; grep -E "error|registers|spill" "$OUT/build.log" | grep -v "^ *$" > "$OUT/ptxas.txt"
 grep -E "error" "$OUT/build.log" | head -20
 python3 -c "import quantdllm_kernels as q; print('backends', q.available_backends())"
-QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${PYTEST_ARGS:-python_tests} -q 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+[ "${TEST:-1}" = 1 ] && QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${PYTEST_ARGS:-python_tests} -q 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 if [ "${SANITIZE:-1}" = 1 ]; then
   compute-sanitizer --tool memcheck --error-exitcode 3 python3 benchmarks/sanitize_cuda.py > "$OUT/sanitizer.log" 2>&1
   echo "compute-sanitizer memcheck rc=$?"; tail -4 "$OUT/sanitizer.log"
@@ -30,4 +31,13 @@ if [ "${PROFILE:-0}" = 1 ]; then
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   timeout ${BENCH_TIMEOUT:-360} python3 benchmarks/bench_kernels.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -80
+fi
+if [ "${TRAIN:-0}" = 1 ]; then
+  timeout $(( ${TRAIN_SECONDS:-150} * 2 + 60 )) python3 benchmarks/dllm/train_small_dllm.py --seconds ${TRAIN_SECONDS:-150} --out "$OUT" 2>&1 | tee "$OUT/train.log" | tail -8
+fi
+if [ "${E2E:-0}" = 1 ]; then
+  timeout ${E2E_TIMEOUT:-400} python3 benchmarks/bench_e2e.py --out "$OUT" ${E2E_ARGS:-} 2>&1 | tee "$OUT/e2e.log" | tail -14
+fi
+if [ "${CALIB:-0}" = 1 ]; then
+  timeout ${CALIB_TIMEOUT:-540} python3 benchmarks/bench_calibration.py --out "$OUT" ${CALIB_ARGS:-} 2>&1 | tee "$OUT/calib.log" | grep -v "it/s\]" | tail -30
 fi

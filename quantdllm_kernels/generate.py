@@ -17,7 +17,7 @@ through ``quantdllm_kernels.timestep``.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -122,6 +122,7 @@ def generate(model, prompt_ids: Union[torch.Tensor, Sequence[torch.Tensor]], *, 
                 logits = unc + (cfg_scale + 1) * (cond - unc)
             else:
                 logits = logits_of(x)
+            logits[..., mask_token_id] = -float("inf")   # a filled position never holds the mask
             x0 = _gumbel_argmax(logits, temperature, generator)
             if remasking == "low_confidence":
                 p = torch.softmax(logits.float(), -1)
