@@ -119,10 +119,10 @@ def main():
     args.t0 = time.time()
     out = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"),
            "calib": "128 x 512 random tokens (A); %d x 512 (B)" % args.b_seqs}
-    if "b" in args.parts:
-        part_b(args, out)
     if "a" in args.parts:
         part_a(args, out)
+    if "b" in args.parts:
+        part_b(args, out)
 
 
 if __name__ == "__main__":

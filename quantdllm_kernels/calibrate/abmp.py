@@ -81,7 +81,8 @@ def abmp_quantize(W: torch.Tensor, H: torch.Tensor, *, avg_bits: float, widths: 
                   costs: Optional[torch.Tensor] = None):
     """Mixed-precision weight of mean code width exactly ``avg_bits``. ``probe(W, bits)`` is the
     cheap quantizer used to rank blocks, ``quantize(W_s, H_s, bits)`` the full method applied
-    to each segment with its slice of H. Returns a QuantizedWeight when every block gets one width."""
+    to each segment with its slice of H (None when ``costs`` are given and H is not needed).
+    Returns a QuantizedWeight when every block gets one width."""
     N, K = W.shape
     if K % block:
         raise ValueError(f"in_features ({K}) must be divisible by the ABMP block ({block})")
@@ -95,5 +96,5 @@ def abmp_quantize(W: torch.Tensor, H: torch.Tensor, *, avg_bits: float, widths: 
         idx = torch.cat([torch.arange(b * block, (b + 1) * block) for b, cw in enumerate(chosen) if cw == w])
         idx = idx.to(W.device)
         perms.append(idx)
-        segments.append(quantize(W[:, idx], H[idx][:, idx], w))
+        segments.append(quantize(W[:, idx], None if H is None else H[idx][:, idx], w))
     return MixedQuantizedWeight(torch.cat(perms), segments)
