@@ -77,8 +77,9 @@ def part_a(args, out):
 
 def part_b(args, out):
     from quantdllm_kernels import QuantConfig, quantize_model
-    rows = []
     runs = [(m, kw, b) for b in (2, 3, 4) for m, kw in METHODS] + [(m, kw, 2) for m, kw in MIXED]
+    if args.b_only:
+        runs = [r for r in runs if f"{r[0]}:{r[2]}" in args.b_only.split(",")]
     for name, kw, bits in runs:
         if time.time() - args.t0 > args.budget_s:
             print(f"budget reached before {name} {bits}-bit")
@@ -94,12 +95,11 @@ def part_b(args, out):
                "weighted_rel_error": statistics.mean(r["weighted_rel_error"] for r in rep),
                "per_layer": {r["name"].split(".")[-1]: r["weighted_rel_error"] for r in rep},
                "seconds": time.perf_counter() - t0}
-        rows.append(row)
         print(f"{name:18s} {bits}-bit  rel err {row['weighted_rel_error']:.4f}  eff bits {row['effective_bits']:.3f}"
               f"  {row['seconds']:.1f}s", flush=True)
         del model
         torch.cuda.empty_cache()
-        out["methods_llada_block"] = rows
+        out["methods_llada_block"] = out.get("methods_llada_block", []) + [row]
         dump(args, out)
 
 
@@ -114,6 +114,7 @@ def main():
     ap.add_argument("--slice", type=int, default=2)
     ap.add_argument("--b-seqs", type=int, default=32)
     ap.add_argument("--parts", default="a,b")
+    ap.add_argument("--b-only", default=None, help="method:bits pairs of part B to run, e.g. daq:2,rtn:4")
     ap.add_argument("--budget-s", type=float, default=500)
     args = ap.parse_args()
     args.t0 = time.time()
