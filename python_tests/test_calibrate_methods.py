@@ -125,6 +125,8 @@ def test_config_validation():
         QuantConfig(bits=2, group_size=128, mixed_precision=True, abmp_block=64)
     with pytest.raises(ValueError, match="timestep_buckets"):
         QuantConfig(timestep_buckets=65)
+    with pytest.raises(ValueError, match="bias_correction"):
+        QuantConfig(bias_correction="mean")
     assert QuantConfig.from_dict(QuantConfig(bits=2, mixed_precision=True, abmp_widths=[1, 2, 3]).to_dict()).abmp_widths == \
         (1, 2, 3)
 
@@ -168,6 +170,7 @@ def _data(gen):
     dict(method="rtn", gptq=True),
     dict(method="kmeans", gptq=True, mixed_precision=True, avg_bits=3.0, bits=3),
     dict(method="daq", mixed_precision=True, avg_bits=2.0, abmp_block=128, group_size=64, timestep_buckets=4),
+    dict(method="rtn", timestep_buckets=3, bias_correction="drift"),
 ])
 def test_pipeline_round_trip(cfg, tmp_path, gen):
     cfg = {"bits": 2, "group_size": 64, "abmp_block": 64, **cfg}

@@ -41,6 +41,7 @@ class QuantConfig:
     abmp_block: int = 128                     # ABMP block of input channels
     abmp_widths: Optional[Tuple[int, ...]] = None  # ABMP candidate widths (default: bits-1, bits, bits+1)
     timestep_buckets: Optional[int] = None    # T: per-timestep bias correction over T equal buckets
+    bias_correction: str = "layer"            # "layer": E[(W - W_hat) x | t]; "drift": E[W x_fp - W_hat x_q | t]
 
     def __post_init__(self):
         if self.bits not in (2, 3, 4):
@@ -67,6 +68,8 @@ class QuantConfig:
             raise ValueError("QuantConfig.avg_bits differs from bits: set mixed_precision=True")
         if self.timestep_buckets is not None and not 1 <= int(self.timestep_buckets) <= 64:
             raise ValueError(f"QuantConfig.timestep_buckets must be 1..64, got {self.timestep_buckets!r}")
+        if self.bias_correction not in ("layer", "drift"):
+            raise ValueError(f"QuantConfig.bias_correction must be 'layer' or 'drift', got {self.bias_correction!r}")
         if self.calib_batch_size < 1:
             raise ValueError(f"QuantConfig.calib_batch_size must be >= 1, got {self.calib_batch_size}")
         self.include = tuple(self.include)

@@ -196,7 +196,7 @@ def calibrate_model(model: nn.Module, config, batches: List[dict], selected: Lis
         _offload_rest(model, blocks, device)
     try:
         cache = _catch_block_inputs(model, blocks, batches, device)
-        fp_cache = cache if T else None
+        fp_cache = cache if T and config.bias_correction == "drift" else None
         report = []
         for i in tqdm(range(len(blocks)), desc="calibrate", disable=not progress, file=sys.stderr):
             block = blocks[i].to(device)
@@ -206,7 +206,8 @@ def calibrate_model(model: nn.Module, config, batches: List[dict], selected: Lis
                      for n, m in lins.items()}
             with _Stats(lins).gram(grams):
                 _forward_all(block, cache)
-            if T:   # full-precision stream: per-bucket input means, and the next fp inputs
+            drift = T and config.bias_correction == "drift"
+            if drift:   # full-precision stream: per-bucket input means, and the next fp inputs
                 fp_means = {n: BucketMeans(T, m.in_features, device) for n, m in lins.items()}
                 with _Stats(lins).means(fp_means) as st:
                     fp_cache = _forward_all(block, fp_cache, st, buckets)
@@ -239,7 +240,7 @@ def calibrate_model(model: nn.Module, config, batches: List[dict], selected: Lis
                         _forward_all(block, cache, st, buckets, timesteps)
                     for n, ql in qlins.items():
                         W, bias = dense[n]
-                        tb = bias_tables(W, ql.qweight, fp_means[n], q_means[n])
+                        tb = bias_tables(W, ql.qweight, fp_means[n] if drift else q_means[n], q_means[n])
                         _replace(block, n, QuantLinear(attach_bias(ql.qweight, tb, boundaries), bias))
             cache = _forward_all(block, cache, timesteps=timesteps)
             del dense
