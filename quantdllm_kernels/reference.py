@@ -9,7 +9,8 @@ import torch
 from ._validate import check_float_tensor, check_shape
 from .format import MixedQuantizedWeight, QuantizedWeight
 
-__all__ = ["dequantize", "lut_matmul_reference", "timestep_buckets", "timestep_lookup_reference", "broadcast_timestep"]
+__all__ = ["dequantize", "lut_matmul_reference", "timestep_buckets", "timestep_lookup_reference", "broadcast_timestep",
+           "timesteps_on_device"]
 
 AnyWeight = Union[QuantizedWeight, MixedQuantizedWeight]
 
@@ -50,6 +51,26 @@ def broadcast_timestep(t, lead_shape):
             tuple(t.shape) == tuple(lead_shape[:t.dim()]):
         return t.reshape(tuple(t.shape) + (1,) * (len(lead_shape) - t.dim())).expand(tuple(lead_shape))
     return t
+
+
+def timesteps_on_device(t, lead, device) -> torch.Tensor:
+    """What the kernels take: an fp32 tensor on ``device`` of 1 (uniform) or M (per row)
+    timesteps, shapes checked as in the reference (a tensor on another device is an error, not
+    a silent copy)."""
+    if isinstance(t, bool):
+        raise TypeError("timestep must be a float or a tensor, got bool")
+    if isinstance(t, (int, float)):
+        return torch.full((1,), float(t), dtype=torch.float32, device=device)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"timestep must be a float or a tensor, got {type(t).__name__}")
+    M = 1
+    for d in lead:
+        M *= d
+    if not (t.dim() == 0 or tuple(t.shape) == tuple(lead) or (t.dim() == 1 and t.numel() == M)):
+        raise ValueError(f"timestep must be a scalar, shape ({M},) or {tuple(lead)}; got {tuple(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"timestep is on {t.device} but the weight is on {device}")
+    return t.reshape(-1).to(torch.float32).contiguous()
 
 
 def timestep_buckets(boundaries: torch.Tensor, t, lead_shape, device) -> torch.Tensor:

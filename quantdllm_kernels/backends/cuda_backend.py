@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..dispatch import Backend, register_backend
 from ..format import MixedQuantizedWeight, QuantizedWeight
+from ..reference import timesteps_on_device
 
 try:
     from .. import _C  # noqa: F401  (loading it registers torch.ops.quantdllm.lut_gemv / lut_dequant)
@@ -69,24 +70,6 @@ def _op_fields(qw: QuantizedWeight, use_ts_luts: bool):
     return out[0], out[1], out[2], strides, cb_per_row
 
 
-def _timesteps(t, lead, device) -> torch.Tensor:
-    """fp32 device tensor of 1 (uniform) or M (per row) timesteps; shapes as in the reference."""
-    if isinstance(t, bool):
-        raise TypeError("timestep must be a float or a tensor, got bool")
-    if isinstance(t, (int, float)):
-        return torch.full((1,), float(t), dtype=torch.float32, device=device)
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"timestep must be a float or a tensor, got {type(t).__name__}")
-    M = 1
-    for d in lead:
-        M *= d
-    if not (t.dim() == 0 or tuple(t.shape) == tuple(lead) or (t.dim() == 1 and t.numel() == M)):
-        raise ValueError(f"timestep must be a scalar, shape ({M},) or {tuple(lead)}; got {tuple(t.shape)}")
-    if t.device != device:
-        raise ValueError(f"timestep is on {t.device} but the weight is on {device}")
-    return t.reshape(-1).to(torch.float32).contiguous()
-
-
 def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_luts: bool):
     f0, f1, f2, strides, cb_per_row = _op_fields(qw, use_ts_luts)
     in_scale = None if qw.in_scale is None else qw.in_scale.contiguous()
@@ -112,7 +95,7 @@ def _matmul_one(x2, qw: QuantizedWeight, bias, timestep, lead):
     ts = qw.timestep if timestep is not None else None
     if ts is None:
         return _run(x2, qw, bias, None, None, None, None, False)
-    t = _timesteps(timestep, lead, x2.device)
+    t = timesteps_on_device(timestep, lead, x2.device)
     bounds = ts.boundaries.to(torch.float32).contiguous()
     ts_bias = None if ts.bias is None else ts.bias.contiguous()
     if not ts.luts or t.numel() == 1:  # buckets computed inside the kernels from t

@@ -13,6 +13,7 @@ import torch
 
 from ..dispatch import Backend, register_backend
 from ..format import MixedQuantizedWeight, QuantizedWeight
+from ..reference import timesteps_on_device
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 try:
@@ -63,8 +64,8 @@ class TritonBackend(Backend):
             return False, f"x is on {x.device}; the Triton backend runs CUDA tensors"
         segs = qw.segments if isinstance(qw, MixedQuantizedWeight) else [qw]
         for s in segs:
-            if s.timestep is not None:
-                return False, "timestep tables are not fused into the Triton kernels yet"
+            if s.timestep is not None and s.timestep.luts:
+                return False, "per-bucket LUT sets are not fused into the Triton kernels (bias tables are)"
         if x.device != qw.device:
             return False, f"x is on {x.device} but the weight is on {qw.device}"
         N, K = qw.shape
@@ -77,7 +78,11 @@ class TritonBackend(Backend):
         return self.matmul_rows(x, qw, bias, timestep)
 
     def run_rows(self, x2, qw, bias, timestep, lead, out_dtype):
-        return triton_lut_matmul(x2, pack_for(qw), bias, out_dtype)
+        ts = None
+        if qw.timestep is not None and timestep is not None:
+            ts = (timesteps_on_device(timestep, lead, x2.device),
+                  qw.timestep.boundaries.to(torch.float32).contiguous(), qw.timestep.bias.contiguous())
+        return triton_lut_matmul(x2, pack_for(qw), bias, out_dtype, ts=ts)
 
 
 register_backend(TritonBackend())

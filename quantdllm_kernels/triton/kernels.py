@@ -79,7 +79,10 @@ def _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE: tl.co
 
 @triton.jit
 def _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS: tl.constexpr,
-              SPLIT_K: tl.constexpr):
+              SPLIT_K: tl.constexpr, ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS: tl.constexpr,
+              TS_PER_ROW: tl.constexpr):
+    """Bias, then the timestep bias row of each output row's bucket: bucket = number of boundaries
+    <= t (searchsorted right), computed here from t, no host sync (split-K adds both on the host)."""
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
     if SPLIT_K > 1:
@@ -87,15 +90,26 @@ def _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS: t
     else:
         if HAS_BIAS:
             acc += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
+        if HAS_TS:
+            if TS_PER_ROW:
+                t = tl.load(ts_t_ptr + offs_m, mask=offs_m < M, other=0.0)
+            else:
+                t = tl.load(ts_t_ptr + offs_m * 0)
+            bucket = tl.zeros_like(offs_m)
+            for i in range(NB):
+                bucket += (t >= tl.load(ts_bounds_ptr + i)).to(bucket.dtype)
+            acc += tl.load(ts_bias_ptr + bucket[:, None] * N + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
         tl.store(ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr,
+                    ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB,
                     M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE,
                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
-                    SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                    SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                    HAS_TS: tl.constexpr = False, TS_PER_ROW: tl.constexpr = False):
     """y[0, n] = sum_k x[0, k] W[n, k]: each packed word is loaded once as an (R, BLOCK_N) tile and
     its PER sub-codes are peeled off by shifts, each meeting the strided x values x[r*PER + j]."""
     pid_n = tl.program_id(0)
@@ -130,16 +144,19 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
             acc2 += xk[:, None] * _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE,
                                           HAS_ZERO)
     acc = tl.sum(acc2, axis=0)[None, :]
-    _epilogue(acc, y_ptr, bias_ptr, tl.arange(0, 1), offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K)
+    _epilogue(acc, y_ptr, bias_ptr, tl.arange(0, 1), offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K,
+              ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS, TS_PER_ROW)
 
 
 @triton.jit
 def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr,
+                    ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB,
                     M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE,
                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
                     SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    GROUP_M: tl.constexpr, DOT_F32: tl.constexpr = False):
+                    GROUP_M: tl.constexpr, DOT_F32: tl.constexpr = False, HAS_TS: tl.constexpr = False,
+                    TS_PER_ROW: tl.constexpr = False):
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     # grouped ordering: GROUP_M row-tiles share each weight column-tile while it is in L2
@@ -166,7 +183,8 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
             acc = tl.dot(x.to(tl.float32), w.to(x.dtype).to(tl.float32), acc)
         else:
             acc = tl.dot(x, w.to(x.dtype), acc)
-    _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K)
+    _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K,
+              ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS, TS_PER_ROW)
 
 
 @triton.jit

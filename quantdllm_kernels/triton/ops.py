@@ -84,21 +84,36 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
     return out
 
 
+def _host_ts_bias(y, ts):
+    """y += ts_bias[bucket(t)] with torch ops (device-side searchsorted, no host sync)."""
+    t, bounds, tb = ts
+    y += tb.index_select(0, torch.searchsorted(bounds, t, right=True)).to(y.dtype)
+    return y
+
+
 def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.Tensor],
-            out_dtype: torch.dtype) -> torch.Tensor:
+            out_dtype: torch.dtype, ts=None) -> torch.Tensor:
+    """``ts``: None or (t (1,) or (M,) fp32, boundaries (T-1,) fp32, bias table (T, N)), contiguous."""
     M, K = x2.shape
     N = tw.N
     if cfg.get("DEQUANT"):
-        return _dequant_then_cublas(cfg, x2, tw, bias, out_dtype)
+        if ts is not None and ts[0].numel() == 1:   # one timestep: its row joins the GEMM's bias
+            row = ts[2].index_select(0, torch.searchsorted(ts[1], ts[0], right=True)).reshape(-1)
+            bias = row if bias is None else bias.to(row.dtype) + row
+            ts = None
+        y = _dequant_then_cublas(cfg, x2, tw, bias, out_dtype if ts is None else torch.float32)
+        return y if ts is None else _host_ts_bias(y, ts).to(out_dtype)
     split = cfg["SPLIT_K"]
     y = (torch.zeros if split > 1 else torch.empty)((M, N), device=x2.device,
                                                      dtype=torch.float32 if split > 1 else out_dtype)
     dummy = tw.plane1
     args = (x2, y, bias if bias is not None else dummy, tw.in_scale if tw.in_scale is not None else dummy,
             tw.plane0, tw.plane1, tw.scale, tw.zero if tw.zero is not None else dummy, tw.lut,
+            *((ts[0], ts[1], ts[2], ts[1].numel()) if ts is not None else (dummy, dummy, dummy, 0)),
             M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
     flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
-                 HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None)
+                 HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
+                 HAS_TS=ts is not None and split == 1, TS_PER_ROW=ts is not None and ts[0].numel() > 1)
     if path == "gemv":
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split)
         lut_gemv_kernel[grid](*args, **flags, **cfg)
@@ -108,6 +123,8 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
     if split > 1:
         if bias is not None:
             y += bias.float()
+        if ts is not None:
+            _host_ts_bias(y, ts)
         y = y.to(out_dtype)
     return y
 
@@ -148,8 +165,9 @@ def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> di
 
 
 def triton_lut_matmul(x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.Tensor],
-                      out_dtype: torch.dtype, config: Optional[dict] = None) -> torch.Tensor:
-    """``x2 (M, K)`` contiguous fp16/bf16 -> ``(M, N)`` in ``out_dtype``."""
+                      out_dtype: torch.dtype, config: Optional[dict] = None, ts=None) -> torch.Tensor:
+    """``x2 (M, K)`` contiguous fp16/bf16 -> ``(M, N)`` in ``out_dtype``; ``ts`` as in ``_launch``
+    (the tuner times the launch without it: the epilogue does not change the best tile)."""
     M = x2.shape[0]
     path = "gemv" if M <= GEMV_MAX_M else "gemm"
     if config is None:
@@ -161,7 +179,7 @@ def triton_lut_matmul(x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.T
                 if config is None:
                     config = _tune(key, path, _candidates(path, M, tw), x2, tw, bias, out_dtype)
                     _TUNED[key] = config
-    return _launch(path, config, x2, tw, bias, out_dtype)
+    return _launch(path, config, x2, tw, bias, out_dtype, ts)
 
 
 def candidate_configs(M: int, tw: TritonWeight) -> Tuple[str, List[dict]]:
