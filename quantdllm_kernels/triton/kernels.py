@@ -78,28 +78,50 @@ def _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE: tl.co
 
 
 @triton.jit
+def _ts_rows(t_ptr, bounds_ptr, tb_ptr, offs_m, offs_n, M, N, NB, TS_PER_ROW: tl.constexpr):
+    """(BLOCK_M, BLOCK_N) fp32 timestep-bias rows: bucket = number of boundaries <= t (searchsorted
+    right), computed from t on the device."""
+    if TS_PER_ROW:
+        t = tl.load(t_ptr + offs_m, mask=offs_m < M, other=0.0)
+    else:
+        t = tl.load(t_ptr + offs_m * 0)
+    bucket = tl.zeros_like(offs_m)
+    for i in range(NB):
+        bucket += (t >= tl.load(bounds_ptr + i)).to(bucket.dtype)
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    return tl.load(tb_ptr + bucket[:, None] * N + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS: tl.constexpr,
-              SPLIT_K: tl.constexpr, ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS: tl.constexpr,
+              SPLIT_K: tl.constexpr, pid_k, ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS: tl.constexpr,
               TS_PER_ROW: tl.constexpr):
-    """Bias, then the timestep bias row of each output row's bucket: bucket = number of boundaries
-    <= t (searchsorted right), computed here from t, no host sync (split-K adds both on the host)."""
+    """Bias and the timestep-bias rows join the accumulator (under split-K, the first K slice's);
+    then a store, or an atomic add into the fp32 split-K buffer."""
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
-    if SPLIT_K > 1:
-        tl.atomic_add(ptrs, acc, mask=mask, sem="relaxed")
-    else:
+    if pid_k == 0:
         if HAS_BIAS:
             acc += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
         if HAS_TS:
-            if TS_PER_ROW:
-                t = tl.load(ts_t_ptr + offs_m, mask=offs_m < M, other=0.0)
-            else:
-                t = tl.load(ts_t_ptr + offs_m * 0)
-            bucket = tl.zeros_like(offs_m)
-            for i in range(NB):
-                bucket += (t >= tl.load(ts_bounds_ptr + i)).to(bucket.dtype)
-            acc += tl.load(ts_bias_ptr + bucket[:, None] * N + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
+            acc += _ts_rows(ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, offs_m, offs_n, M, N, NB, TS_PER_ROW)
+    if SPLIT_K > 1:
+        tl.atomic_add(ptrs, acc, mask=mask, sem="relaxed")
+    else:
         tl.store(ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def ts_bias_add_kernel(y_ptr, t_ptr, bounds_ptr, tb_ptr, M, N, NB, stride_ym, TS_PER_ROW: tl.constexpr,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """y[m, :] += ts_bias[bucket(t[m]), :] in place: the epilogue of the dequant + cuBLAS path."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
+    y = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+    y += _ts_rows(t_ptr, bounds_ptr, tb_ptr, offs_m, offs_n, M, N, NB, TS_PER_ROW)
+    tl.store(ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -144,7 +166,7 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
             acc2 += xk[:, None] * _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE,
                                           HAS_ZERO)
     acc = tl.sum(acc2, axis=0)[None, :]
-    _epilogue(acc, y_ptr, bias_ptr, tl.arange(0, 1), offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K,
+    _epilogue(acc, y_ptr, bias_ptr, tl.arange(0, 1), offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K, pid_k,
               ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS, TS_PER_ROW)
 
 
@@ -183,7 +205,7 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
             acc = tl.dot(x.to(tl.float32), w.to(x.dtype).to(tl.float32), acc)
         else:
             acc = tl.dot(x, w.to(x.dtype), acc)
-    _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K,
+    _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K, pid_k,
               ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS, TS_PER_ROW)
 
 

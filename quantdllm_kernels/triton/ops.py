@@ -17,7 +17,7 @@ import torch
 import triton
 
 from ..timing import median_ms
-from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel
+from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel, ts_bias_add_kernel
 from .layout import TritonWeight
 
 GEMV_MAX_M = 1
@@ -84,10 +84,13 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
     return out
 
 
-def _host_ts_bias(y, ts):
-    """y += ts_bias[bucket(t)] with torch ops (device-side searchsorted, no host sync)."""
+def _ts_bias_add_(y, ts):
+    """y += ts_bias[bucket(t)] in place, one Triton pass (no host sync)."""
     t, bounds, tb = ts
-    y += tb.index_select(0, torch.searchsorted(bounds, t, right=True)).to(y.dtype)
+    M, N = y.shape
+    grid = (triton.cdiv(M, 16), triton.cdiv(N, 256))
+    ts_bias_add_kernel[grid](y, t, bounds, tb, M, N, bounds.numel(), y.stride(0), TS_PER_ROW=t.numel() > 1,
+                             BLOCK_M=16, BLOCK_N=256, num_warps=4)
     return y
 
 
@@ -101,8 +104,8 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
             row = ts[2].index_select(0, torch.searchsorted(ts[1], ts[0], right=True)).reshape(-1)
             bias = row if bias is None else bias.to(row.dtype) + row
             ts = None
-        y = _dequant_then_cublas(cfg, x2, tw, bias, out_dtype if ts is None else torch.float32)
-        return y if ts is None else _host_ts_bias(y, ts).to(out_dtype)
+        y = _dequant_then_cublas(cfg, x2, tw, bias, out_dtype)
+        return y if ts is None else _ts_bias_add_(y, ts)
     split = cfg["SPLIT_K"]
     y = (torch.zeros if split > 1 else torch.empty)((M, N), device=x2.device,
                                                      dtype=torch.float32 if split > 1 else out_dtype)
@@ -113,18 +116,14 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
             M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
     flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                  HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
-                 HAS_TS=ts is not None and split == 1, TS_PER_ROW=ts is not None and ts[0].numel() > 1)
+                 HAS_TS=ts is not None, TS_PER_ROW=ts is not None and ts[0].numel() > 1)
     if path == "gemv":
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split)
         lut_gemv_kernel[grid](*args, **flags, **cfg)
     else:
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
         lut_gemm_kernel[grid](*args, **flags, GROUP_M=8, DOT_F32=_INTERPRET and x2.dtype == torch.bfloat16, **cfg)
-    if split > 1:
-        if bias is not None:
-            y += bias.float()
-        if ts is not None:
-            _host_ts_bias(y, ts)
+    if split > 1:   # bias and timestep rows were added by the first K slice
         y = y.to(out_dtype)
     return y
 
