@@ -195,6 +195,18 @@ def test_pipeline_round_trip(cfg, tmp_path, gen):
         torch.testing.assert_close(fresh(ids).logits, y, rtol=0, atol=0)
 
 
+def test_data_aware_pipeline_is_reproducible(gen):
+    data = _data(gen)
+    cfg = QuantConfig(bits=2, group_size=64, method="kmeans", gptq=True, mixed_precision=True, abmp_block=64,
+                      timestep_buckets=4, seed=3)
+    a = quantize_model(tiny_llama(0, hidden=256), cfg, calib_data=data, mask_token_id=255, progress=False,
+                       verbose=False)
+    b = quantize_model(tiny_llama(0, hidden=256), cfg, calib_data=data, mask_token_id=255, progress=False,
+                       verbose=False)
+    for (na, ta), (nb, tb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert na == nb and torch.equal(ta, tb), na
+
+
 def test_bias_correction_lowers_masked_nll_error(gen):
     """Per-timestep tables must bring the quantized model's outputs closer to the fp model's on
     masked inputs from the calibration distribution."""
