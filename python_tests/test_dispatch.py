@@ -31,3 +31,17 @@ def test_measured_choice_picks_fastest_nearest_point():
     # only one candidate: that one; none measured: None
     assert measured_choice(("triton",), 12288, 4096, 4, "scaled", 3) == "triton"
     assert measured_choice(("nope",), 12288, 4096, 4, "scaled", 3) is None
+
+
+@pytest.mark.gpu
+def test_mixed_weights_use_the_measured_choice(gen):
+    """A MixedQuantizedWeight is dispatched like its whole shape at its rounded mean width."""
+    from quantdllm_kernels.dispatch import available_backends, measured_choice, select_backend
+    from quantdllm_kernels.testing import random_mixed_qweight
+    runnable = [b for b in available_backends() if b != "torch"]
+    if len(runnable) < 2:
+        pytest.skip("needs two kernel backends")
+    qw = random_mixed_qweight(256, [(2, 128), (3, 128), (1, 128)], generator=gen).to("cuda")
+    x = torch.randn(32, qw.in_features, device="cuda", dtype=torch.float16)
+    want = measured_choice(tuple(runnable), qw.out_features, qw.in_features, 2, qw.segments[0].lut_kind, 32)
+    assert select_backend(qw, x).name == want

@@ -152,9 +152,13 @@ def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backen
         return b
     runnable = [name for name in (_AVAILABLE if _AVAILABLE is not None else available_backends())
                 if _REGISTRY[name].preferred_for(x) and _REGISTRY[name].can_implement(qw, x)[0]]
-    if len(runnable) > 2 and isinstance(qw, QuantizedWeight):  # several kernel backends besides torch
+    if len(runnable) > 2:  # several kernel backends besides torch
         N, K = qw.shape
-        pick = measured_choice(tuple(n for n in runnable if n != "torch"), N, K, qw.bits, qw.lut_kind,
+        # a mixed weight is looked up as its whole shape at its rounded mean width and its first
+        # segment's LUT kind: every segment runs on the backend chosen here
+        bits = qw.bits if isinstance(qw, QuantizedWeight) else max(1, round(qw.bits))
+        kind = qw.lut_kind if isinstance(qw, QuantizedWeight) else qw.segments[0].lut_kind
+        pick = measured_choice(tuple(n for n in runnable if n != "torch"), N, K, bits, kind,
                                x.numel() // max(1, K))
         if pick is not None:
             return _REGISTRY[pick]
