@@ -8,7 +8,11 @@ def damped_hessian(X: torch.Tensor, damp: float = 0.01) -> torch.Tensor:
     """H = X^T X (float64) + damp * mean(diag) * I, from activations ``X (..., K)``. The damping keeps
     H positive definite when some input channels are (nearly) constant, as GPTQ does."""
     X = X.reshape(-1, X.shape[-1]).double()
-    H = X.T @ X
+    return damp_(X.T @ X, damp)
+
+
+def damp_(H: torch.Tensor, damp: float = 0.01) -> torch.Tensor:
+    """H += damp * mean(diag(H)) * I, in place (see ``damped_hessian``)."""
     H.diagonal().add_(damp * H.diagonal().mean().clamp_min(1e-12))
     return H
 

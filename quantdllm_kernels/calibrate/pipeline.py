@@ -27,7 +27,7 @@ from ..linear import QuantLinear
 from ..reference import dequantize
 from ..timestep_context import timestep
 from .layer import quantize_layer
-from .objective import weighted_error
+from .objective import damp_, weighted_error
 from .timestep_bias import BucketMeans, attach_bias, bias_tables, uniform_boundaries
 
 
@@ -214,8 +214,7 @@ def calibrate_model(model: nn.Module, config, batches: List[dict], selected: Lis
             dense = {}
             for n, m in lins.items():
                 t0 = time.perf_counter()
-                H = grams.pop(n)
-                H.diagonal().add_(0.01 * H.diagonal().mean().clamp_min(1e-12))
+                H = damp_(grams.pop(n))
                 dt = lut_dtype or (m.weight.dtype if m.weight.dtype in (torch.float16, torch.bfloat16)
                                    else torch.float16)
                 W = m.weight.detach()
