@@ -106,12 +106,21 @@ def test_abmp_exact_budget_and_lower_error(method, gen):
 
 
 def test_abmp_uniform_when_one_width_wins(gen):
+    """Equal convex costs: 2 + 2 bits beats 1 + 3, so a plain QuantizedWeight comes back; a 1-bit
+    uniform choice still comes back mixed (1-bit exists only as a segment)."""
+    from quantdllm_kernels import QuantizedWeight
     W = torch.randn(8, 256, generator=gen)
-    H = torch.eye(256, dtype=torch.float64)
-    costs = torch.tensor([[3.0, 1.0, 0.5], [3.0, 1.0, 0.5]])   # flat: every block 2 bits is optimal for 2.0?
-    out = abmp_quantize(W, H, avg_bits=2.0, widths=(1, 2, 3), block=128, probe=None, costs=costs,
-                        quantize=lambda Ws, Hs, b: quantize_weight(Ws, bits=b, group_size=128, method="rtn"))
-    assert out.bits == 2.0
+    costs = torch.tensor([[3.0, 1.0, 0.5], [3.0, 1.0, 0.5]])
+    rtn = lambda Ws, Hs, b: quantize_weight(Ws, bits=b, group_size=128, method="rtn")  # noqa: E731
+    out = abmp_quantize(W, None, avg_bits=2.0, widths=(1, 2, 3), block=128, probe=None, costs=costs, quantize=rtn)
+    assert isinstance(out, QuantizedWeight) and out.bits == 2
+    skew = torch.tensor([[1.0, 0.5, 0.4], [9.0, 3.0, 0.1]])        # block 1 gains most from bits
+    out = abmp_quantize(W, None, avg_bits=2.0, widths=(1, 2, 3), block=128, probe=None, costs=skew, quantize=rtn)
+    assert isinstance(out, MixedQuantizedWeight) and [s.bits for s in out.segments] == [3, 1]
+    assert torch.equal(out.perm[:128], torch.arange(128, 256))     # the 3-bit block (block 1) comes first
+    ones = abmp_quantize(W, None, avg_bits=1.0, widths=(1, 2), block=128, probe=None, costs=costs[:, :2],
+                         quantize=rtn)
+    assert isinstance(ones, MixedQuantizedWeight) and ones.bits == 1.0
 
 
 def test_config_validation():
