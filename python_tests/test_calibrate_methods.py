@@ -257,3 +257,26 @@ def test_offloaded_calibration_on_gpu(gen):
         y_cpu = model(ids).logits
         y_gpu = model.cuda()(ids.cuda()).logits.cpu()
     torch.testing.assert_close(y_gpu, y_cpu, rtol=2e-2, atol=2e-2)
+
+
+def test_input_groups_follow_shared_inputs():
+    """q/k/v share one input, gate/up another; o_proj and down_proj stand alone -- whatever the
+    allocator does with freed buffers."""
+    from quantdllm_kernels.calibrate.pipeline import _input_groups
+    model = tiny_llama(0, hidden=256, layers=1)
+    blk = model.model.layers[0]
+    lins = {n: m for n, m in blk.named_modules() if isinstance(m, torch.nn.Linear)}
+    cache = []
+
+    class Catch(torch.nn.Module):
+        def forward(self, *a, **k):
+            cache.append((a, k))
+            raise RuntimeError("stop")
+    model.model.layers[0] = Catch()
+    with pytest.raises(RuntimeError, match="stop"), torch.no_grad():
+        model(torch.randint(0, 255, (2, 8)))
+    model.model.layers[0] = blk
+    with torch.no_grad():
+        groups = _input_groups(blk, lins, cache)
+    assert groups == [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["self_attn.o_proj"],
+                      ["mlp.gate_proj", "mlp.up_proj"], ["mlp.down_proj"]]

@@ -64,6 +64,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--only", default=None, help="comma-separated config names to run")
+    ap.add_argument("--buckets", default="none,8", help="bias-correction settings to run: none and/or T values")
     args = ap.parse_args()
     from quantdllm_kernels import QuantConfig, quantize_model
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -80,7 +81,7 @@ def main():
     for name, bits, kw in CONFIGS:
         if args.only and name not in args.only.split(","):
             continue
-        for T in (None, 8):
+        for T in [None if b == "none" else int(b) for b in args.buckets.split(",")]:
             t0 = time.time()
             m = load_model()
             quantize_model(m, QuantConfig(group_size=128, timestep_buckets=T, **kw), calib_data=calib,

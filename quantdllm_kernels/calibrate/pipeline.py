@@ -146,7 +146,9 @@ def _input_groups(block, lins, cache) -> List[List[str]]:
 
     def make(n):
         def hook(mod, inp, out):
-            seen.append((n, inp[0].data_ptr(), inp[0].shape))
+            # the tensor itself, held until grouping is done: comparing addresses instead would
+            # let the allocator reuse a freed input's memory and merge unrelated layers
+            seen.append((n, inp[0]))
         return hook
     hooks = [m.register_forward_hook(make(n)) for n, m in lins.items()]
     try:
@@ -156,14 +158,14 @@ def _input_groups(block, lins, cache) -> List[List[str]]:
         for h in hooks:
             h.remove()
     groups, last = [], None
-    for n, ptr, shape in seen:
+    for n, x in seen:
         if any(n in g for g in groups):
             continue
-        if groups and (ptr, shape) == last:
+        if groups and x is last:
             groups[-1].append(n)
         else:
             groups.append([n])
-        last = (ptr, shape)
+        last = x
     return groups + [[n] for n in lins if not any(n in g for g in groups)]
 
 

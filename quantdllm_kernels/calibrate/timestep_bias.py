@@ -40,9 +40,12 @@ class BucketMeans:
             raise ValueError(f"layer input has leading size {x.shape[0]}, but the batch has {B} sequences; "
                              "per-timestep statistics need (batch, ..., features) inputs")
         xs = x.reshape(B, -1, x.shape[-1]).double()
-        self.sums.index_add_(0, bucket, xs.sum(1))
-        self.counts.index_add_(0, bucket, torch.full((B,), float(xs.shape[1]), dtype=torch.float64,
-                                                     device=x.device))
+        # a one-hot product, not index_add_: index_add_'s accumulation order is not fixed across
+        # threads, and calibration must be reproducible bit for bit
+        onehot = torch.zeros(self.counts.numel(), B, dtype=torch.float64, device=x.device)
+        onehot[bucket, torch.arange(B, device=x.device)] = 1.0
+        self.sums += onehot @ xs.sum(1)
+        self.counts += onehot.sum(1) * xs.shape[1]
 
     def means(self) -> torch.Tensor:
         return self.sums / self.counts.clamp_min(1).unsqueeze(1)
