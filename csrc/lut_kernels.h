@@ -73,4 +73,39 @@ struct TsBiasArgs {
 };
 cudaError_t launch_ts_bias_add(const TsBiasArgs& a, cudaStream_t stream);
 
+// ---- Tensor-core path (csrc/lut_mma.cu): affine `scaled` weights (w = code * s + z per group),
+// any M, weights in the fragment-order layout written by quantdllm_kernels/backends/cuda_layout.py:
+//   codes: [tile16][super][lane][words]  int32, super = 64 * (bits == 4 ? 1 : bits == 2 ? 2 : 4) codes
+//   sz:    [tile16][group][row8][4]       activation dtype: (s_r, s_r+8, z_r, z_r+8)
+// Rows are padded to a multiple of 32 (two 16-row tiles per warp), K to a multiple of `super`.
+struct MmaArgs {
+    const int32_t* codes = nullptr;
+    const void* sz = nullptr;
+    int N = 0, K = 0, bits = 4;
+    int group_shift = 7;       // group = k >> group_shift (31 for one group per row)
+    int groups = 0;            // groups per padded row in sz
+    const void* x = nullptr;   // (M, K) contiguous
+    DType x_dtype = DType::F16;
+    int M = 0;
+    const void* in_scale = nullptr;  // (K) in x's dtype, or null
+    const void* bias = nullptr; DType bias_dtype = DType::F16;
+    const float* t = nullptr; int t_numel = 0;
+    const float* bounds = nullptr; int nbounds = 0;
+    const void* ts_bias = nullptr; DType ts_bias_dtype = DType::F16;
+    void* y = nullptr;         // (M, N) in x's dtype
+    float* workspace = nullptr;  // (ksplit, M, N) fp32 partial sums when ksplit > 1
+    int* semaphores = nullptr;   // >= grid.x * grid.y zeroed ints when ksplit > 1 (left zeroed);
+                                 // the plan splits K only when grid.x * grid.y < 4 * SMs
+};
+
+// Launch shape chosen from (M, N, K, bits, SM count): warps along N (wn) and K (wk) in a block of
+// four, token tiles of 8 * nt, and the K split across blocks.
+struct MmaPlan {
+    int wn = 1, wk = 4, nt = 1, ksplit = 1;
+    int grid_x = 0, grid_y = 0;
+};
+int mma_super_k(int bits);
+MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms);
+cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream);
+
 }  // namespace quantdllm

@@ -2,6 +2,8 @@
 // Arguments are checked again here (the Python backend checks first and names them for users);
 // launches go on the current stream, with no host synchronisation, so they are graph-capturable.
 // Fake (meta) implementations live in quantdllm_kernels/backends/cuda_backend.py.
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -179,6 +181,100 @@ void ts_bias_add_(const at::Tensor& y, const at::Tensor& t, const at::Tensor& bo
     TORCH_CHECK(err == cudaSuccess, "ts_bias_add launch failed: ", cudaGetErrorString(err));
 }
 
+
+// The tensor-core path: weights in the fragment-order layout of backends/cuda_layout.py.
+at::Tensor lut_mma(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& sz, int64_t N, int64_t K,
+                   int64_t bits, int64_t group_shift, const std::optional<at::Tensor>& in_scale,
+                   const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& t,
+                   const std::optional<at::Tensor>& boundaries, const std::optional<at::Tensor>& ts_bias,
+                   const at::Tensor& semaphores) {
+    const c10::cuda::CUDAGuard guard(codes.device());
+    TORCH_CHECK(bits >= 2 && bits <= 4, "bits must be 2, 3 or 4");
+    TORCH_CHECK(K > 0 && K % 64 == 0 && N > 0, "K must be a positive multiple of 64 and N positive");
+    TORCH_CHECK(group_shift >= 4 && group_shift <= 31, "group_shift must be in [4, 31]");
+    const int64_t super_k = mma_super_k(static_cast<int>(bits));
+    const int64_t tiles = (N + 31) / 32 * 2, U = (K + super_k - 1) / super_k;
+    TORCH_CHECK(codes.is_cuda() && codes.scalar_type() == at::kInt && codes.is_contiguous() &&
+                    codes.sizes() == at::IntArrayRef({tiles, U, 32, super_k / 64 * bits}),
+                "codes must be contiguous int32 (", tiles, ", ", U, ", 32, ", super_k / 64 * bits, ")");
+    TORCH_CHECK(reinterpret_cast<uintptr_t>(codes.data_ptr()) % 16 == 0, "codes must be 16-byte aligned");
+    check_on(x, codes, "x");
+    TORCH_CHECK(x.dim() == 2 && x.size(1) == K, "x must be (M, ", K, ")");
+    TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, "x must be float16 or bfloat16");
+    TORCH_CHECK(reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0, "x must be 16-byte aligned");
+    check_on(sz, codes, "sz");
+    const int64_t groups = group_shift >= 31 ? 1 : (K >> group_shift);
+    TORCH_CHECK(sz.scalar_type() == x.scalar_type() && sz.dim() == 4 && sz.size(0) == tiles &&
+                    sz.size(1) == groups && sz.size(2) == 8 && sz.size(3) == 4,
+                "sz must be (", tiles, ", ", groups, ", 8, 4) in x's dtype");
+    TORCH_CHECK(N * K < (1LL << 31) && x.size(0) * std::max(N, K) < (1LL << 31), "tensors must have < 2**31 elements");
+    MmaArgs a;
+    a.codes = codes.data_ptr<int32_t>();
+    a.sz = sz.data_ptr();
+    a.N = static_cast<int>(N);
+    a.K = static_cast<int>(K);
+    a.bits = static_cast<int>(bits);
+    a.group_shift = static_cast<int>(group_shift);
+    a.groups = static_cast<int>(groups);
+    a.x = x.data_ptr();
+    a.x_dtype = dtype_of(x, "x");
+    a.M = static_cast<int>(x.size(0));
+    if (in_scale) {
+        check_on(*in_scale, codes, "in_scale");
+        TORCH_CHECK(in_scale->numel() == K && in_scale->scalar_type() == x.scalar_type(),
+                    "in_scale must have K elements in x's dtype");
+        a.in_scale = in_scale->data_ptr();
+    }
+    if (bias) {
+        check_on(*bias, codes, "bias");
+        TORCH_CHECK(bias->numel() == N, "bias must have N elements");
+        a.bias = bias->data_ptr();
+        a.bias_dtype = dtype_of(*bias, "bias");
+    }
+    TORCH_CHECK(t.has_value() == boundaries.has_value(), "t and boundaries go together");
+    TORCH_CHECK(!ts_bias || t, "ts_bias needs the timesteps t");
+    if (t) {
+        check_on(*t, codes, "t");
+        check_on(*boundaries, codes, "boundaries");
+        TORCH_CHECK(t->scalar_type() == at::kFloat && boundaries->scalar_type() == at::kFloat,
+                    "t and boundaries must be float32");
+        TORCH_CHECK(boundaries->dim() == 1 && boundaries->numel() < 64, "boundaries must be 1-D with at most 63 values");
+        TORCH_CHECK(t->numel() == 1 || t->numel() == x.size(0), "t must have 1 or M values");
+        a.t = t->data_ptr<float>();
+        a.t_numel = static_cast<int>(t->numel());
+        a.bounds = boundaries->data_ptr<float>();
+        a.nbounds = static_cast<int>(boundaries->numel());
+    }
+    if (ts_bias) {
+        check_on(*ts_bias, codes, "ts_bias");
+        TORCH_CHECK(ts_bias->dim() == 2 && ts_bias->size(1) == N && ts_bias->size(0) == a.nbounds + 1,
+                    "ts_bias must be (len(boundaries) + 1, N)");
+        a.ts_bias = ts_bias->data_ptr();
+        a.ts_bias_dtype = dtype_of(*ts_bias, "ts_bias");
+    }
+    at::Tensor y = at::empty({x.size(0), N}, x.options());
+    if (a.M == 0) return y;
+    a.y = y.data_ptr();
+    int sms = 0;
+    TORCH_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, codes.get_device()) == cudaSuccess,
+                "cudaDeviceGetAttribute failed");
+    const MmaPlan plan = mma_plan(a.M, a.N, a.K, a.bits, sms);
+    at::Tensor ws;
+    if (plan.ksplit > 1) {
+        check_on(semaphores, codes, "semaphores");
+        TORCH_CHECK(semaphores.scalar_type() == at::kInt &&
+                        semaphores.numel() >= static_cast<int64_t>(plan.grid_x) * plan.grid_y,
+                    "semaphores must be zeroed int32 with at least ", static_cast<int64_t>(plan.grid_x) * plan.grid_y,
+                    " elements");
+        ws = at::empty({plan.ksplit, a.M, N}, x.options().dtype(at::kFloat));
+        a.workspace = ws.data_ptr<float>();
+        a.semaphores = semaphores.data_ptr<int32_t>();
+    }
+    const cudaError_t err = launch_lut_mma(a, plan, c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == cudaSuccess, "lut_mma launch failed: ", cudaGetErrorString(err));
+    return y;
+}
+
 }  // namespace
 }  // namespace quantdllm
 
@@ -190,12 +286,16 @@ TORCH_LIBRARY_FRAGMENT(quantdllm, m) {
           "Tensor? in_scale, Tensor? t, Tensor? boundaries, int bits, int kind, int group_size, bool cb_per_row, "
           "ScalarType dtype) -> Tensor");
     m.def("ts_bias_add_(Tensor(a!) y, Tensor t, Tensor boundaries, Tensor ts_bias) -> ()");
+    // semaphores: zeroed int32, left zeroed by the kernel (not a visible mutation)
+    m.def("lut_mma(Tensor x, Tensor codes, Tensor sz, int N, int K, int bits, int group_shift, Tensor? in_scale, "
+          "Tensor? bias, Tensor? t, Tensor? boundaries, Tensor? ts_bias, Tensor semaphores) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(quantdllm, CUDA, m) {
     m.impl("lut_gemv", &quantdllm::lut_gemv);
     m.impl("lut_dequant", &quantdllm::lut_dequant);
     m.impl("ts_bias_add_", &quantdllm::ts_bias_add_);
+    m.impl("lut_mma", &quantdllm::lut_mma);
 }
 
 // An importable module so `import quantdllm_kernels._C` loads the registrations above.

@@ -6,7 +6,7 @@ from quantdllm_kernels.testing import random_mixed_qweight, random_qweight
 
 
 def _fields(qw):
-    return {f: getattr(qw, f) for f in QuantizedWeight.__slots__}
+    return {f: getattr(qw, f) for f in QuantizedWeight.FIELDS}
 
 
 def _mk(qw, **changes):

@@ -44,7 +44,8 @@ class QuantizedWeight:
     ``TypeError``/``ValueError`` naming the field. Tensors are not copied.
     """
 
-    __slots__ = ("bits", "group_size", "in_features", "lut_kind") + _TENSOR_FIELDS + ("timestep",)
+    FIELDS = ("bits", "group_size", "in_features", "lut_kind") + _TENSOR_FIELDS + ("timestep",)  # the constructor's
+    __slots__ = FIELDS + ("kernel_packs",)
 
     def __init__(self, *, bits: int, group_size: int, in_features: int, codes: torch.Tensor,
                  lut_kind: str, table=None, codebook=None, scale=None, zero=None, alpha=None,
@@ -53,6 +54,8 @@ class QuantizedWeight:
         self.bits, self.group_size, self.in_features, self.lut_kind = bits, group_size, in_features, lut_kind
         self.codes, self.table, self.codebook, self.scale, self.zero = codes, table, codebook, scale, zero
         self.alpha, self.mu, self.in_scale, self.timestep = alpha, mu, in_scale, timestep
+        # backend layouts handed over by the owner of the tensors (QuantLinear); never copied or saved
+        self.kernel_packs: Optional[dict] = None
         if validate:
             self._validate()
 
@@ -179,7 +182,7 @@ class QuantizedWeight:
 
     # ------------------------------------------------------------------ conversion
     def _replace(self, validate=True, **changes) -> "QuantizedWeight":
-        fields = {f: getattr(self, f) for f in self.__slots__}
+        fields = {f: getattr(self, f) for f in self.FIELDS}
         fields.update(changes)
         return QuantizedWeight(validate=validate, **fields)
 

@@ -70,7 +70,11 @@ class QuantLinear(nn.Module):
         ``set_timestep``); it only matters for weights with timestep tables."""
         if timestep is None:
             timestep = current_timestep()
-        return lut_matmul(x, self.qweight, self.bias, timestep=timestep, backend=self.backend)
+        qw = self.qweight
+        if x.is_cuda and isinstance(qw, QuantizedWeight) and self.backend in (None, "cuda"):
+            from .backends.cuda_backend import attach_module_packs
+            attach_module_packs(self, qw, x.dtype)
+        return lut_matmul(x, qw, self.bias, timestep=timestep, backend=self.backend)
 
     def extra_repr(self) -> str:
         qw = self.qweight

@@ -1,9 +1,12 @@
-"""The CUDA C++ backend: ``torch.ops.quantdllm.lut_gemv`` / ``lut_dequant`` from ``csrc/``.
+"""The CUDA C++ backend: ``torch.ops.quantdllm.{lut_mma, lut_gemv, lut_dequant}`` from ``csrc/``.
 
-The kernels read the canonical format as stored (``pack_for("cuda")`` is the identity: codes are
-already a dense bit stream with 16-byte aligned 128-code units when K % 128 == 0), so nothing is
-cached and ``torch.compile`` sees plain tensors. Paths by M: the LUT GEMV for M <= ``GEMV_MAX_M``,
-else dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the kernels take
+Paths by weight and M:
+* affine ``scaled`` weights (RTN), M <= ``MMA_MAX_M``: the tensor-core kernel ``lut_mma`` on a
+  fragment-order repack (``cuda_layout.pack_for_mma``), built once per (weight, activation dtype)
+  and cached -- on QuantLinear as non-persistent buffers (so ``torch.compile`` sees them), else on
+  the codes tensor;
+* other kinds, M <= ``GEMV_MAX_M``: the LUT GEMV, which reads the canonical format as stored;
+* otherwise dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the kernels take
 the timesteps ``t`` (1 or M fp32 values) and the boundaries, and compute each row's bucket on the
 device -- the bias bucket per row (GEMV epilogue, or a one-kernel epilogue after cuBLAS) and a
 uniform per-bucket LUT set in the dequant. Per-row mixed timesteps with LUT sets run one launch
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from ..dispatch import Backend, register_backend
 from ..format import MixedQuantizedWeight, QuantizedWeight
 from ..reference import timesteps_on_device
+from .cuda_layout import MmaWeight, mma_support, pack_for_mma
 
 try:
     from .. import _C  # noqa: F401  (loading it registers torch.ops.quantdllm.lut_gemv / lut_dequant)
@@ -28,6 +32,78 @@ except ImportError as e:  # pragma: no cover - depends on the build
                      "with `pip install --no-build-isolation -e .`")
 
 GEMV_MAX_M = 16
+MMA_MAX_M = 64
+_MMA_ATTR = "_quantdllm_mma_pack"  # eager cache slot on the codes tensor: {dtype: (fingerprint, MmaWeight|None)}
+_SEMAPHORES = {}  # (device index, stream) -> zeroed int32; the kernel leaves them zeroed
+
+
+def _fingerprint(qw: QuantizedWeight):
+    return tuple((t.data_ptr(), t._version) for t in qw.tensors().values())
+
+
+def mma_pack(qw: QuantizedWeight, dtype: torch.dtype):
+    """The tensor-core layout of ``qw`` for activations of ``dtype``, or None if the path cannot
+    take it. Packs provided by QuantLinear (``qw.kernel_packs``) win; else built once and cached on
+    the codes tensor (rebuilt if any field changes)."""
+    given = qw.kernel_packs
+    if given is not None and dtype in given.get("mma", {}):
+        return given["mma"][dtype]
+    if torch.compiler.is_compiling():
+        return None  # no packing inside a traced graph: QuantLinear prepares packs eagerly
+    cache = getattr(qw.codes, _MMA_ATTR, None)
+    if cache is None:
+        cache = {}
+        setattr(qw.codes, _MMA_ATTR, cache)
+    fp = _fingerprint(qw)
+    hit = cache.get(dtype)
+    if hit is not None and hit[0] == fp:
+        return hit[1]
+    mw = None
+    if qw.timestep is None or not qw.timestep.luts:
+        ok, _ = mma_support(qw)
+        if ok:
+            mw = pack_for_mma(qw, dtype)
+    cache[dtype] = (fp, mw)
+    return mw
+
+
+def attach_module_packs(module: torch.nn.Module, qw: QuantizedWeight, dtype: torch.dtype) -> None:
+    """Hands ``qw`` the tensor-core pack kept on ``module`` as non-persistent buffers (moved by
+    ``.to()``, absent from ``state_dict()``, visible to ``torch.compile``), building it on the
+    first eager call and again whenever a canonical buffer changed (``load_state_dict``)."""
+    key = "fp16" if dtype == torch.float16 else "bf16" if dtype == torch.bfloat16 else None
+    if key is None or _IMPORT_ERROR:
+        return
+    meta = module.__dict__.get("_mma_meta")
+    if not torch.compiler.is_compiling():
+        if meta is None:
+            meta = module.__dict__["_mma_meta"] = {}
+        fp = _fingerprint(qw)
+        if key not in meta or meta[key][0] != fp:
+            mw = mma_pack(qw, dtype)
+            meta[key] = (fp, None if mw is None else (mw.N, mw.K, mw.bits, mw.group_shift))
+            if mw is not None:
+                module.register_buffer(f"_mma_{key}_codes", mw.codes, persistent=False)
+                module.register_buffer(f"_mma_{key}_sz", mw.sz, persistent=False)
+                module.register_buffer(f"_mma_{key}_in_scale", mw.in_scale, persistent=False)
+                if getattr(module, "_mma_semaphores", None) is None:
+                    module.register_buffer("_mma_semaphores", torch.zeros(4096, dtype=torch.int32, device=qw.device),
+                                           persistent=False)
+    if meta is None or key not in meta or meta[key][1] is None:
+        return
+    N, K, bits, shift = meta[key][1]
+    mw = MmaWeight(getattr(module, f"_mma_{key}_codes"), getattr(module, f"_mma_{key}_sz"), N, K, bits, shift,
+                   getattr(module, f"_mma_{key}_in_scale"))
+    qw.kernel_packs = {"mma": {dtype: mw}, "semaphores": module._mma_semaphores}
+
+
+def _semaphores(device: torch.device) -> torch.Tensor:
+    key = (device.index, torch.cuda.current_stream(device).cuda_stream)
+    sem = _SEMAPHORES.get(key)
+    if sem is None:
+        # the plan splits K only when fewer than 4 blocks per SM exist, so 4096 covers any GPU
+        sem = _SEMAPHORES[key] = torch.zeros(4096, dtype=torch.int32, device=device)
+    return sem
 _KIND = {"table": 0, "scaled": 1, "binary": 2}
 _FIELDS = {"table": ("table", None, None), "scaled": ("codebook", "scale", "zero"), "binary": ("alpha", "mu", None)}
 
@@ -71,6 +147,15 @@ def _op_fields(qw: QuantizedWeight, use_ts_luts: bool):
 
 
 def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_luts: bool):
+    if x2.shape[0] <= MMA_MAX_M and not use_ts_luts:
+        mw = mma_pack(qw, x2.dtype)
+        if mw is not None:
+            bias = None if bias is None else bias.contiguous()
+            sem = None if qw.kernel_packs is None else qw.kernel_packs.get("semaphores")
+            if sem is None:
+                sem = _semaphores(x2.device)
+            return torch.ops.quantdllm.lut_mma(x2, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift,
+                                               mw.in_scale, bias, t, bounds, ts_bias, sem)
     f0, f1, f2, strides, cb_per_row = _op_fields(qw, use_ts_luts)
     in_scale = None if qw.in_scale is None else qw.in_scale.contiguous()
     kind, bits, g = _KIND[qw.lut_kind], qw.bits, qw.group_size
@@ -154,6 +239,10 @@ if not _IMPORT_ERROR:
     def _dequant_fake(codes, f0, f1, f2, bucket_strides, lut_bucket, in_scale, t, boundaries, bits, kind,
                       group_size, cb_per_row, dtype):
         return codes.new_empty(codes.shape[0], codes.shape[1] // bits * 32, dtype=dtype)
+
+    @torch.library.register_fake("quantdllm::lut_mma")
+    def _mma_fake(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias, semaphores):
+        return x.new_empty(x.shape[0], N)
 
     @torch.library.register_fake("quantdllm::ts_bias_add_")
     def _ts_bias_add_fake(y, t, boundaries, ts_bias):

@@ -1,0 +1,324 @@
+// Tensor-core LUT GEMM for affine `scaled` weights (w = code * s + z per (row, group); RTN and any
+// codebook that is an arithmetic progression, folded at pack time), every M, one kernel.
+//
+// Y^T = W X^T with W as the mma A operand: a warp owns two 16-row tiles and runs
+// mma.m16n8k16 with the tokens as the n dimension (8 per n-tile), so M = 1 wastes only tensor-core
+// lanes, which are free when the kernel is memory-bound.
+//
+// Layout (written by quantdllm_kernels/backends/cuda_layout.py, checked there by emulation):
+//  * Within each 64-code chunk, k is permuted so that lane q = lane % 4 of every warp owns the 16
+//    consecutive k in [16q, 16q + 16): step s (0..3) of the chunk puts k = 16q + 4s + {0,1} in
+//    fragment columns {2q, 2q+1} and 16q + 4s + {2,3} in {2q+8, 2q+9}. A and B are permuted alike,
+//    so the product is unchanged, and each lane reads its x as two 16-byte loads.
+//  * Codes are stored in fragment order: per (16-row tile, super-chunk, lane) the lane's words are
+//    contiguous (16 bytes for 2/4-bit, 48 for 3-bit), so a warp's load is one coalesced 512-byte
+//    (1536-byte) run. Inside a word, the two halves of an A register sit 16 bits apart, so
+//    (word >> shift) & mask | magic is an fp16/bf16 pair (1024 + c or 128 + c): one LOP3 per two
+//    weights, then w = (h - magic) * s + z in two packed ops. 3-bit codes are a 2-bit plane plus a
+//    1-bit plane.
+//  * Scales: per (tile, group, row8) the four values (s_r, s_r+8, z_r, z_r+8) in 8 bytes.
+//
+// Reduction: warps of a block split K (wk) or N (wn); partial tiles meet in shared memory. Blocks
+// split K (grid.z) when N alone cannot fill the GPU: each writes fp32 partials, and the last block
+// of a tile to arrive (a per-tile semaphore, reset by that block) sums them in a fixed order --
+// deterministic, one launch, no memset, graph-capturable.
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "dispatch.cuh"
+#include "lut_device.cuh"
+
+namespace quantdllm {
+namespace {
+
+constexpr int kMT = 2;        // 16-row tiles per warp
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+
+template <int BITS>
+struct Layout {
+    static constexpr int kChunks = BITS == 4 ? 1 : BITS == 2 ? 2 : 4;  // 64-code chunks per super-chunk
+    static constexpr int kSuper = 64 * kChunks;
+    static constexpr int kWords = BITS * kChunks;                      // int32 words per lane per super
+    static_assert(kWords % 4 == 0, "a lane's words are whole 16-byte loads");
+};
+
+// fp16 / bf16 pair arithmetic behind one interface.
+template <typename T> struct Pair;
+template <> struct Pair<__half> {
+    using T2 = __half2;
+    static constexpr uint32_t kMagic = 0x64006400u;  // 1024.0 | c = 1024 + c exactly (c < 1024)
+    static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2half2(bits(v)); }
+    static __device__ __forceinline__ T2 hi(uint32_t v) { return __high2half2(bits(v)); }
+    static __device__ __forceinline__ T2 bits(uint32_t v) { T2 r; memcpy(&r, &v, 4); return r; }
+};
+template <> struct Pair<__nv_bfloat16> {
+    using T2 = __nv_bfloat162;
+    static constexpr uint32_t kMagic = 0x43004300u;  // 128.0 | c = 128 + c exactly (c < 128)
+    static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2bfloat162(bits(v)); }
+    static __device__ __forceinline__ T2 hi(uint32_t v) { return __high2bfloat162(bits(v)); }
+    static __device__ __forceinline__ T2 bits(uint32_t v) { T2 r; memcpy(&r, &v, 4); return r; }
+};
+template <typename T2> __device__ __forceinline__ uint32_t u32(T2 v) {
+    uint32_t r;
+    memcpy(&r, &v, 4);
+    return r;
+}
+
+// The two codes of A register `j` at step `s` of chunk `c`, 16 bits apart (see the layout above).
+template <int BITS>
+__device__ __forceinline__ uint32_t pair_code(const uint32_t* w, int c, int s, int j) {
+    if constexpr (BITS == 4) {
+        return (w[s] >> (4 * j)) & 0x000F000Fu;
+    } else {
+        const uint32_t lo = (w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + j))) & 0x00030003u;
+        if constexpr (BITS == 2) return lo;
+        else return lo | (((w[8 + c] >> (4 * s + j)) & 0x00010001u) << 2);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    if constexpr (std::is_same_v<T, __half>) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+}
+
+template <int BITS>
+__device__ __forceinline__ void load_super(const int32_t* codes, int64_t tile, int U, int u, int lane,
+                                           uint32_t (&w)[Layout<BITS>::kWords]) {
+    constexpr int V = Layout<BITS>::kWords / 4;
+    const uint4* src = reinterpret_cast<const uint4*>(codes) + ((tile * U + u) * 32 + lane) * V;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+        const uint4 r = dev::ldg_stream(src + v);
+        w[4 * v] = r.x; w[4 * v + 1] = r.y; w[4 * v + 2] = r.z; w[4 * v + 3] = r.w;
+    }
+}
+
+// out(n, m) = v + bias[n] + ts_bias[bucket(t[m])][n], in T.
+template <typename T>
+__device__ __forceinline__ T epilogue(const MmaArgs& a, float v, int n, int m) {
+    if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
+    if (a.ts_bias) {
+        const int b = dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
+        v += dev::ldf(a.ts_bias, static_cast<int64_t>(b) * a.N + n, a.ts_bias_dtype);
+    }
+    return dev::from_f<T>(v);
+}
+
+template <typename T, int BITS, int NT>
+__global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
+    using P = Pair<T>;
+    using T2 = typename P::T2;
+    using L = Layout<BITS>;
+    extern __shared__ float red[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, q = lane & 3;
+    const int wk_count = kWarps / wn_count;
+    const int wn = warp % wn_count, wk = warp / wn_count;
+    const int rows = wn_count * kMT * 16, toks = NT * 8;
+    const int tiles = (a.N + 31) / 32 * 2;
+    const int tile0 = (blockIdx.x * wn_count + wn) * kMT;
+    const int m0 = blockIdx.y * toks;
+    const int U = (a.K + L::kSuper - 1) / L::kSuper;
+    const int per = (U + ksplit - 1) / ksplit;
+    const int u_begin = blockIdx.z * per, u_end = min(U, u_begin + per);
+    const T* x = static_cast<const T*>(a.x);
+    const uint2* sz = static_cast<const uint2*>(a.sz);
+    const T2 magic = P::bits(P::kMagic);
+
+    float acc[kMT][NT][4];
+#pragma unroll
+    for (int i = 0; i < kMT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+
+    int u = u_begin + wk;
+    if (tile0 < tiles && u < u_end) {
+        uint32_t cur[kMT][L::kWords];
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) load_super<BITS>(a.codes, tile0 + i, U, u, lane, cur[i]);
+        for (; u < u_end; u += wk_count) {
+            uint32_t nxt[kMT][L::kWords];
+            const bool more = u + wk_count < u_end;
+            if (more) {  // in flight while this super-chunk is computed
+#pragma unroll
+                for (int i = 0; i < kMT; ++i) load_super<BITS>(a.codes, tile0 + i, U, u + wk_count, lane, nxt[i]);
+            }
+#pragma unroll
+            for (int c = 0; c < L::kChunks; ++c) {
+                const int kc = u * L::kSuper + c * 64;
+                if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
+                const int grp = (kc + 16 * q) >> a.group_shift;
+                uint32_t A[kMT][4][4];
+#pragma unroll
+                for (int i = 0; i < kMT; ++i) {
+                    const uint2 s = __ldg(sz + (static_cast<int64_t>(tile0 + i) * a.groups + grp) * 8 + g);
+                    const T2 sc[2] = {P::lo(s.x), P::hi(s.x)}, zr[2] = {P::lo(s.y), P::hi(s.y)};
+#pragma unroll
+                    for (int st = 0; st < 4; ++st)
+#pragma unroll
+                        for (int j = 0; j < 4; ++j) {
+                            const T2 h = __hsub2(P::bits(pair_code<BITS>(cur[i], c, st, j) | P::kMagic), magic);
+                            A[i][st][j] = u32(__hfma2(h, sc[j & 1], zr[j & 1]));
+                        }
+                }
+                uint4 is0 = make_uint4(0, 0, 0, 0), is1 = is0;
+                if (a.in_scale) {
+                    const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
+                    is0 = __ldg(ip);
+                    is1 = __ldg(ip + 1);
+                }
+#pragma unroll
+                for (int jn = 0; jn < NT; ++jn) {
+                    if (m0 + jn * 8 >= a.M) break;  // warp-uniform
+                    const int tok = m0 + jn * 8 + g;
+                    uint32_t xb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    if (tok < a.M) {
+                        const uint4* xp = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(tok) * a.K + kc + 16 * q);
+                        const uint4 v0 = __ldg(xp), v1 = __ldg(xp + 1);
+                        xb[0] = v0.x; xb[1] = v0.y; xb[2] = v0.z; xb[3] = v0.w;
+                        xb[4] = v1.x; xb[5] = v1.y; xb[6] = v1.z; xb[7] = v1.w;
+                        if (a.in_scale) {
+                            const uint32_t sv[8] = {is0.x, is0.y, is0.z, is0.w, is1.x, is1.y, is1.z, is1.w};
+#pragma unroll
+                            for (int e = 0; e < 8; ++e) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(sv[e])));
+                        }
+                    }
+#pragma unroll
+                    for (int st = 0; st < 4; ++st)
+#pragma unroll
+                        for (int i = 0; i < kMT; ++i) mma16816<T>(acc[i][jn], A[i][st], xb[2 * st], xb[2 * st + 1]);
+                }
+            }
+            if (more) {
+#pragma unroll
+                for (int i = 0; i < kMT; ++i)
+#pragma unroll
+                    for (int w = 0; w < L::kWords; ++w) cur[i][w] = nxt[i][w];
+            }
+        }
+    }
+
+    // warps -> shared tile [wk][row][tok] (padded), summed over wk below
+    const int tp = toks + 1;
+#pragma unroll
+    for (int i = 0; i < kMT; ++i)
+#pragma unroll
+        for (int jn = 0; jn < NT; ++jn)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int r = wn * kMT * 16 + i * 16 + g + 8 * (e >> 1);
+                red[(wk * rows + r) * tp + jn * 8 + 2 * q + (e & 1)] = acc[i][jn][e];
+            }
+    __syncthreads();
+    const int n0 = blockIdx.x * rows;
+    T* y = static_cast<T*>(a.y);
+    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
+        const int tl = idx / rows, r = idx - tl * rows;
+        const int n = n0 + r, m = m0 + tl;
+        if (n >= a.N || m >= a.M) continue;
+        float v = 0.f;
+        for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
+        const int64_t o = static_cast<int64_t>(m) * a.N + n;
+        if (ksplit == 1) y[o] = epilogue<T>(a, v, n, m);
+        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
+    }
+    if (ksplit == 1) return;
+
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int* sem = a.semaphores + blockIdx.y * gridDim.x + blockIdx.x;
+        last = atomicAdd(sem, 1) == ksplit - 1;
+        if (last) atomicExch(sem, 0);  // every other split has arrived: ready for the next launch
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
+        const int tl = idx / rows, r = idx - tl * rows;
+        const int n = n0 + r, m = m0 + tl;
+        if (n >= a.N || m >= a.M) continue;
+        const int64_t o = static_cast<int64_t>(m) * a.N + n;
+        float v = 0.f;
+        for (int z = 0; z < ksplit; ++z) v += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
+        y[o] = epilogue<T>(a, v, n, m);
+    }
+}
+
+int nt_of(int M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
+
+}  // namespace
+
+int mma_super_k(int bits) { return 64 * (bits == 4 ? 1 : bits == 2 ? 2 : 4); }
+
+MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms) {
+    MmaPlan p;
+    p.nt = nt_of(M);
+    p.wn = M <= 4 ? 1 : 2;  // larger M: two warps share each x load through L1
+    p.wk = kWarps / p.wn;
+    const int rows = p.wn * kMT * 16;
+    p.grid_x = ((N + 31) / 32 * 32 + rows - 1) / rows;
+    p.grid_y = (M + p.nt * 8 - 1) / (p.nt * 8);
+    const int U = (K + mma_super_k(bits) - 1) / mma_super_k(bits);
+    const long long blocks = static_cast<long long>(p.grid_x) * p.grid_y;
+    // Enough blocks for ~16 resident warps per SM, each warp keeping >= 2 super-chunks, and the
+    // fp32 partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
+    long long ks = (4LL * num_sms + blocks - 1) / blocks;
+    ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
+    ks = std::min<long long>(ks, std::max(1LL, static_cast<long long>(K) * bits / (256LL * M)));
+    ks = std::max<long long>(ks, 1);
+    const int per = static_cast<int>((U + ks - 1) / ks);
+    p.ksplit = (U + per - 1) / per;
+    return p;
+}
+
+cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream) {
+    if (a.M < 1 || a.N < 1 || a.K < 1 || a.K % 64 || !a.codes || !a.sz || !a.x || !a.y) return cudaErrorInvalidValue;
+    if (a.bits < 2 || a.bits > 4 || p.wn < 1 || kWarps % p.wn || p.wk != kWarps / p.wn) return cudaErrorInvalidValue;
+    if (p.ksplit > 1 && (!a.workspace || !a.semaphores)) return cudaErrorInvalidValue;
+    if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
+    const dim3 grid(p.grid_x, p.grid_y, p.ksplit);
+    const size_t smem = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
+    cudaError_t err = cudaErrorInvalidValue;
+    dispatch_act(a.x_dtype, [&](auto t) {
+        using T = typename decltype(t)::type;
+        auto run = [&](auto kernel) {
+            kernel<<<grid, kThreads, smem, stream>>>(a, p.wn, p.ksplit);
+            err = cudaGetLastError();
+        };
+        auto by_nt = [&](auto b) {
+            constexpr int B = decltype(b)::value;
+            switch (p.nt) {
+                case 1: run(lut_mma_kernel<T, B, 1>); break;
+                case 2: run(lut_mma_kernel<T, B, 2>); break;
+                case 4: run(lut_mma_kernel<T, B, 4>); break;
+                case 8: run(lut_mma_kernel<T, B, 8>); break;
+                default: break;
+            }
+        };
+        switch (a.bits) {
+            case 2: by_nt(IntTag<2>{}); break;
+            case 3: by_nt(IntTag<3>{}); break;
+            case 4: by_nt(IntTag<4>{}); break;
+            default: break;
+        }
+    });
+    return err;
+}
+
+}  // namespace quantdllm

@@ -1,0 +1,84 @@
+"""The CUDA tensor-core path's weight layout (backends/cuda_layout.py), checked on the CPU: the
+kernel's arithmetic is replayed from the PTX mma fragment definitions (``emulate_lut_mma``) and
+compared with the canonical format's reference. Runs in CI; the kernel itself is tested in
+test_cuda.py on a GPU."""
+import pytest
+import torch
+
+from quantdllm_kernels.backends.cuda_layout import (affine_codebook, emulate_lut_mma, mma_support, pack_for_mma,
+                                                    super_k)
+from quantdllm_kernels.quantizers import quantize_weight
+from quantdllm_kernels.reference import dequantize
+from quantdllm_kernels.testing import kernel_tolerance, random_qweight, rel_error
+
+
+def affine_qweight(N, K, bits, group_size, gen, dtype=torch.float16, in_scale=False, step=1.0, cb0=0.0):
+    qw = random_qweight(N, K, bits=bits, group_size=group_size, lut_dtype=dtype, in_scale=in_scale, generator=gen)
+    return qw._replace(codebook=(torch.arange(1 << bits) * step + cb0).to(dtype))
+
+
+def reference(x, qw):
+    # weights rounded to the activation dtype, as the kernel's packed fma does; in_scale folded into W
+    return (x.double() @ dequantize(qw, x.dtype).double().T).float()
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("group_size", [32, 64, 128, None])
+def test_emulated_kernel_is_exact_on_rtn_codebooks(bits, group_size, gen):
+    # N not a multiple of 32 (padded rows), K not a multiple of the 2/3-bit super-chunk (padded K)
+    K = 192 if group_size in (32, 64) else 256
+    qw = affine_qweight(40, K, bits, group_size, gen)
+    x = torch.randn(3, K, generator=gen).half()
+    y = emulate_lut_mma(pack_for_mma(qw, torch.float16), x)
+    assert rel_error(y, reference(x, qw)) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("bits", [3, 4])
+def test_folded_progression_in_scale_and_dtype(bits, dtype, gen):
+    # codebook cb0 + i*step is folded into (scale, zero): one more rounding per weight at most
+    qw = affine_qweight(64, 256, bits, 64, gen, dtype=dtype, in_scale=True, step=0.25, cb0=-1.0)
+    x = torch.randn(5, 256, generator=gen).to(dtype)
+    y = emulate_lut_mma(pack_for_mma(qw, dtype), x)
+    assert rel_error(y, reference(x, qw)) <= kernel_tolerance(dtype, 256)
+
+
+def test_rtn_weights_are_taken_and_shapes(gen):
+    W = torch.randn(72, 320, generator=gen)
+    for bits in (2, 3, 4):
+        qw = quantize_weight(W, bits=bits, group_size=64, method="rtn")
+        assert mma_support(qw) == (True, "")
+        mw = pack_for_mma(qw, torch.float16)
+        sk = super_k(bits)
+        assert mw.codes.shape == (96 // 16, -(-320 // sk), 32, bits * sk // 64)
+        assert mw.sz.shape == (6, 5, 8, 4) and mw.sz.dtype == torch.float16
+        x = torch.randn(2, 320, generator=gen).half()
+        assert rel_error(emulate_lut_mma(mw, x), reference(x, qw)) <= 1e-6
+
+
+def test_unsupported_weights_say_why(gen):
+    assert "not `table`" in mma_support(random_qweight(32, 128, lut_kind="table", generator=gen))[1]
+    assert "arithmetic progression" in mma_support(random_qweight(32, 128, generator=gen))[1]  # jittered codebook
+    assert affine_codebook(random_qweight(32, 128, per_row_codebook=True, generator=gen)) is None
+    qw = quantize_weight(torch.randn(8, 96, generator=gen), bits=4, group_size=32, method="rtn")
+    assert "multiple of 64" in mma_support(qw)[1]
+    with pytest.raises(ValueError, match="multiple of 64"):
+        pack_for_mma(qw, torch.float16)
+
+
+def test_per_row_affine_codebooks(gen):
+    qw = affine_qweight(32, 128, 4, 128, gen)
+    cb = torch.arange(16).float().unsqueeze(0) * torch.rand(32, 1, generator=gen) + torch.rand(32, 1, generator=gen)
+    qw = qw._replace(codebook=cb.half().float().half())
+    if affine_codebook(qw) is None:  # fp16 rounding broke the progression beyond tolerance
+        pytest.skip("rounded codebook not affine")
+    x = torch.randn(2, 128, generator=gen).half()
+    y = emulate_lut_mma(pack_for_mma(qw, torch.float16), x)
+    assert rel_error(y, reference(x, qw)) <= kernel_tolerance(torch.float16, 128)
+
+
+def test_kernel_packs_are_not_copied(gen):
+    qw = affine_qweight(32, 128, 4, 128, gen)
+    qw.kernel_packs = {"mma": {}}
+    assert qw._replace(validate=False).kernel_packs is None
+    assert qw.to("cpu").kernel_packs is None

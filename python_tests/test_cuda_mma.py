@@ -1,0 +1,124 @@
+"""The CUDA tensor-core path (csrc/lut_mma.cu) vs the reference: affine `scaled` weights (RTN),
+every bits x group size x dtype, odd M and N, the K split across blocks (semaphore reduction),
+bias and per-row timestep bias, CUDA-graph replay and torch.compile through QuantLinear. GPU only."""
+import pytest
+import torch
+
+from quantdllm_kernels import QuantLinear, TimestepTables, available_backends, lut_matmul
+from quantdllm_kernels.quantizers import quantize_weight
+from quantdllm_kernels.reference import lut_matmul_reference
+from quantdllm_kernels.testing import exact_matmul, kernel_tolerance, rel_error
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
+
+if "cuda" in available_backends():
+    from quantdllm_kernels.backends import cuda_backend as cb
+
+
+def rtn(N, K, bits, g, dtype, gen, in_scale=False):
+    qw = quantize_weight(torch.randn(N, K, generator=gen), bits=bits, group_size=g, method="rtn", lut_dtype=dtype)
+    if in_scale:
+        qw = qw._replace(in_scale=(torch.rand(K, generator=gen) + 0.5).to(dtype))
+    return qw.to("cuda")
+
+
+def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None):
+    return torch.ops.quantdllm.lut_mma(x, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift, mw.in_scale, bias,
+                                       t, bounds, ts_bias, cb._semaphores(x.device))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("group_size", [32, 64, 128, None])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_matches_reference(bits, group_size, dtype, gen):
+    N, K = 77, 640  # rows padded to 96; K not a multiple of the 2/3-bit super-chunk
+    qw = rtn(N, K, bits, group_size, dtype, gen, in_scale=bits == 3)
+    mw = cb.mma_pack(qw, dtype)
+    assert mw is not None
+    bias = torch.randn(N, generator=gen).to(dtype).cuda()
+    for M in (1, 3, 17, 33, 64, 65, 130):
+        x = torch.randn(M, K, generator=gen).to(dtype).cuda()
+        y = run_op(x, mw, bias)
+        assert y.dtype == dtype and y.shape == (M, N)
+        assert rel_error(y, exact_matmul(x, qw, bias)) <= kernel_tolerance(dtype, K), M
+
+
+@pytest.mark.parametrize("M", [1, 5, 16, 32, 64])
+@pytest.mark.parametrize("NK", [(4096, 4096), (77, 12288), (12288, 256), (300, 4480)])
+def test_shapes_and_k_split(M, NK, gen):
+    N, K = NK
+    qw = rtn(N, K, 4, 128, torch.float16, gen)
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    for _ in range(2):  # the second launch reuses the semaphores the first left zeroed
+        y = lut_matmul(x, qw, backend="cuda")
+        assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
+    assert int(cb._semaphores(x.device).abs().sum()) == 0
+
+
+def test_timestep_bias_per_row(gen):
+    N, K, T = 200, 1024, 4
+    qw = rtn(N, K, 2, 64, torch.float16, gen)
+    ts = TimestepTables(torch.tensor([0.25, 0.5, 0.75]).cuda(), torch.randn(T, N, generator=gen).half().cuda())
+    qw = qw.with_timestep_tables(ts)
+    bias = torch.randn(N, generator=gen).half().cuda()
+    for M in (1, 7, 40):
+        x = torch.randn(M, K, generator=gen).half().cuda()
+        t = torch.rand(M, generator=gen).cuda()
+        y = lut_matmul(x, qw, bias, timestep=t, backend="cuda")
+        ref = lut_matmul_reference(x.double(), qw, bias.double(), timestep=t)
+        assert rel_error(y, ref) <= kernel_tolerance(torch.float16, K)
+
+
+def test_graph_replay_and_compile_through_quantlinear(gen):
+    torch._dynamo.reset()
+    K = 512
+    lin1 = QuantLinear(rtn(384, K, 4, 128, torch.float16, gen), backend="cuda")
+    lin2 = QuantLinear(rtn(K, 384, 3, 64, torch.float16, gen), backend="cuda")
+    model = torch.nn.Sequential(lin1, torch.nn.GELU(), lin2).cuda()
+    x = torch.randn(8, K, generator=gen).half().cuda()
+    ref = model(x)  # eager first: builds the packs as non-persistent buffers
+    assert "_mma_fp16_codes" in dict(lin1.named_buffers()) and "_mma_fp16_codes" not in lin1.state_dict()
+    compiled = torch.compile(model, fullgraph=True)
+    assert rel_error(compiled(x), ref) <= 1e-3
+    static_x = x.clone()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        model(static_x)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        y = model(static_x)
+    for _ in range(3):
+        static_x.copy_(torch.randn(8, K, generator=gen).half())
+        g.replay()
+        torch.cuda.synchronize()
+        assert rel_error(y, model(static_x)) <= 1e-3
+
+
+def test_state_dict_reload_repacks(gen):
+    lin = QuantLinear(rtn(64, 256, 4, 128, torch.float16, gen), backend="cuda").cuda()
+    x = torch.randn(2, 256, generator=gen).half().cuda()
+    lin(x)
+    other = QuantLinear(rtn(64, 256, 4, 128, torch.float16, gen), backend="cuda").cuda()
+    lin.load_state_dict(other.state_dict())
+    assert rel_error(lin(x), other(x)) <= 1e-3
+
+
+def test_op_rejects_bad_arguments(gen):
+    qw = rtn(64, 256, 4, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    x = torch.randn(2, 256, generator=gen).half().cuda()
+    with pytest.raises(RuntimeError, match="x must be"):
+        torch.ops.quantdllm.lut_mma(x[:, :128].contiguous(), mw.codes, mw.sz, 64, 256, 4, 7, None, None, None, None,
+                                    None, cb._semaphores(x.device))
+    with pytest.raises(RuntimeError, match="sz must be"):
+        torch.ops.quantdllm.lut_mma(x, mw.codes, mw.sz.float(), 64, 256, 4, 7, None, None, None, None, None,
+                                    cb._semaphores(x.device))
+    with pytest.raises(RuntimeError, match="codes must be"):
+        torch.ops.quantdllm.lut_mma(x, mw.codes, mw.sz, 64, 256, 2, 7, None, None, None, None, None,
+                                    cb._semaphores(x.device))
+    with pytest.raises(RuntimeError, match="float16 or bfloat16"):
+        torch.ops.quantdllm.lut_mma(x.float(), mw.codes, mw.sz, 64, 256, 4, 7, None, None, None, None, None,
+                                    cb._semaphores(x.device))

@@ -1,0 +1,203 @@
+"""The CUDA tensor-core path's weight layout (``csrc/lut_mma.cu``), built once per weight.
+
+Which weights: the ``scaled`` kind whose codebook is an arithmetic progression (RTN's 0..2^b-1,
+any affine grid), bits 2-4, K % 64 == 0, group size a power of two >= 16 or the whole row. Then
+w = cb[c]*s + z = c*(d*s) + (cb0*s + z) is folded into one scale and zero per (row, group), which
+the kernel applies to magic-number-decoded codes in two packed fp16/bf16 ops per two weights.
+
+Layout (the kernel's header comment has the why):
+* ``codes`` int32 ``(tiles16, supers, 32 lanes, words)``: rows padded to a multiple of 32, K to a
+  multiple of the super-chunk (64 codes for 4-bit, 128 for 2-bit, 256 for 3-bit). Lane l = 4g + q
+  of a 16-row tile owns rows g and g + 8 and, in every 64-code chunk, k in [16q, 16q + 16). In
+  chunk step s (0..3) its A register j (0..3) holds rows g + 8*(j & 1) at k = 16q + 4s + 2*(j >> 1)
+  + {0, 1}; the two codes of a register sit 16 bits apart in one word.
+* ``sz`` ``(tiles16, groups, 8, 4)`` in the activation dtype: (s_g, s_g+8, z_g, z_g+8).
+
+:func:`emulate_lut_mma` replays the kernel's arithmetic from the PTX fragment definitions, so the
+CPU tests check this layout against the canonical format without a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+from ..format import QuantizedWeight
+
+__all__ = ["MmaWeight", "mma_support", "affine_scale_zero", "pack_for_mma", "emulate_lut_mma", "super_k"]
+
+_CHUNKS = {4: 1, 2: 2, 3: 4}  # 64-code chunks per super-chunk (16 bytes a lane for 2/4 bits, 48 for 3)
+
+
+def super_k(bits: int) -> int:
+    return 64 * _CHUNKS[bits]
+
+
+@dataclass
+class MmaWeight:
+    codes: torch.Tensor
+    sz: torch.Tensor
+    N: int
+    K: int
+    bits: int
+    group_shift: int
+    in_scale: Optional[torch.Tensor] = None  # (K,) in the activation dtype
+
+
+def _group_shift(g: int, K: int) -> Optional[int]:
+    if g == K:
+        return 31
+    if g >= 16 and g & (g - 1) == 0:
+        return g.bit_length() - 1
+    return None
+
+
+def affine_codebook(qw: QuantizedWeight) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """(cb0, step) with cb[i] = cb0 + i*step, per row ``(N, 1)`` or shared ``(1, 1)``, or None."""
+    if qw.lut_kind != "scaled":
+        return None
+    cb = qw.codebook.float()
+    cb = cb.unsqueeze(0) if cb.dim() == 1 else cb
+    d = cb[:, 1:] - cb[:, :-1]
+    step = d[:, :1]
+    tol = 2.0 ** -10 * cb.abs().amax().clamp_min(1e-30)  # a progression rounded to fp16 still counts
+    if bool(((d - step).abs() > tol).any()):
+        return None
+    return cb[:, :1], step
+
+
+def mma_support(qw: QuantizedWeight) -> Tuple[bool, str]:
+    """Whether the tensor-core path takes this weight (timestep LUT sets are checked by the caller)."""
+    N, K = qw.shape
+    if qw.lut_kind != "scaled":
+        return False, f"the tensor-core path runs the affine `scaled` kind, not `{qw.lut_kind}`"
+    if qw.bits not in _CHUNKS:
+        return False, f"the tensor-core path runs 2, 3 and 4 bits, not {qw.bits}"
+    if K % 64:
+        return False, f"in_features ({K}) must be a multiple of 64 for the tensor-core path"
+    if _group_shift(qw.group_size, K) is None:
+        return False, f"group_size {qw.group_size} must be a power of two >= 16 or the whole row"
+    if affine_codebook(qw) is None:
+        return False, "the codebook is not an arithmetic progression (e.g. NF4): it needs a lookup"
+    return True, ""
+
+
+def affine_scale_zero(qw: QuantizedWeight) -> Tuple[torch.Tensor, torch.Tensor]:
+    """fp32 (s', z') ``(N, G)`` with w = code * s' + z' (the codebook folded in)."""
+    cb0, step = affine_codebook(qw)
+    s = qw.scale.float()
+    z = qw.zero.float() if qw.zero is not None else torch.zeros_like(s)
+    return step * s, cb0 * s + z
+
+
+def _positions(bits: int, device):
+    """Per (lane, chunk, step, reg, half): row in tile, k in super-chunk, and (word, bit) per plane."""
+    lane = torch.arange(32, device=device).view(32, 1, 1, 1, 1)
+    c = torch.arange(_CHUNKS[bits], device=device).view(1, -1, 1, 1, 1)
+    s = torch.arange(4, device=device).view(1, 1, 4, 1, 1)
+    j = torch.arange(4, device=device).view(1, 1, 1, 4, 1)
+    h = torch.arange(2, device=device).view(1, 1, 1, 1, 2)
+    shape = (32, _CHUNKS[bits], 4, 4, 2)
+    row = (lane // 4 + 8 * (j & 1)).expand(shape)
+    k = (c * 64 + 16 * (lane % 4) + 4 * s + 2 * (j >> 1) + h).expand(shape)
+    if bits == 4:
+        planes = [((s + 0 * c).expand(shape), (4 * j + 16 * h).expand(shape), 0, 15)]
+    else:
+        lo = ((2 * c + s // 2).expand(shape), (2 * (4 * (s % 2) + j) + 16 * h).expand(shape), 0, 3)
+        planes = [lo]
+        if bits == 3:
+            planes.append(((8 + c).expand(shape), (4 * s + j + 16 * h).expand(shape), 2, 1))
+    return row, k, planes
+
+
+def pack_for_mma(qw: QuantizedWeight, dtype: torch.dtype, tile_batch: int = 512) -> MmaWeight:
+    """The layout above for activations of ``dtype`` (fp16 or bf16); raises if unsupported."""
+    ok, why = mma_support(qw)
+    if not ok:
+        raise ValueError(why)
+    N, K = qw.shape
+    bits, SK = qw.bits, super_k(qw.bits)
+    Np, Kp = -(-N // 32) * 32, -(-K // SK) * SK
+    tiles, U, words = Np // 16, Kp // SK, bits * _CHUNKS[bits]
+    dev = qw.codes.device
+    row, k, planes = _positions(bits, dev)
+    out = torch.empty(tiles, U, 32, words, dtype=torch.int32, device=dev)
+    for t0 in range(0, tiles, tile_batch):  # bounded int64 temporaries on big weights
+        t1 = min(tiles, t0 + tile_batch)
+        r0, r1 = t0 * 16, min(N, t1 * 16)
+        C = torch.zeros((t1 - t0) * 16, Kp, dtype=torch.int64, device=dev)
+        if r1 > r0:
+            C[: r1 - r0, :K] = _rows_codes(qw, r0, r1)
+        Ct = C.view(t1 - t0, 16, U, SK).permute(0, 2, 1, 3)  # (tiles, U, 16, SK)
+        vals = Ct[:, :, row, k]  # (tiles, U, 32, chunks, 4, 4, 2)
+        acc = torch.zeros(t1 - t0, U, 32, words, dtype=torch.int64, device=dev)
+        for word, bit, shift, mask in planes:
+            contrib = ((vals >> shift) & mask) << bit
+            acc.scatter_add_(3, word.reshape(1, 1, 32, -1).expand(t1 - t0, U, 32, -1),
+                             contrib.reshape(t1 - t0, U, 32, -1))
+        out[t0:t1] = torch.where(acc >= 2**31, acc - 2**32, acc).to(torch.int32)
+    s, z = affine_scale_zero(qw)
+    G = s.shape[1]
+    pad = Np - N
+    if pad:
+        s = torch.nn.functional.pad(s, (0, 0, 0, pad))
+        z = torch.nn.functional.pad(z, (0, 0, 0, pad))
+    s = s.view(tiles, 2, 8, G).permute(0, 3, 2, 1)  # (tiles, G, row8, half)
+    z = z.view(tiles, 2, 8, G).permute(0, 3, 2, 1)
+    sz = torch.cat([s, z], dim=3).to(dtype).contiguous()
+    ins = None if qw.in_scale is None else qw.in_scale.to(dtype).contiguous()
+    return MmaWeight(out, sz, N, K, bits, _group_shift(qw.group_size, K), ins)
+
+
+def _rows_codes(qw: QuantizedWeight, r0: int, r1: int) -> torch.Tensor:
+    from ..packing import unpack_codes
+    return unpack_codes(qw.codes[r0:r1], qw.bits, qw.in_features)
+
+
+def _pair_code(w: torch.Tensor, bits: int, c: int, s: int, j: int) -> torch.Tensor:
+    """The kernel's ``pair_code`` on int64 words ``w (..., words)``."""
+    if bits == 4:
+        return (w[..., s] >> (4 * j)) & 0x000F000F
+    lo = (w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + j))) & 0x00030003
+    if bits == 2:
+        return lo
+    return lo | (((w[..., 8 + c] >> (4 * s + j)) & 0x00010001) << 2)
+
+
+def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor) -> torch.Tensor:
+    """y (M, N) fp32 computed the way the kernel does: per 64-code chunk and step, the A fragment
+    of every lane (PTX m16n8k16 layout: register j holds rows g + 8*(j & 1), columns
+    2q + 8*(j >> 1) + {0, 1}) is decoded from the words, the B fragment is filled from the lane's
+    x loads (x[16q + 4s + {0, 1}] -> columns 2q + {0, 1}; x[16q + 4s + {2, 3}] -> 2q + 8 + {0, 1}),
+    and A @ B is accumulated. Slow; for tests at small shapes."""
+    bits, K, N = mw.bits, mw.K, mw.N
+    tiles, U = mw.codes.shape[:2]
+    w = mw.codes.to(torch.int64) & 0xFFFFFFFF
+    sz = mw.sz.float()
+    xf = x.float() if mw.in_scale is None else (x * mw.in_scale).float()
+    M = x.shape[0]
+    y = torch.zeros(M, tiles, 16, dtype=torch.float64)
+    for u in range(U):
+        for c in range(_CHUNKS[bits]):
+            kc = u * super_k(bits) + 64 * c
+            if kc >= K:
+                break
+            for s in range(4):
+                A = torch.zeros(tiles, 16, 16, dtype=torch.float64)
+                B = torch.zeros(M, 16, dtype=torch.float64)
+                for lane in range(32):
+                    g, q = lane // 4, lane % 4
+                    grp = (kc + 16 * q) >> mw.group_shift
+                    scz = sz[:, grp, g]  # (tiles, 4): s_g, s_g+8, z_g, z_g+8
+                    for j in range(4):
+                        pair = _pair_code(w[:, u, lane], bits, c, s, j)
+                        for h in range(2):
+                            code = ((pair >> (16 * h)) & 0xFFFF).double()
+                            val = (code * scz[:, j & 1].double() + scz[:, 2 + (j & 1)].double()).to(mw.sz.dtype)
+                            A[:, g + 8 * (j & 1), 2 * q + 8 * (j >> 1) + h] = val.double()
+                    base = kc + 16 * q + 4 * s
+                    B[:, 2 * q], B[:, 2 * q + 1] = xf[:, base], xf[:, base + 1]
+                    B[:, 2 * q + 8], B[:, 2 * q + 9] = xf[:, base + 2], xf[:, base + 3]
+                y += torch.einsum("trf,mf->mtr", A, B)
+    return y.reshape(M, tiles * 16)[:, :N].float()
