@@ -1,6 +1,7 @@
 """Small CUDA-backend cases for ``compute-sanitizer --tool memcheck`` (run_device.sh runs it):
 every kernel path once -- GEMV with and without the K split, dequant + cuBLAS, each LUT kind,
-3-bit straddling codes, group sizes 32 and per-row, timestep bias and LUT sets."""
+3-bit straddling codes, group sizes 32 and per-row, timestep bias and LUT sets, and the tensor-core
+path (lut_mma) with and without its K split."""
 import torch
 
 import quantdllm_kernels as qd
@@ -24,6 +25,18 @@ def main():
             y = qd.lut_matmul(x, qw, timestep=t, backend="cuda")
             ref = qd.lut_matmul(x, qw, timestep=t, backend="torch")
             worst = max(worst, rel_error(y, ref))
+    # the tensor-core path (affine scaled = RTN): K split by semaphores, padded rows and 3-bit K tail,
+    # in_scale, bias and per-row timestep bias, several token tiles
+    for N, K, bits, g, M in [(77, 640, 3, 64, 1), (300, 4480, 4, 128, 5), (96, 512, 2, None, 70)]:
+        qw = qd.quantize_weight(torch.randn(N, K, generator=gen), bits=bits, group_size=g, method="rtn")
+        qw = qw._replace(in_scale=(torch.rand(K, generator=gen) + 0.5).half()).to("cuda")
+        qw = qw.with_timestep_tables(qd.TimestepTables(torch.tensor([0.5], device="cuda"),
+                                                       torch.randn(2, N, device="cuda").half()))
+        x = torch.randn(M, K, generator=gen).half().cuda()
+        bias = torch.randn(N, device="cuda").half()
+        t = torch.rand(M, device="cuda")
+        y = qd.lut_matmul(x, qw, bias, timestep=t, backend="cuda")
+        worst = max(worst, rel_error(y, qd.lut_matmul(x, qw, bias, timestep=t, backend="torch")))
     torch.cuda.synchronize()
     print(f"sanitize cases done, worst rel error {worst:.2e}")
     assert worst < 1e-2

@@ -93,17 +93,65 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
     }
 }
 
+// Both 16-row tiles' words of super-chunk u for this lane (16-byte loads, a warp reads 512-byte runs).
 template <int BITS>
-__device__ __forceinline__ void load_super(const int32_t* codes, int64_t tile, int U, int u, int lane,
-                                           uint32_t (&w)[Layout<BITS>::kWords]) {
+__device__ __forceinline__ void load_codes(const int32_t* codes, int tile0, int U, int u, int lane,
+                                           uint32_t (&w)[kMT][Layout<BITS>::kWords]) {
     constexpr int V = Layout<BITS>::kWords / 4;
-    const uint4* src = reinterpret_cast<const uint4*>(codes) + ((tile * U + u) * 32 + lane) * V;
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-        const uint4 r = dev::ldg_stream(src + v);
-        w[4 * v] = r.x; w[4 * v + 1] = r.y; w[4 * v + 2] = r.z; w[4 * v + 3] = r.w;
+    for (int i = 0; i < kMT; ++i) {
+        const uint4* src = reinterpret_cast<const uint4*>(codes) + ((static_cast<int64_t>(tile0 + i) * U + u) * 32 + lane) * V;
+#pragma unroll
+        for (int v = 0; v < V; ++v) {
+            const uint4 r = dev::ldg_stream(src + v);
+            w[i][4 * v] = r.x; w[i][4 * v + 1] = r.y; w[i][4 * v + 2] = r.z; w[i][4 * v + 3] = r.w;
+        }
     }
 }
+
+__device__ __forceinline__ void unpack8(uint32_t (&d)[8], uint4 a, uint4 b) {
+    d[0] = a.x; d[1] = a.y; d[2] = a.z; d[3] = a.w; d[4] = b.x; d[5] = b.y; d[6] = b.z; d[7] = b.w;
+}
+
+// x[tok][kc + 16q .. +16) of each n-tile's token for this lane (zeros past M): the B fragments of a chunk.
+template <typename T, int NT>
+__device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int kc, int g, int q,
+                                       uint32_t (&xb)[NT][8]) {
+#pragma unroll
+    for (int jn = 0; jn < NT; ++jn) {
+        const int tok = m0 + jn * 8 + g;
+        uint4 v0 = make_uint4(0, 0, 0, 0), v1 = v0;
+        if (tok < a.M) {
+            const uint4* xp = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(tok) * a.K + kc + 16 * q);
+            v0 = __ldg(xp);
+            v1 = __ldg(xp + 1);
+        }
+        unpack8(xb[jn], v0, v1);
+    }
+}
+
+// What a chunk needs besides its codes: the scales of both tiles, in_scale, and (small M) x.
+template <int NT, bool XAHEAD>
+struct ChunkOps {
+    uint2 sz[kMT];
+    uint32_t is[8];
+    uint32_t x[XAHEAD ? NT : 1][8];
+    template <typename T>
+    __device__ __forceinline__ void load(const MmaArgs& a, const T* xp, int tile0, int m0, int kc, int g, int q) {
+        const int grp = (kc + 16 * q) >> a.group_shift;
+        const uint2* szp = static_cast<const uint2*>(a.sz);
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(tile0 + i) * a.groups + grp) * 8 + g);
+        uint4 s0 = make_uint4(0, 0, 0, 0), s1 = s0;
+        if (a.in_scale) {
+            const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
+            s0 = __ldg(ip);
+            s1 = __ldg(ip + 1);
+        }
+        unpack8(is, s0, s1);
+        if constexpr (XAHEAD) load_x<T, NT>(a, xp, m0, kc, g, q, x);
+    }
+};
 
 // out(n, m) = v + bias[n] + ts_bias[bucket(t[m])][n], in T.
 template <typename T>
@@ -134,7 +182,6 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const int per = (U + ksplit - 1) / ksplit;
     const int u_begin = blockIdx.z * per, u_end = min(U, u_begin + per);
     const T* x = static_cast<const T*>(a.x);
-    const uint2* sz = static_cast<const uint2*>(a.sz);
     const T2 magic = P::bits(P::kMagic);
 
     float acc[kMT][NT][4];
@@ -145,70 +192,67 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
+    // Software pipeline: codes run kAhead super-chunks ahead; the next chunk's scales and (small M)
+    // x are loaded before the current chunk is computed, so no L2 round trip sits on the chain.
+    constexpr int kAhead = BITS == 3 ? 1 : 2;  // 3-bit super-chunks are 4 chunks long already
+    constexpr bool kXAhead = NT <= 2;          // larger M: all n-tiles' x issued at once per chunk
     int u = u_begin + wk;
     if (tile0 < tiles && u < u_end) {
-        uint32_t cur[kMT][L::kWords];
-#pragma unroll
-        for (int i = 0; i < kMT; ++i) load_super<BITS>(a.codes, tile0 + i, U, u, lane, cur[i]);
+        uint32_t c0[kMT][L::kWords], c1[kMT][L::kWords], c2[kMT][L::kWords];
+        load_codes<BITS>(a.codes, tile0, U, u, lane, c0);
+        if (kAhead > 1 && u + wk_count < u_end) load_codes<BITS>(a.codes, tile0, U, u + wk_count, lane, c1);
+        ChunkOps<NT, kXAhead> cur;
+        cur.load(a, x, tile0, m0, u * L::kSuper, g, q);
         for (; u < u_end; u += wk_count) {
-            uint32_t nxt[kMT][L::kWords];
-            const bool more = u + wk_count < u_end;
-            if (more) {  // in flight while this super-chunk is computed
-#pragma unroll
-                for (int i = 0; i < kMT; ++i) load_super<BITS>(a.codes, tile0 + i, U, u + wk_count, lane, nxt[i]);
-            }
+            const int u_next = u + kAhead * wk_count;
+            if (u_next < u_end) load_codes<BITS>(a.codes, tile0, U, u_next, lane, kAhead > 1 ? c2 : c1);
 #pragma unroll
             for (int c = 0; c < L::kChunks; ++c) {
                 const int kc = u * L::kSuper + c * 64;
                 if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
-                const int grp = (kc + 16 * q) >> a.group_shift;
+                const bool in_super = c + 1 < L::kChunks && kc + 64 < a.K;
+                const int kn = in_super ? kc + 64 : (u + wk_count) * L::kSuper;
+                const bool has_next = in_super || u + wk_count < u_end;
+                ChunkOps<NT, kXAhead> nxt;
+                if (has_next) nxt.load(a, x, tile0, m0, kn, g, q);
+                uint32_t xl[kXAhead ? 1 : NT][8];
+                if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
                 uint32_t A[kMT][4][4];
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
-                    const uint2 s = __ldg(sz + (static_cast<int64_t>(tile0 + i) * a.groups + grp) * 8 + g);
-                    const T2 sc[2] = {P::lo(s.x), P::hi(s.x)}, zr[2] = {P::lo(s.y), P::hi(s.y)};
+                    const T2 sc[2] = {P::lo(cur.sz[i].x), P::hi(cur.sz[i].x)};
+                    const T2 zr[2] = {P::lo(cur.sz[i].y), P::hi(cur.sz[i].y)};
 #pragma unroll
                     for (int st = 0; st < 4; ++st)
 #pragma unroll
                         for (int j = 0; j < 4; ++j) {
-                            const T2 h = __hsub2(P::bits(pair_code<BITS>(cur[i], c, st, j) | P::kMagic), magic);
+                            const T2 h = __hsub2(P::bits(pair_code<BITS>(c0[i], c, st, j) | P::kMagic), magic);
                             A[i][st][j] = u32(__hfma2(h, sc[j & 1], zr[j & 1]));
                         }
                 }
-                uint4 is0 = make_uint4(0, 0, 0, 0), is1 = is0;
-                if (a.in_scale) {
-                    const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
-                    is0 = __ldg(ip);
-                    is1 = __ldg(ip + 1);
-                }
 #pragma unroll
                 for (int jn = 0; jn < NT; ++jn) {
-                    if (m0 + jn * 8 >= a.M) break;  // warp-uniform
-                    const int tok = m0 + jn * 8 + g;
-                    uint32_t xb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                    if (tok < a.M) {
-                        const uint4* xp = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(tok) * a.K + kc + 16 * q);
-                        const uint4 v0 = __ldg(xp), v1 = __ldg(xp + 1);
-                        xb[0] = v0.x; xb[1] = v0.y; xb[2] = v0.z; xb[3] = v0.w;
-                        xb[4] = v1.x; xb[5] = v1.y; xb[6] = v1.z; xb[7] = v1.w;
-                        if (a.in_scale) {
-                            const uint32_t sv[8] = {is0.x, is0.y, is0.z, is0.w, is1.x, is1.y, is1.z, is1.w};
+                    if (m0 + jn * 8 >= a.M) continue;  // warp-uniform; loads above were predicated off
+                    uint32_t xb[8];
 #pragma unroll
-                            for (int e = 0; e < 8; ++e) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(sv[e])));
-                        }
+                    for (int e = 0; e < 8; ++e) {
+                        xb[e] = kXAhead ? cur.x[kXAhead ? jn : 0][e] : xl[kXAhead ? 0 : jn][e];
+                        if (a.in_scale) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
                     }
 #pragma unroll
                     for (int st = 0; st < 4; ++st)
 #pragma unroll
                         for (int i = 0; i < kMT; ++i) mma16816<T>(acc[i][jn], A[i][st], xb[2 * st], xb[2 * st + 1]);
                 }
+                if (has_next) cur = nxt;
             }
-            if (more) {
 #pragma unroll
-                for (int i = 0; i < kMT; ++i)
+            for (int i = 0; i < kMT; ++i)
 #pragma unroll
-                    for (int w = 0; w < L::kWords; ++w) cur[i][w] = nxt[i][w];
-            }
+                for (int w = 0; w < L::kWords; ++w) {
+                    c0[i][w] = c1[i][w];
+                    if (kAhead > 1) c1[i][w] = c2[i][w];
+                }
         }
     }
 
