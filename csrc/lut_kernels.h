@@ -95,17 +95,17 @@ struct MmaArgs {
     void* y = nullptr;         // (M, N) in x's dtype
     float* workspace = nullptr;  // (ksplit, M, N) fp32 partial sums when ksplit > 1
     int* semaphores = nullptr;   // >= grid.x * grid.y zeroed ints when ksplit > 1 (left zeroed);
-                                 // the plan splits K only when grid.x * grid.y < 4 * SMs
+                                 // the plan splits K only when grid.x * grid.y < resident blocks
 };
 
-// Launch shape chosen from (M, N, K, bits, SM count): warps along N (wn) and K (wk) in a block of
+// Launch shape chosen from (M, N, K, bits, SM count, the kernel's occupancy): warps along N (wn) and K (wk) in a block of
 // four, token tiles of 8 * nt, and the K split across blocks.
 struct MmaPlan {
     int wn = 1, wk = 4, nt = 1, ksplit = 1;
     int grid_x = 0, grid_y = 0;
 };
 int mma_super_k(int bits);
-MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms);
+MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType x_dtype);
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream);
 
 }  // namespace quantdllm

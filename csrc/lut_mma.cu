@@ -192,68 +192,63 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
-    // Software pipeline: codes run kAhead super-chunks ahead; the next chunk's scales and (small M)
-    // x are loaded before the current chunk is computed, so no L2 round trip sits on the chain.
-    constexpr int kAhead = BITS == 3 ? 1 : 2;  // 3-bit super-chunks are 4 chunks long already
-    constexpr bool kXAhead = NT <= 2;          // larger M: all n-tiles' x issued at once per chunk
-    int u = u_begin + wk;
-    if (tile0 < tiles && u < u_end) {
-        uint32_t c0[kMT][L::kWords], c1[kMT][L::kWords], c2[kMT][L::kWords];
-        load_codes<BITS>(a.codes, tile0, U, u, lane, c0);
-        if (kAhead > 1 && u + wk_count < u_end) load_codes<BITS>(a.codes, tile0, U, u + wk_count, lane, c1);
-        ChunkOps<NT, kXAhead> cur;
-        cur.load(a, x, tile0, m0, u * L::kSuper, g, q);
-        for (; u < u_end; u += wk_count) {
-            const int u_next = u + kAhead * wk_count;
-            if (u_next < u_end) load_codes<BITS>(a.codes, tile0, U, u_next, lane, kAhead > 1 ? c2 : c1);
+    // Software pipeline with ping-pong buffers: super-chunk u + wk_count's codes, and the next
+    // chunk's scales / in_scale / x (M <= 32), are loaded before the current chunk is computed.
+    // The loop body is instantiated twice with the buffer roles swapped (compile-time indices), so
+    // no register copy waits on a load in flight -- a copy would stall until the data arrived.
+    constexpr bool kXAhead = NT <= 4;  // larger M: all n-tiles' x issued together at chunk start
+    constexpr int CH = L::kChunks;
+    uint32_t cb[2][kMT][L::kWords];
+    ChunkOps<NT, kXAhead> ops[2];
+    auto body = [&](auto parity, int u) -> bool {
+        constexpr int p = decltype(parity)::value;
+        const bool more = u + wk_count < u_end;
+        if (more) load_codes<BITS>(a.codes, tile0, U, u + wk_count, lane, cb[1 - p]);
 #pragma unroll
-            for (int c = 0; c < L::kChunks; ++c) {
-                const int kc = u * L::kSuper + c * 64;
-                if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
-                const bool in_super = c + 1 < L::kChunks && kc + 64 < a.K;
-                const int kn = in_super ? kc + 64 : (u + wk_count) * L::kSuper;
-                const bool has_next = in_super || u + wk_count < u_end;
-                ChunkOps<NT, kXAhead> nxt;
-                if (has_next) nxt.load(a, x, tile0, m0, kn, g, q);
-                uint32_t xl[kXAhead ? 1 : NT][8];
-                if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
-                uint32_t A[kMT][4][4];
+        for (int c = 0; c < CH; ++c) {
+            const int oi = (p * CH + c) & 1;  // compile-time after unrolling
+            const int kc = u * L::kSuper + c * 64;
+            if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
+            const bool in_super = c + 1 < CH && kc + 64 < a.K;
+            if (in_super || more) ops[oi ^ 1].load(a, x, tile0, m0, in_super ? kc + 64 : (u + wk_count) * L::kSuper, g, q);
+            const ChunkOps<NT, kXAhead>& cur = ops[oi];
+            uint32_t xl[kXAhead ? 1 : NT][8];
+            if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
+            uint32_t A[kMT][4][4];
 #pragma unroll
-                for (int i = 0; i < kMT; ++i) {
-                    const T2 sc[2] = {P::lo(cur.sz[i].x), P::hi(cur.sz[i].x)};
-                    const T2 zr[2] = {P::lo(cur.sz[i].y), P::hi(cur.sz[i].y)};
+            for (int i = 0; i < kMT; ++i) {
+                const T2 sc[2] = {P::lo(cur.sz[i].x), P::hi(cur.sz[i].x)};
+                const T2 zr[2] = {P::lo(cur.sz[i].y), P::hi(cur.sz[i].y)};
 #pragma unroll
-                    for (int st = 0; st < 4; ++st)
+                for (int st = 0; st < 4; ++st)
 #pragma unroll
-                        for (int j = 0; j < 4; ++j) {
-                            const T2 h = __hsub2(P::bits(pair_code<BITS>(c0[i], c, st, j) | P::kMagic), magic);
-                            A[i][st][j] = u32(__hfma2(h, sc[j & 1], zr[j & 1]));
-                        }
-                }
-#pragma unroll
-                for (int jn = 0; jn < NT; ++jn) {
-                    if (m0 + jn * 8 >= a.M) continue;  // warp-uniform; loads above were predicated off
-                    uint32_t xb[8];
-#pragma unroll
-                    for (int e = 0; e < 8; ++e) {
-                        xb[e] = kXAhead ? cur.x[kXAhead ? jn : 0][e] : xl[kXAhead ? 0 : jn][e];
-                        if (a.in_scale) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
+                    for (int j = 0; j < 4; ++j) {
+                        const T2 h = __hsub2(P::bits(pair_code<BITS>(cb[p][i], c, st, j) | P::kMagic), magic);
+                        A[i][st][j] = u32(__hfma2(h, sc[j & 1], zr[j & 1]));
                     }
-#pragma unroll
-                    for (int st = 0; st < 4; ++st)
-#pragma unroll
-                        for (int i = 0; i < kMT; ++i) mma16816<T>(acc[i][jn], A[i][st], xb[2 * st], xb[2 * st + 1]);
-                }
-                if (has_next) cur = nxt;
             }
 #pragma unroll
-            for (int i = 0; i < kMT; ++i)
+            for (int jn = 0; jn < NT; ++jn) {
+                if (m0 + jn * 8 >= a.M) continue;  // warp-uniform; loads were predicated off
+                uint32_t xb[8];
 #pragma unroll
-                for (int w = 0; w < L::kWords; ++w) {
-                    c0[i][w] = c1[i][w];
-                    if (kAhead > 1) c1[i][w] = c2[i][w];
+                for (int e = 0; e < 8; ++e) {
+                    xb[e] = kXAhead ? cur.x[kXAhead ? jn : 0][e] : xl[kXAhead ? 0 : jn][e];
+                    if (a.in_scale) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
                 }
+#pragma unroll
+                for (int st = 0; st < 4; ++st)
+#pragma unroll
+                    for (int i = 0; i < kMT; ++i) mma16816<T>(acc[i][jn], A[i][st], xb[2 * st], xb[2 * st + 1]);
+            }
         }
+        return more;
+    };
+    int u = u_begin + wk;
+    if (tile0 < tiles && u < u_end) {
+        load_codes<BITS>(a.codes, tile0, U, u, lane, cb[0]);
+        ops[0].load(a, x, tile0, m0, u * L::kSuper, g, q);
+        while (body(IntTag<0>{}, u) && body(IntTag<1>{}, u + wk_count)) u += 2 * wk_count;
     }
 
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
@@ -310,7 +305,38 @@ int nt_of(int M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
 
 int mma_super_k(int bits) { return 64 * (bits == 4 ? 1 : bits == 2 ? 2 : 4); }
 
-MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms) {
+// Calls f(kernel) with the instantiation a (dtype, bits, nt) triple runs.
+template <typename F>
+bool with_kernel(DType dt, int bits, int nt, F&& f) {
+    bool ok = false;
+    dispatch_act(dt, [&](auto t) {
+        using T = typename decltype(t)::type;
+        auto by_nt = [&](auto b) {
+            constexpr int B = decltype(b)::value;
+            ok = true;
+            switch (nt) {
+                case 1: f(lut_mma_kernel<T, B, 1>); break;
+                case 2: f(lut_mma_kernel<T, B, 2>); break;
+                case 4: f(lut_mma_kernel<T, B, 4>); break;
+                case 8: f(lut_mma_kernel<T, B, 8>); break;
+                default: ok = false;
+            }
+        };
+        switch (bits) {
+            case 2: by_nt(IntTag<2>{}); break;
+            case 3: by_nt(IntTag<3>{}); break;
+            case 4: by_nt(IntTag<4>{}); break;
+            default: break;
+        }
+    });
+    return ok;
+}
+
+size_t smem_bytes(const MmaPlan& p) {
+    return static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
+}
+
+MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     MmaPlan p;
     p.nt = nt_of(M);
     p.wn = M <= 4 ? 1 : 2;  // larger M: two warps share each x load through L1
@@ -320,9 +346,16 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms) {
     p.grid_y = (M + p.nt * 8 - 1) / (p.nt * 8);
     const int U = (K + mma_super_k(bits) - 1) / mma_super_k(bits);
     const long long blocks = static_cast<long long>(p.grid_x) * p.grid_y;
-    // Enough blocks for ~16 resident warps per SM, each warp keeping >= 2 super-chunks, and the
-    // fp32 partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
-    long long ks = (4LL * num_sms + blocks - 1) / blocks;
+    // Split K so the grid fills the resident slots in one wave (a second, partial wave would
+    // double the time of the SMs that run it), each warp keeping >= 2 super-chunks, and the fp32
+    // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
+    int per_sm = 0;
+    with_kernel(dt, bits, p.nt, [&](auto kernel) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p)) != cudaSuccess)
+            per_sm = 0;
+    });
+    const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
+    long long ks = std::max<long long>(1, slots / blocks);
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
     ks = std::min<long long>(ks, std::max(1LL, static_cast<long long>(K) * bits / (256LL * M)));
     ks = std::max<long long>(ks, 1);
@@ -337,30 +370,10 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     if (p.ksplit > 1 && (!a.workspace || !a.semaphores)) return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
     const dim3 grid(p.grid_x, p.grid_y, p.ksplit);
-    const size_t smem = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
     cudaError_t err = cudaErrorInvalidValue;
-    dispatch_act(a.x_dtype, [&](auto t) {
-        using T = typename decltype(t)::type;
-        auto run = [&](auto kernel) {
-            kernel<<<grid, kThreads, smem, stream>>>(a, p.wn, p.ksplit);
-            err = cudaGetLastError();
-        };
-        auto by_nt = [&](auto b) {
-            constexpr int B = decltype(b)::value;
-            switch (p.nt) {
-                case 1: run(lut_mma_kernel<T, B, 1>); break;
-                case 2: run(lut_mma_kernel<T, B, 2>); break;
-                case 4: run(lut_mma_kernel<T, B, 4>); break;
-                case 8: run(lut_mma_kernel<T, B, 8>); break;
-                default: break;
-            }
-        };
-        switch (a.bits) {
-            case 2: by_nt(IntTag<2>{}); break;
-            case 3: by_nt(IntTag<3>{}); break;
-            case 4: by_nt(IntTag<4>{}); break;
-            default: break;
-        }
+    with_kernel(a.x_dtype, a.bits, p.nt, [&](auto kernel) {
+        kernel<<<grid, kThreads, smem_bytes(p), stream>>>(a, p.wn, p.ksplit);
+        err = cudaGetLastError();
     });
     return err;
 }

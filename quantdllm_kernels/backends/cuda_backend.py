@@ -101,7 +101,8 @@ def _semaphores(device: torch.device) -> torch.Tensor:
     key = (device.index, torch.cuda.current_stream(device).cuda_stream)
     sem = _SEMAPHORES.get(key)
     if sem is None:
-        # the plan splits K only when fewer than 4 blocks per SM exist, so 4096 covers any GPU
+        # the plan splits K only when the grid is smaller than its resident slots (<= 16 blocks of
+        # 128 threads per SM), so 4096 covers GPUs of up to 256 SMs
         sem = _SEMAPHORES[key] = torch.zeros(4096, dtype=torch.int32, device=device)
     return sem
 _KIND = {"table": 0, "scaled": 1, "binary": 2}
