@@ -93,20 +93,51 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
     }
 }
 
-// Both 16-row tiles' words of super-chunk u for this lane (16-byte loads, a warp reads 512-byte runs).
+// Asynchronous 16-byte global -> shared copies (sm_80+): the code ring below costs no registers.
+__device__ __forceinline__ void cp_async16(uint32_t smem, const void* gmem) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
+// Ring stages per warp: a super-chunk is 1 KB per warp for 2/4-bit (two tiles), 3 KB for 3-bit.
+template <int BITS> constexpr int kStages = BITS == 3 ? 3 : 4;
+
+// Lane-private ring slots: (warp, stage, tile, vec) -> 32 lanes x 16 bytes, so a lane reads back only
+// what it copied itself (no barrier) and a warp's 16-byte reads cover 512 contiguous bytes.
 template <int BITS>
-__device__ __forceinline__ void load_codes(const int32_t* codes, int tile0, int U, int u, int lane,
-                                           uint32_t (&w)[kMT][Layout<BITS>::kWords]) {
+__device__ __forceinline__ uint32_t ring_slot(uint32_t ring, int warp, int stage, int i, int v, int lane) {
+    constexpr int V = Layout<BITS>::kWords / 4;
+    return ring + ((((warp * kStages<BITS> + stage) * kMT + i) * V + v) * 32 + lane) * 16;
+}
+
+template <int BITS>
+__device__ __forceinline__ void issue_codes(const int32_t* codes, int tile0, int U, int u, int lane, uint32_t ring,
+                                            int warp, int stage) {
     constexpr int V = Layout<BITS>::kWords / 4;
 #pragma unroll
     for (int i = 0; i < kMT; ++i) {
         const uint4* src = reinterpret_cast<const uint4*>(codes) + ((static_cast<int64_t>(tile0 + i) * U + u) * 32 + lane) * V;
 #pragma unroll
-        for (int v = 0; v < V; ++v) {
-            const uint4 r = dev::ldg_stream(src + v);
-            w[i][4 * v] = r.x; w[i][4 * v + 1] = r.y; w[i][4 * v + 2] = r.z; w[i][4 * v + 3] = r.w;
-        }
+        for (int v = 0; v < V; ++v) cp_async16(ring_slot<BITS>(ring, warp, stage, i, v, lane), src + v);
     }
+}
+
+template <int BITS>
+__device__ __forceinline__ void read_codes(uint32_t ring, int warp, int stage, int lane,
+                                           uint32_t (&w)[kMT][Layout<BITS>::kWords]) {
+    constexpr int V = Layout<BITS>::kWords / 4;
+#pragma unroll
+    for (int i = 0; i < kMT; ++i)
+#pragma unroll
+        for (int v = 0; v < V; ++v) {
+            uint32_t r0, r1, r2, r3;
+            asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                         : "r"(ring_slot<BITS>(ring, warp, stage, i, v, lane)));
+            w[i][4 * v] = r0; w[i][4 * v + 1] = r1; w[i][4 * v + 2] = r2; w[i][4 * v + 3] = r3;
+        }
 }
 
 __device__ __forceinline__ void unpack8(uint32_t (&d)[8], uint4 a, uint4 b) {
@@ -192,18 +223,24 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
-    // Software pipeline with ping-pong buffers: super-chunk u + wk_count's codes, and the next
-    // chunk's scales / in_scale / x (M <= 32), are loaded before the current chunk is computed.
-    // The loop body is instantiated twice with the buffer roles swapped (compile-time indices), so
-    // no register copy waits on a load in flight -- a copy would stall until the data arrived.
+    // Software pipeline. Codes stream through a per-warp shared-memory ring of S stages filled by
+    // cp.async (S - 1 super-chunks in flight per warp, no registers held); the next chunk's scales,
+    // in_scale and (M <= 32) x are loaded into ping-pong registers before the current chunk is
+    // computed. The loop body is instantiated twice with the ping-pong roles swapped
+    // (compile-time indices): a register copy of a load in flight would stall until it arrived.
     constexpr bool kXAhead = NT <= 4;  // larger M: all n-tiles' x issued together at chunk start
-    constexpr int CH = L::kChunks;
-    uint32_t cb[2][kMT][L::kWords];
+    constexpr int CH = L::kChunks, S = kStages<BITS>;
+    const uint32_t ring = dev::smem_u32(red);
     ChunkOps<NT, kXAhead> ops[2];
-    auto body = [&](auto parity, int u) -> bool {
+    auto body = [&](auto parity, int u, int it) -> bool {
         constexpr int p = decltype(parity)::value;
         const bool more = u + wk_count < u_end;
-        if (more) load_codes<BITS>(a.codes, tile0, U, u + wk_count, lane, cb[1 - p]);
+        const int u_fill = u + (S - 1) * wk_count;
+        if (u_fill < u_end) issue_codes<BITS>(a.codes, tile0, U, u_fill, lane, ring, warp, (it + S - 1) % S);
+        cp_async_commit();
+        cp_async_wait<S - 1>();  // this iteration's stage has landed
+        uint32_t cw[kMT][L::kWords];
+        read_codes<BITS>(ring, warp, it % S, lane, cw);
 #pragma unroll
         for (int c = 0; c < CH; ++c) {
             const int oi = (p * CH + c) & 1;  // compile-time after unrolling
@@ -223,7 +260,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
                 for (int st = 0; st < 4; ++st)
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
-                        const T2 h = __hsub2(P::bits(pair_code<BITS>(cb[p][i], c, st, j) | P::kMagic), magic);
+                        const T2 h = __hsub2(P::bits(pair_code<BITS>(cw[i], c, st, j) | P::kMagic), magic);
                         A[i][st][j] = u32(__hfma2(h, sc[j & 1], zr[j & 1]));
                     }
             }
@@ -246,10 +283,17 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     };
     int u = u_begin + wk;
     if (tile0 < tiles && u < u_end) {
-        load_codes<BITS>(a.codes, tile0, U, u, lane, cb[0]);
+#pragma unroll
+        for (int st = 0; st < S - 1; ++st) {
+            if (u + st * wk_count < u_end) issue_codes<BITS>(a.codes, tile0, U, u + st * wk_count, lane, ring, warp, st);
+            cp_async_commit();
+        }
         ops[0].load(a, x, tile0, m0, u * L::kSuper, g, q);
-        while (body(IntTag<0>{}, u) && body(IntTag<1>{}, u + wk_count)) u += 2 * wk_count;
+        for (int it = 0; body(IntTag<0>{}, u, it) && body(IntTag<1>{}, u + wk_count, it + 1); it += 2)
+            u += 2 * wk_count;
     }
+    cp_async_wait<0>();
+    __syncthreads();  // the ring is reused for the reduction below
 
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
     const int tp = toks + 1;
@@ -332,8 +376,11 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
     return ok;
 }
 
-size_t smem_bytes(const MmaPlan& p) {
-    return static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
+size_t smem_bytes(const MmaPlan& p, int bits) {
+    const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
+    const int stages = bits == 3 ? kStages<3> : kStages<4>;
+    const size_t ring = static_cast<size_t>(kWarps) * stages * kMT * (bits * mma_super_k(bits) / 64 / 4) * 32 * 16;
+    return std::max(red, ring);
 }
 
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
@@ -351,7 +398,7 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
     int per_sm = 0;
     with_kernel(dt, bits, p.nt, [&](auto kernel) {
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p)) != cudaSuccess)
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
             per_sm = 0;
     });
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
@@ -372,7 +419,7 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     const dim3 grid(p.grid_x, p.grid_y, p.ksplit);
     cudaError_t err = cudaErrorInvalidValue;
     with_kernel(a.x_dtype, a.bits, p.nt, [&](auto kernel) {
-        kernel<<<grid, kThreads, smem_bytes(p), stream>>>(a, p.wn, p.ksplit);
+        kernel<<<grid, kThreads, smem_bytes(p, a.bits), stream>>>(a, p.wn, p.ksplit);
         err = cudaGetLastError();
     });
     return err;
