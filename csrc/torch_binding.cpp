@@ -28,6 +28,18 @@ void check_on(const at::Tensor& t, const at::Tensor& ref, const char* name) {
     TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
+// t (1 or more fp32 timesteps) and the bucket boundaries, checked together; both or neither.
+void check_timesteps(const std::optional<at::Tensor>& t, const std::optional<at::Tensor>& boundaries,
+                     const at::Tensor& codes) {
+    TORCH_CHECK(t.has_value() == boundaries.has_value(), "t and boundaries go together");
+    if (!t) return;
+    check_on(*t, codes, "t");
+    check_on(*boundaries, codes, "boundaries");
+    TORCH_CHECK(t->scalar_type() == at::kFloat && boundaries->scalar_type() == at::kFloat,
+                "t and boundaries must be float32");
+    TORCH_CHECK(boundaries->dim() == 1 && boundaries->numel() < 64, "boundaries must be 1-D with at most 63 values");
+}
+
 LutWeight make_weight(const at::Tensor& codes, const at::Tensor& f0, const std::optional<at::Tensor>& f1,
                       const std::optional<at::Tensor>& f2, at::IntArrayRef bucket_strides,
                       const std::optional<at::Tensor>& lut_bucket, const std::optional<at::Tensor>& in_scale,
@@ -64,13 +76,8 @@ LutWeight make_weight(const at::Tensor& codes, const at::Tensor& f0, const std::
         TORCH_CHECK(lut_bucket->scalar_type() == at::kInt && lut_bucket->numel() == 1, "lut_bucket must be one int32");
         w.lut_bucket = lut_bucket->data_ptr<int32_t>();
     }
-    TORCH_CHECK(t.has_value() == boundaries.has_value(), "t and boundaries go together");
+    check_timesteps(t, boundaries, codes);
     if (t) {
-        check_on(*t, codes, "t");
-        check_on(*boundaries, codes, "boundaries");
-        TORCH_CHECK(t->scalar_type() == at::kFloat && boundaries->scalar_type() == at::kFloat,
-                    "t and boundaries must be float32");
-        TORCH_CHECK(boundaries->dim() == 1 && boundaries->numel() < 64, "boundaries must be 1-D with at most 63 values");
         w.t = t->data_ptr<float>();
         w.t_numel = static_cast<int>(t->numel());
         w.bounds = boundaries->data_ptr<float>();
@@ -231,14 +238,9 @@ at::Tensor lut_mma(const at::Tensor& x, const at::Tensor& codes, const at::Tenso
         a.bias = bias->data_ptr();
         a.bias_dtype = dtype_of(*bias, "bias");
     }
-    TORCH_CHECK(t.has_value() == boundaries.has_value(), "t and boundaries go together");
+    check_timesteps(t, boundaries, codes);
     TORCH_CHECK(!ts_bias || t, "ts_bias needs the timesteps t");
     if (t) {
-        check_on(*t, codes, "t");
-        check_on(*boundaries, codes, "boundaries");
-        TORCH_CHECK(t->scalar_type() == at::kFloat && boundaries->scalar_type() == at::kFloat,
-                    "t and boundaries must be float32");
-        TORCH_CHECK(boundaries->dim() == 1 && boundaries->numel() < 64, "boundaries must be 1-D with at most 63 values");
         TORCH_CHECK(t->numel() == 1 || t->numel() == x.size(0), "t must have 1 or M values");
         a.t = t->data_ptr<float>();
         a.t_numel = static_cast<int>(t->numel());
