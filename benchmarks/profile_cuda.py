@@ -1,18 +1,32 @@
-"""One launch of each CUDA kernel path on the (4096, 12288) 4-bit rtn weight, for Nsight Compute:
+"""One launch of each requested CUDA kernel case on the (4096, 12288) rtn weight, for Nsight Compute:
 
-    ncu --section SpeedOfLight --section Occupancy --section WarpStateStats -k regex:lut_ \\
-        python benchmarks/profile_cuda.py
+    ncu --set full -k regex:lut_ -o rep python benchmarks/profile_cuda.py --ms 1 32 --bits 4 2
+    ncu -i rep.ncu-rep --page source --csv --print-source sass > sass.csv   # stalls per instruction
+
+Each case runs twice (the first call packs the weight and may pick a plan); profile with
+``--launch-skip`` / ``-c`` or filter on the second launch.
 """
+import argparse
+
 import torch
 
 import quantdllm_kernels as qd
 
 
 def main():
-    W = torch.randn(12288, 4096, device="cuda", dtype=torch.float16) * 0.02
-    qw = qd.quantize_weight(W, bits=4, group_size=128, method="rtn", lut_dtype=torch.float16)
-    for M in (1, 4, 64):  # GEMV MT=1, GEMV MT=4, dequant + cuBLAS
-        qd.lut_matmul(torch.randn(M, 4096, device="cuda", dtype=torch.float16), qw, backend="cuda")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ms", nargs="*", type=int, default=[1, 4, 64])
+    ap.add_argument("--bits", nargs="*", type=int, default=[4])
+    ap.add_argument("--shape", default="4096x12288", help="KxN")
+    args = ap.parse_args()
+    K, N = map(int, args.shape.split("x"))
+    W = torch.randn(N, K, device="cuda", dtype=torch.float16) * 0.02
+    for bits in args.bits:
+        qw = qd.quantize_weight(W, bits=bits, group_size=128, method="rtn", lut_dtype=torch.float16)
+        for M in args.ms:
+            x = torch.randn(M, K, device="cuda", dtype=torch.float16)
+            for _ in range(2):
+                qd.lut_matmul(x, qw, backend="cuda")
     torch.cuda.synchronize()
 
 

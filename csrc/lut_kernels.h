@@ -82,7 +82,7 @@ struct MmaArgs {
     const int32_t* codes = nullptr;
     const void* sz = nullptr;
     int N = 0, K = 0, bits = 4;
-    int group_shift = 7;       // group = k >> group_shift (31 for one group per row)
+    int group_shift = 7;       // group = k >> group_shift, >= 6 (31 for one group per row)
     int groups = 0;            // groups per padded row in sz
     const void* x = nullptr;   // (M, K) contiguous
     DType x_dtype = DType::F16;

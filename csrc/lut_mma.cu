@@ -14,9 +14,15 @@
 //    contiguous (16 bytes for 2/4-bit, 48 for 3-bit), so a warp's load is one coalesced 512-byte
 //    (1536-byte) run. Inside a word, the two halves of an A register sit 16 bits apart, so
 //    (word >> shift) & mask | magic is an fp16/bf16 pair (1024 + c or 128 + c): one LOP3 per two
-//    weights, then w = (h - magic) * s + z in two packed ops. 3-bit codes are a 2-bit plane plus a
-//    1-bit plane.
+//    weights. 3-bit codes are a 2-bit plane plus a 1-bit plane.
 //  * Scales: per (tile, group, row8) the four values (s_r, s_r+8, z_r, z_r+8) in 8 bytes.
+//
+// Scaling after the mma (groups of >= 64 codes, so each 16-k mma step lies in one group): the mma
+// multiplies the raw A = magic + f*c (f = 16 for the high nibble of fp16 4-bit codes, taken without
+// a shift; else 1) into a per-group accumulator G = sum (magic + f*c) x, and one more mma with
+// A = 1 gives X = sum x. At the group's end, per row, acc += (s/f) * G + (z - magic * s/f) * X:
+// sum (c*s + z) x exactly, in fp32. The dequant is one LOP3 (plus a shift) per two weights instead
+// of four ops, and the products are exact (w = c*s + z is never rounded to 16 bits).
 //
 // Reduction: warps of a block split K (wk) or N (wn); partial tiles meet in shared memory. Blocks
 // split K (grid.z) when N alone cannot fill the GPU: each writes fp32 partials, and the last block
@@ -49,16 +55,22 @@ template <typename T> struct Pair;
 template <> struct Pair<__half> {
     using T2 = __half2;
     static constexpr uint32_t kMagic = 0x64006400u;  // 1024.0 | c = 1024 + c exactly (c < 1024)
+    static constexpr uint32_t kOnes = 0x3C003C00u;
+    static constexpr float kMagicF = 1024.f;
     static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2half2(bits(v)); }
     static __device__ __forceinline__ T2 hi(uint32_t v) { return __high2half2(bits(v)); }
     static __device__ __forceinline__ T2 bits(uint32_t v) { T2 r; memcpy(&r, &v, 4); return r; }
+    static __device__ __forceinline__ float2 f2(uint32_t v) { return __half22float2(bits(v)); }
 };
 template <> struct Pair<__nv_bfloat16> {
     using T2 = __nv_bfloat162;
     static constexpr uint32_t kMagic = 0x43004300u;  // 128.0 | c = 128 + c exactly (c < 128)
+    static constexpr uint32_t kOnes = 0x3F803F80u;
+    static constexpr float kMagicF = 128.f;
     static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2bfloat162(bits(v)); }
     static __device__ __forceinline__ T2 hi(uint32_t v) { return __high2bfloat162(bits(v)); }
     static __device__ __forceinline__ T2 bits(uint32_t v) { T2 r; memcpy(&r, &v, 4); return r; }
+    static __device__ __forceinline__ float2 f2(uint32_t v) { return __bfloat1622float2(bits(v)); }
 };
 template <typename T2> __device__ __forceinline__ uint32_t u32(T2 v) {
     uint32_t r;
@@ -66,17 +78,32 @@ template <typename T2> __device__ __forceinline__ uint32_t u32(T2 v) {
     return r;
 }
 
-// The two codes of A register `j` at step `s` of chunk `c`, 16 bits apart (see the layout above).
-template <int BITS>
-__device__ __forceinline__ uint32_t pair_code(const uint32_t* w, int c, int s, int j) {
-    if constexpr (BITS == 4) {
-        return (w[s] >> (4 * j)) & 0x000F000Fu;
-    } else {
-        const uint32_t lo = (w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + j))) & 0x00030003u;
-        if constexpr (BITS == 2) return lo;
-        else return lo | (((w[8 + c] >> (4 * s + j)) & 0x00010001u) << 2);
-    }
+__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {  // (a & b) | c
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
 }
+
+// A register `j` (rows g + 8*(j & 1)) of step `s` of chunk `c` as magic + f*code pairs (layout above).
+// fp16 4-bit takes the odd (row g+8) nibbles in place, so f = 16 there: 5 instructions per word.
+template <typename T, int BITS>
+struct Decode {
+    static constexpr bool kHiNibble = BITS == 4 && std::is_same_v<T, __half>;
+    static constexpr float kFactorHi = kHiNibble ? 16.f : 1.f;  // f of rows g+8 (rows g: 1)
+    static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int s, int j) {
+        constexpr uint32_t magic = Pair<T>::kMagic;
+        if constexpr (kHiNibble) {
+            const uint32_t v = j >= 2 ? w[s] >> 8 : w[s];
+            return lop3_and_or(v, (j & 1) ? 0x00F000F0u : 0x000F000Fu, magic);
+        } else if constexpr (BITS == 4) {
+            return lop3_and_or(w[s] >> (4 * j), 0x000F000Fu, magic);
+        } else {
+            const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + j));
+            if constexpr (BITS == 2) return lop3_and_or(lo, 0x00030003u, magic);
+            else return lop3_and_or(lo, 0x00030003u, ((w[8 + c] >> (4 * s + j)) & 0x00010001u) << 2 | magic);
+        }
+    }
+};
 
 template <typename T>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -144,43 +171,31 @@ __device__ __forceinline__ void unpack8(uint32_t (&d)[8], uint4 a, uint4 b) {
     d[0] = a.x; d[1] = a.y; d[2] = a.z; d[3] = a.w; d[4] = b.x; d[5] = b.y; d[6] = b.z; d[7] = b.w;
 }
 
-// x[tok][kc + 16q .. +16) of each n-tile's token for this lane (zeros past M): the B fragments of a chunk.
+// x[tok][kc + 16q .. +16) of each n-tile's token for this lane: the B fragments of a chunk. Tokens
+// past M read row M - 1 (their columns are never stored), so the loads need no predicate.
 template <typename T, int NT>
 __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int kc, int g, int q,
                                        uint32_t (&xb)[NT][8]) {
 #pragma unroll
     for (int jn = 0; jn < NT; ++jn) {
-        const int tok = m0 + jn * 8 + g;
-        uint4 v0 = make_uint4(0, 0, 0, 0), v1 = v0;
-        if (tok < a.M) {
-            const uint4* xp = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(tok) * a.K + kc + 16 * q);
-            v0 = __ldg(xp);
-            v1 = __ldg(xp + 1);
-        }
-        unpack8(xb[jn], v0, v1);
+        const int tok = min(m0 + jn * 8 + g, a.M - 1);
+        const uint4* xp = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(tok) * a.K + kc + 16 * q);
+        unpack8(xb[jn], __ldg(xp), __ldg(xp + 1));
     }
 }
 
-// What a chunk needs besides its codes: the scales of both tiles, in_scale, and (small M) x.
-template <int NT, bool XAHEAD>
+// What a chunk needs besides its codes: in_scale and (small M) x, prefetched a chunk ahead.
+template <int NT>
 struct ChunkOps {
-    uint2 sz[kMT];
     uint32_t is[8];
-    uint32_t x[XAHEAD ? NT : 1][8];
+    uint32_t x[NT][8];
     template <typename T>
-    __device__ __forceinline__ void load(const MmaArgs& a, const T* xp, int tile0, int m0, int kc, int g, int q) {
-        const int grp = (kc + 16 * q) >> a.group_shift;
-        const uint2* szp = static_cast<const uint2*>(a.sz);
-#pragma unroll
-        for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(tile0 + i) * a.groups + grp) * 8 + g);
-        uint4 s0 = make_uint4(0, 0, 0, 0), s1 = s0;
+    __device__ __forceinline__ void load(const MmaArgs& a, const T* xp, int m0, int kc, int g, int q) {
         if (a.in_scale) {
             const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
-            s0 = __ldg(ip);
-            s1 = __ldg(ip + 1);
+            unpack8(is, __ldg(ip), __ldg(ip + 1));
         }
-        unpack8(is, s0, s1);
-        if constexpr (XAHEAD) load_x<T, NT>(a, xp, m0, kc, g, q, x);
+        load_x<T, NT>(a, xp, m0, kc, g, q, x);
     }
 };
 
@@ -198,7 +213,6 @@ __device__ __forceinline__ T epilogue(const MmaArgs& a, float v, int n, int m) {
 template <typename T, int BITS, int NT>
 __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
     using P = Pair<T>;
-    using T2 = typename P::T2;
     using L = Layout<BITS>;
     extern __shared__ float red[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -210,33 +224,42 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const int tile0 = (blockIdx.x * wn_count + wn) * kMT;
     const int m0 = blockIdx.y * toks;
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
+    // K: blocks split it (grid.z), then the block's warps take contiguous runs of super-chunks.
     const int per = (U + ksplit - 1) / ksplit;
-    const int u_begin = blockIdx.z * per, u_end = min(U, u_begin + per);
+    const int ub = blockIdx.z * per, ue = min(U, ub + per);
+    const int per_w = (ue - ub + wk_count - 1) / wk_count;
+    const int u_begin = min(ue, ub + wk * per_w), u_end = min(ue, u_begin + per_w);
     const T* x = static_cast<const T*>(a.x);
-    const T2 magic = P::bits(P::kMagic);
+    using D = Decode<T, BITS>;
+    const int gmask = a.group_shift >= 31 ? 0x7FFFFFFF : (1 << a.group_shift) - 1;
 
-    float acc[kMT][NT][4];
+    float acc[kMT][NT][4], gacc[kMT][NT][4], xs[NT][4];
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
         for (int j = 0; j < NT; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = gacc[i][j][e] = 0.f;
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) xs[j][e] = 0.f;
 
     // Software pipeline. Codes stream through a per-warp shared-memory ring of S stages filled by
-    // cp.async (S - 1 super-chunks in flight per warp, no registers held); the next chunk's scales,
-    // in_scale and (M <= 32) x are loaded into ping-pong registers before the current chunk is
-    // computed. The loop body is instantiated twice with the ping-pong roles swapped
-    // (compile-time indices): a register copy of a load in flight would stall until it arrived.
-    constexpr bool kXAhead = NT <= 4;  // larger M: all n-tiles' x issued together at chunk start
+    // cp.async (S - 1 super-chunks in flight per warp, no registers held); the next chunk's
+    // in_scale and x are loaded into ping-pong registers before the current chunk is
+    // computed, and a group's scales when the group starts (they are used at its end). The loop
+    // body is instantiated twice with the ping-pong roles swapped (compile-time indices): a
+    // register copy of a load in flight would stall until it arrived.
     constexpr int CH = L::kChunks, S = kStages<BITS>;
     const uint32_t ring = dev::smem_u32(red);
-    ChunkOps<NT, kXAhead> ops[2];
+    const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
+    uint2 sz[kMT];
+    ChunkOps<NT> ops[2];
     auto body = [&](auto parity, int u, int it) -> bool {
         constexpr int p = decltype(parity)::value;
-        const bool more = u + wk_count < u_end;
-        const int u_fill = u + (S - 1) * wk_count;
-        if (u_fill < u_end) issue_codes<BITS>(a.codes, tile0, U, u_fill, lane, ring, warp, (it + S - 1) % S);
+        const bool more = u + 1 < u_end;
+        if (u + S - 1 < u_end) issue_codes<BITS>(a.codes, tile0, U, u + S - 1, lane, ring, warp, (it + S - 1) % S);
         cp_async_commit();
         cp_async_wait<S - 1>();  // this iteration's stage has landed
         uint32_t cw[kMT][L::kWords];
@@ -246,51 +269,67 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             const int oi = (p * CH + c) & 1;  // compile-time after unrolling
             const int kc = u * L::kSuper + c * 64;
             if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
-            const bool in_super = c + 1 < CH && kc + 64 < a.K;
-            if (in_super || more) ops[oi ^ 1].load(a, x, tile0, m0, in_super ? kc + 64 : (u + wk_count) * L::kSuper, g, q);
-            const ChunkOps<NT, kXAhead>& cur = ops[oi];
-            uint32_t xl[kXAhead ? 1 : NT][8];
-            if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
-            uint32_t A[kMT][4][4];
+            if ((kc & gmask) == 0 || (c == 0 && u == u_begin)) {  // a group starts: its scales
 #pragma unroll
-            for (int i = 0; i < kMT; ++i) {
-                const T2 sc[2] = {P::lo(cur.sz[i].x), P::hi(cur.sz[i].x)};
-                const T2 zr[2] = {P::lo(cur.sz[i].y), P::hi(cur.sz[i].y)};
-#pragma unroll
-                for (int st = 0; st < 4; ++st)
-#pragma unroll
-                    for (int j = 0; j < 4; ++j) {
-                        const T2 h = __hsub2(P::bits(pair_code<BITS>(cw[i], c, st, j) | P::kMagic), magic);
-                        A[i][st][j] = u32(__hfma2(h, sc[j & 1], zr[j & 1]));
-                    }
+                for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + (kc >> a.group_shift)) * 8);
             }
+            const bool in_super = c + 1 < CH && kc + 64 < a.K;
+            if (in_super || more) ops[oi ^ 1].load(a, x, m0, in_super ? kc + 64 : (u + 1) * L::kSuper, g, q);
+            const ChunkOps<NT>& cur = ops[oi];
 #pragma unroll
             for (int jn = 0; jn < NT; ++jn) {
-                if (m0 + jn * 8 >= a.M) continue;  // warp-uniform; loads were predicated off
+                if (m0 + jn * 8 >= a.M) continue;  // warp-uniform
                 uint32_t xb[8];
 #pragma unroll
                 for (int e = 0; e < 8; ++e) {
-                    xb[e] = kXAhead ? cur.x[kXAhead ? jn : 0][e] : xl[kXAhead ? 0 : jn][e];
+                    xb[e] = cur.x[jn][e];
                     if (a.in_scale) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
                 }
 #pragma unroll
-                for (int st = 0; st < 4; ++st)
+                for (int st = 0; st < 4; ++st) {
 #pragma unroll
-                    for (int i = 0; i < kMT; ++i) mma16816<T>(acc[i][jn], A[i][st], xb[2 * st], xb[2 * st + 1]);
+                    for (int i = 0; i < kMT; ++i) {
+                        const uint32_t A[4] = {D::a_reg(cw[i], c, st, 0), D::a_reg(cw[i], c, st, 1),
+                                               D::a_reg(cw[i], c, st, 2), D::a_reg(cw[i], c, st, 3)};
+                        mma16816<T>(gacc[i][jn], A, xb[2 * st], xb[2 * st + 1]);
+                    }
+                    const uint32_t ones[4] = {P::kOnes, P::kOnes, P::kOnes, P::kOnes};
+                    mma16816<T>(xs[jn], ones, xb[2 * st], xb[2 * st + 1]);
+                }
+            }
+            const bool next_here = kc + 64 < a.K && (c + 1 < CH || more);
+            if (((kc + 64) & gmask) == 0 || !next_here) {  // the group ends here: scale into acc
+#pragma unroll
+                for (int i = 0; i < kMT; ++i) {
+                    const float2 sc = P::f2(sz[i].x), zr = P::f2(sz[i].y);
+                    const float s_lo = sc.x, s_hi = sc.y * (1.f / D::kFactorHi);
+                    const float z_lo = zr.x - P::kMagicF * s_lo, z_hi = zr.y - P::kMagicF * s_hi;
+#pragma unroll
+                    for (int jn = 0; jn < NT; ++jn)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const float sv = e < 2 ? s_lo : s_hi, zv = e < 2 ? z_lo : z_hi;
+                            acc[i][jn][e] = fmaf(sv, gacc[i][jn][e], fmaf(zv, xs[jn][e], acc[i][jn][e]));
+                            gacc[i][jn][e] = 0.f;
+                        }
+                }
+#pragma unroll
+                for (int jn = 0; jn < NT; ++jn)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) xs[jn][e] = 0.f;
             }
         }
         return more;
     };
-    int u = u_begin + wk;
+    int u = u_begin;
     if (tile0 < tiles && u < u_end) {
 #pragma unroll
         for (int st = 0; st < S - 1; ++st) {
-            if (u + st * wk_count < u_end) issue_codes<BITS>(a.codes, tile0, U, u + st * wk_count, lane, ring, warp, st);
+            if (u + st < u_end) issue_codes<BITS>(a.codes, tile0, U, u + st, lane, ring, warp, st);
             cp_async_commit();
         }
-        ops[0].load(a, x, tile0, m0, u * L::kSuper, g, q);
-        for (int it = 0; body(IntTag<0>{}, u, it) && body(IntTag<1>{}, u + wk_count, it + 1); it += 2)
-            u += 2 * wk_count;
+        ops[0].load(a, x, m0, u * L::kSuper, g, q);
+        for (int it = 0; body(IntTag<0>{}, u, it) && body(IntTag<1>{}, u + 1, it + 1); it += 2) u += 2;
     }
     cp_async_wait<0>();
     __syncthreads();  // the ring is reused for the reduction below
@@ -343,7 +382,9 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     }
 }
 
-int nt_of(int M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
+// Token tiles per block: 8 * nt tokens (more M runs more grid.y tiles; nt = 8 would need > 255
+// registers with the per-group accumulators).
+int nt_of(int M) { return M <= 8 ? 1 : M <= 16 ? 2 : 4; }
 
 }  // namespace
 
@@ -362,7 +403,6 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
                 case 1: f(lut_mma_kernel<T, B, 1>); break;
                 case 2: f(lut_mma_kernel<T, B, 2>); break;
                 case 4: f(lut_mma_kernel<T, B, 4>); break;
-                case 8: f(lut_mma_kernel<T, B, 8>); break;
                 default: ok = false;
             }
         };

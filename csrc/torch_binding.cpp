@@ -3,6 +3,7 @@
 // launches go on the current stream, with no host synchronisation, so they are graph-capturable.
 // Fake (meta) implementations live in quantdllm_kernels/backends/cuda_backend.py.
 #include <algorithm>
+#include <cstdio>
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -13,6 +14,14 @@
 
 namespace quantdllm {
 namespace {
+
+// Integers in error messages go through snprintf. On the GPU machine's toolchain (g++ 13 headers,
+// -Bsymbolic-functions), streaming an int64_t into c10::str from this extension crashed inside
+// ostream::_M_insert<long> -- a segfault instead of the error; character arrays stream safely.
+struct Dec {
+    char s[24];
+    explicit Dec(int64_t v) { std::snprintf(s, sizeof s, "%lld", static_cast<long long>(v)); }
+};
 
 DType dtype_of(const at::Tensor& t, const char* name) {
     switch (t.scalar_type()) {
@@ -58,7 +67,7 @@ LutWeight make_weight(const at::Tensor& codes, const at::Tensor& f0, const std::
     w.bits = static_cast<int>(bits);
     TORCH_CHECK(bits >= 1 && bits <= 4, "bits must be 1..4");
     w.K = static_cast<int>(codes.size(1) / bits * 32);
-    TORCH_CHECK(codes.size(1) % bits == 0, "codes has ", codes.size(1), " words per row, not a multiple of bits");
+    TORCH_CHECK(codes.size(1) % bits == 0, "codes has ", Dec(codes.size(1)).s, " words per row, not a multiple of bits");
     w.group_size = static_cast<int>(group_size);
     w.kind = static_cast<LutKind>(kind);
     w.cb_per_row = cb_per_row;
@@ -198,22 +207,22 @@ at::Tensor lut_mma(const at::Tensor& x, const at::Tensor& codes, const at::Tenso
     const c10::cuda::CUDAGuard guard(codes.device());
     TORCH_CHECK(bits >= 2 && bits <= 4, "bits must be 2, 3 or 4");
     TORCH_CHECK(K > 0 && K % 64 == 0 && N > 0, "K must be a positive multiple of 64 and N positive");
-    TORCH_CHECK(group_shift >= 4 && group_shift <= 31, "group_shift must be in [4, 31]");
+    TORCH_CHECK(group_shift >= 6 && group_shift <= 31, "group_shift must be in [6, 31] (groups of >= 64 codes)");
     const int64_t super_k = mma_super_k(static_cast<int>(bits));
     const int64_t tiles = (N + 31) / 32 * 2, U = (K + super_k - 1) / super_k;
     TORCH_CHECK(codes.is_cuda() && codes.scalar_type() == at::kInt && codes.is_contiguous() &&
                     codes.sizes() == at::IntArrayRef({tiles, U, 32, super_k / 64 * bits}),
-                "codes must be contiguous int32 (", tiles, ", ", U, ", 32, ", super_k / 64 * bits, ")");
+                "codes must be contiguous int32 (", Dec(tiles).s, ", ", Dec(U).s, ", 32, ", Dec(super_k / 64 * bits).s, ")");
     TORCH_CHECK(reinterpret_cast<uintptr_t>(codes.data_ptr()) % 16 == 0, "codes must be 16-byte aligned");
     check_on(x, codes, "x");
-    TORCH_CHECK(x.dim() == 2 && x.size(1) == K, "x must be (M, ", K, ")");
+    TORCH_CHECK(x.dim() == 2 && x.size(1) == K, "x must be (M, ", Dec(K).s, ")");
     TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, "x must be float16 or bfloat16");
     TORCH_CHECK(reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0, "x must be 16-byte aligned");
     check_on(sz, codes, "sz");
     const int64_t groups = group_shift >= 31 ? 1 : (K >> group_shift);
     TORCH_CHECK(sz.scalar_type() == x.scalar_type() && sz.dim() == 4 && sz.size(0) == tiles &&
                     sz.size(1) == groups && sz.size(2) == 8 && sz.size(3) == 4,
-                "sz must be (", tiles, ", ", groups, ", 8, 4) in x's dtype");
+                "sz must be (", Dec(tiles).s, ", ", Dec(groups).s, ", 8, 4) in x's dtype");
     TORCH_CHECK(N * K < (1LL << 31) && x.size(0) * std::max(N, K) < (1LL << 31), "tensors must have < 2**31 elements");
     MmaArgs a;
     a.codes = codes.data_ptr<int32_t>();

@@ -18,18 +18,19 @@ def affine_qweight(N, K, bits, group_size, gen, dtype=torch.float16, in_scale=Fa
 
 
 def reference(x, qw):
-    # weights rounded to the activation dtype, as the kernel's packed fma does; in_scale folded into W
-    return (x.double() @ dequantize(qw, x.dtype).double().T).float()
+    # the kernel scales after the mma, in fp32: the exact product (in_scale folded into W)
+    return (x.double() @ dequantize(qw, torch.float64).T).float()
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
-@pytest.mark.parametrize("group_size", [32, 64, 128, None])
-def test_emulated_kernel_is_exact_on_rtn_codebooks(bits, group_size, gen):
+@pytest.mark.parametrize("group_size", [64, 128, None])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_emulated_kernel_is_exact_on_rtn_codebooks(bits, group_size, dtype, gen):
     # N not a multiple of 32 (padded rows), K not a multiple of the 2/3-bit super-chunk (padded K)
-    K = 192 if group_size in (32, 64) else 256
-    qw = affine_qweight(40, K, bits, group_size, gen)
-    x = torch.randn(3, K, generator=gen).half()
-    y = emulate_lut_mma(pack_for_mma(qw, torch.float16), x)
+    K = 192 if group_size == 64 else 256
+    qw = affine_qweight(40, K, bits, group_size, gen, dtype=dtype)
+    x = torch.randn(3, K, generator=gen).to(dtype)
+    y = emulate_lut_mma(pack_for_mma(qw, dtype), x)
     assert rel_error(y, reference(x, qw)) <= 1e-6
 
 
@@ -64,6 +65,9 @@ def test_unsupported_weights_say_why(gen):
     assert "multiple of 64" in mma_support(qw)[1]
     with pytest.raises(ValueError, match="multiple of 64"):
         pack_for_mma(qw, torch.float16)
+    # groups smaller than a 64-code chunk: scales cannot be applied after the mma
+    qw = quantize_weight(torch.randn(8, 128, generator=gen), bits=4, group_size=32, method="rtn")
+    assert "power of two >= 64" in mma_support(qw)[1]
 
 
 def test_per_row_affine_codebooks(gen):

@@ -1,6 +1,8 @@
 """The CUDA tensor-core path (csrc/lut_mma.cu) vs the reference: affine `scaled` weights (RTN),
 every bits x group size x dtype, odd M and N, the K split across blocks (semaphore reduction),
 bias and per-row timestep bias, CUDA-graph replay and torch.compile through QuantLinear. GPU only."""
+import os
+
 import pytest
 import torch
 
@@ -29,7 +31,7 @@ def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None):
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
-@pytest.mark.parametrize("group_size", [32, 64, 128, None])
+@pytest.mark.parametrize("group_size", [64, 128, 256, None])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_matches_reference(bits, group_size, dtype, gen):
     N, K = 77, 640  # rows padded to 96; K not a multiple of the 2/3-bit super-chunk
@@ -54,6 +56,15 @@ def test_shapes_and_k_split(M, NK, gen):
         y = lut_matmul(x, qw, backend="cuda")
         assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
     assert int(cb._semaphores(x.device).abs().sum()) == 0
+
+
+def test_small_groups_take_the_lookup_kernels(gen):
+    # groups of 32 straddle the mma's k steps: no tensor-core pack, the GEMV / dequant path runs
+    qw = rtn(96, 512, 4, 32, torch.float16, gen)
+    assert cb.mma_pack(qw, torch.float16) is None
+    for M in (1, 40):
+        x = torch.randn(M, 512, generator=gen).half().cuda()
+        assert rel_error(lut_matmul(x, qw, backend="cuda"), exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, 512)
 
 
 def test_timestep_bias_per_row(gen):
@@ -106,7 +117,7 @@ def test_state_dict_reload_repacks(gen):
     assert rel_error(lin(x), other(x)) <= 1e-3
 
 
-@pytest.mark.skip(reason="KNOWN BUG (open): on the H100 the first case (x with the wrong K) segfaults inside the "
+@pytest.mark.skipif(os.environ.get("QUANTDLLM_RUN_KNOWN_BUGS") != "1", reason="KNOWN BUG (open): on the H100 the first case (x with the wrong K) segfaults inside the "
                          "op instead of raising; it would take the whole GPU session down. See benchmarks/NOTES.md.")
 def test_op_rejects_bad_arguments(gen):
     qw = rtn(64, 256, 4, 128, torch.float16, gen)

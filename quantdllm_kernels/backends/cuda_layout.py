@@ -1,9 +1,10 @@
 """The CUDA tensor-core path's weight layout (``csrc/lut_mma.cu``), built once per weight.
 
 Which weights: the ``scaled`` kind whose codebook is an arithmetic progression (RTN's 0..2^b-1,
-any affine grid), bits 2-4, K % 64 == 0, group size a power of two >= 16 or the whole row. Then
-w = cb[c]*s + z = c*(d*s) + (cb0*s + z) is folded into one scale and zero per (row, group), which
-the kernel applies to magic-number-decoded codes in two packed fp16/bf16 ops per two weights.
+any affine grid), bits 2-4, K % 64 == 0, group size a power of two >= 64 or the whole row (so every
+16-k mma step lies in one group). Then w = cb[c]*s + z = c*(d*s) + (cb0*s + z) is folded into one
+scale and zero per (row, group), which the kernel applies after the mma, once per group, to the
+accumulated products of the magic-number-decoded codes (one LOP3 per two weights).
 
 Layout (the kernel's header comment has the why):
 * ``codes`` int32 ``(tiles16, supers, 32 lanes, words)``: rows padded to a multiple of 32, K to a
@@ -48,7 +49,7 @@ class MmaWeight:
 def _group_shift(g: int, K: int) -> Optional[int]:
     if g == K:
         return 31
-    if g >= 16 and g & (g - 1) == 0:
+    if g >= 64 and g & (g - 1) == 0:
         return g.bit_length() - 1
     return None
 
@@ -77,7 +78,8 @@ def mma_support(qw: QuantizedWeight) -> Tuple[bool, str]:
     if K % 64:
         return False, f"in_features ({K}) must be a multiple of 64 for the tensor-core path"
     if _group_shift(qw.group_size, K) is None:
-        return False, f"group_size {qw.group_size} must be a power of two >= 16 or the whole row"
+        return False, (f"group_size {qw.group_size} must be a power of two >= 64 or the whole row for the "
+                       "tensor-core path (its scales apply per 64-code chunk)")
     if affine_codebook(qw) is None:
         return False, "the codebook is not an arithmetic progression (e.g. NF4): it needs a lookup"
     return True, ""
@@ -168,16 +170,25 @@ def _pair_code(w: torch.Tensor, bits: int, c: int, s: int, j: int) -> torch.Tens
 def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor) -> torch.Tensor:
     """y (M, N) fp32 computed the way the kernel does: per 64-code chunk and step, the A fragment
     of every lane (PTX m16n8k16 layout: register j holds rows g + 8*(j & 1), columns
-    2q + 8*(j >> 1) + {0, 1}) is decoded from the words, the B fragment is filled from the lane's
+    2q + 8*(j >> 1) + {0, 1}) is decoded from the words as magic + f*code (f = 16 for rows g + 8 of
+    fp16 4-bit, whose nibbles the kernel takes unshifted), the B fragment is filled from the lane's
     x loads (x[16q + 4s + {0, 1}] -> columns 2q + {0, 1}; x[16q + 4s + {2, 3}] -> 2q + 8 + {0, 1}),
-    and A @ B is accumulated. Slow; for tests at small shapes."""
+    A @ B and 1 @ B accumulate per group, and each group ends with acc += s/f * G + (z - magic*s/f) * X.
+    Slow; for tests at small shapes."""
     bits, K, N = mw.bits, mw.K, mw.N
     tiles, U = mw.codes.shape[:2]
     w = mw.codes.to(torch.int64) & 0xFFFFFFFF
-    sz = mw.sz.float()
-    xf = x.float() if mw.in_scale is None else (x * mw.in_scale).float()
+    sz = mw.sz.double()
+    half = mw.sz.dtype == torch.float16
+    magic = 1024.0 if half else 128.0
+    f_hi = 16.0 if half and bits == 4 else 1.0
+    xf = (x.float() if mw.in_scale is None else (x * mw.in_scale).float()).double()
     M = x.shape[0]
     y = torch.zeros(M, tiles, 16, dtype=torch.float64)
+    G = torch.zeros_like(y)
+    X = torch.zeros(M, dtype=torch.float64)
+    gmask = (1 << mw.group_shift) - 1 if mw.group_shift < 31 else (1 << 31) - 1
+    row_f = torch.tensor([1.0] * 8 + [f_hi] * 8, dtype=torch.float64)
     for u in range(U):
         for c in range(_CHUNKS[bits]):
             kc = u * super_k(bits) + 64 * c
@@ -188,16 +199,21 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor) -> torch.Tensor:
                 B = torch.zeros(M, 16, dtype=torch.float64)
                 for lane in range(32):
                     g, q = lane // 4, lane % 4
-                    grp = (kc + 16 * q) >> mw.group_shift
-                    scz = sz[:, grp, g]  # (tiles, 4): s_g, s_g+8, z_g, z_g+8
                     for j in range(4):
                         pair = _pair_code(w[:, u, lane], bits, c, s, j)
                         for h in range(2):
                             code = ((pair >> (16 * h)) & 0xFFFF).double()
-                            val = (code * scz[:, j & 1].double() + scz[:, 2 + (j & 1)].double()).to(mw.sz.dtype)
-                            A[:, g + 8 * (j & 1), 2 * q + 8 * (j >> 1) + h] = val.double()
+                            A[:, g + 8 * (j & 1), 2 * q + 8 * (j >> 1) + h] = magic + row_f[g + 8 * (j & 1)] * code
                     base = kc + 16 * q + 4 * s
                     B[:, 2 * q], B[:, 2 * q + 1] = xf[:, base], xf[:, base + 1]
                     B[:, 2 * q + 8], B[:, 2 * q + 9] = xf[:, base + 2], xf[:, base + 3]
-                y += torch.einsum("trf,mf->mtr", A, B)
+                G += torch.einsum("trf,mf->mtr", A, B)
+                X += B.sum(1)
+            if ((kc + 64) & gmask) == 0 or kc + 64 >= K:
+                grp = kc >> mw.group_shift
+                sc = torch.cat([sz[:, grp, :, 0], sz[:, grp, :, 1]], 1) / row_f  # (tiles, 16) s/f
+                zr = torch.cat([sz[:, grp, :, 2], sz[:, grp, :, 3]], 1) - magic * sc
+                y += sc * G + zr * X[:, None, None]
+                G.zero_()
+                X.zero_()
     return y.reshape(M, tiles * 16)[:, :N].float()
