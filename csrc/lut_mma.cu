@@ -86,9 +86,9 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t
 
 // A register `j` (rows g + 8*(j & 1)) of step `s` of chunk `c` as magic + f*code pairs (layout above).
 // fp16 4-bit takes the odd (row g+8) nibbles in place, so f = 16 there: 5 instructions per word.
-template <typename T, int BITS>
+template <typename T, int BITS, bool POST>
 struct Decode {
-    static constexpr bool kHiNibble = BITS == 4 && std::is_same_v<T, __half>;
+    static constexpr bool kHiNibble = POST && BITS == 4 && std::is_same_v<T, __half>;
     static constexpr float kFactorHi = kHiNibble ? 16.f : 1.f;  // f of rows g+8 (rows g: 1)
     static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int s, int j) {
         constexpr uint32_t magic = Pair<T>::kMagic;
@@ -129,17 +129,18 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
 // Ring stages per warp: a super-chunk is 1 KB per warp for 2/4-bit (two tiles), 3 KB for 3-bit.
-template <int BITS> constexpr int kStages = BITS == 3 ? 3 : 4;
+// M <= 8 keeps more in flight: its warps are few and short of work to hide the latency with.
+template <int BITS, int NT> constexpr int kStages = BITS == 3 ? 3 : NT == 1 ? 8 : 4;
 
 // Lane-private ring slots: (warp, stage, tile, vec) -> 32 lanes x 16 bytes, so a lane reads back only
 // what it copied itself (no barrier) and a warp's 16-byte reads cover 512 contiguous bytes.
-template <int BITS>
+template <int BITS, int NT>
 __device__ __forceinline__ uint32_t ring_slot(uint32_t ring, int warp, int stage, int i, int v, int lane) {
     constexpr int V = Layout<BITS>::kWords / 4;
-    return ring + ((((warp * kStages<BITS> + stage) * kMT + i) * V + v) * 32 + lane) * 16;
+    return ring + ((((warp * kStages<BITS, NT> + stage) * kMT + i) * V + v) * 32 + lane) * 16;
 }
 
-template <int BITS>
+template <int BITS, int NT>
 __device__ __forceinline__ void issue_codes(const int32_t* codes, int tile0, int U, int u, int lane, uint32_t ring,
                                             int warp, int stage) {
     constexpr int V = Layout<BITS>::kWords / 4;
@@ -147,11 +148,11 @@ __device__ __forceinline__ void issue_codes(const int32_t* codes, int tile0, int
     for (int i = 0; i < kMT; ++i) {
         const uint4* src = reinterpret_cast<const uint4*>(codes) + ((static_cast<int64_t>(tile0 + i) * U + u) * 32 + lane) * V;
 #pragma unroll
-        for (int v = 0; v < V; ++v) cp_async16(ring_slot<BITS>(ring, warp, stage, i, v, lane), src + v);
+        for (int v = 0; v < V; ++v) cp_async16(ring_slot<BITS, NT>(ring, warp, stage, i, v, lane), src + v);
     }
 }
 
-template <int BITS>
+template <int BITS, int NT>
 __device__ __forceinline__ void read_codes(uint32_t ring, int warp, int stage, int lane,
                                            uint32_t (&w)[kMT][Layout<BITS>::kWords]) {
     constexpr int V = Layout<BITS>::kWords / 4;
@@ -162,7 +163,7 @@ __device__ __forceinline__ void read_codes(uint32_t ring, int warp, int stage, i
             uint32_t r0, r1, r2, r3;
             asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
                          : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                         : "r"(ring_slot<BITS>(ring, warp, stage, i, v, lane)));
+                         : "r"(ring_slot<BITS, NT>(ring, warp, stage, i, v, lane)));
             w[i][4 * v] = r0; w[i][4 * v + 1] = r1; w[i][4 * v + 2] = r2; w[i][4 * v + 3] = r3;
         }
 }
@@ -184,13 +185,19 @@ __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int
     }
 }
 
-// What a chunk needs besides its codes: in_scale and (small M) x, prefetched a chunk ahead.
+// What a chunk needs besides its codes, prefetched a chunk ahead: the scales of both tiles,
+// in_scale and x.
 template <int NT>
 struct ChunkOps {
+    uint2 sz[kMT];
     uint32_t is[8];
     uint32_t x[NT][8];
     template <typename T>
-    __device__ __forceinline__ void load(const MmaArgs& a, const T* xp, int m0, int kc, int g, int q) {
+    __device__ __forceinline__ void load(const MmaArgs& a, const T* xp, const uint2* szp, int m0, int kc, int g,
+                                         int q) {
+        const int grp = kc >> a.group_shift;  // groups of >= 64: one per chunk
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
         if (a.in_scale) {
             const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
             unpack8(is, __ldg(ip), __ldg(ip + 1));
@@ -230,16 +237,20 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const int per_w = (ue - ub + wk_count - 1) / wk_count;
     const int u_begin = min(ue, ub + wk * per_w), u_end = min(ue, u_begin + per_w);
     const T* x = static_cast<const T*>(a.x);
-    using D = Decode<T, BITS>;
+    // M <= 8 (one token tile): scales after the mma, per group (header). Larger M: the mma count
+    // grows with the token tiles while the dequant does not, so the extra mma for sum x and the fold
+    // cost more than they save; there w = (magic + c - magic) * s + z is built before the mma.
+    constexpr bool kPost = NT == 1;
+    using D = Decode<T, BITS, kPost>;
     const int gmask = a.group_shift >= 31 ? 0x7FFFFFFF : (1 << a.group_shift) - 1;
 
-    float acc[kMT][NT][4], gacc[kMT][NT][4], xs[NT][4];
+    float acc[kMT][NT][4], gacc[kPost ? kMT : 1][NT][4], xs[NT][4];
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
         for (int j = 0; j < NT; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = gacc[i][j][e] = 0.f;
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = gacc[kPost ? i : 0][j][e] = 0.f;
 #pragma unroll
     for (int j = 0; j < NT; ++j)
 #pragma unroll
@@ -247,35 +258,50 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 
     // Software pipeline. Codes stream through a per-warp shared-memory ring of S stages filled by
     // cp.async (S - 1 super-chunks in flight per warp, no registers held); the next chunk's
-    // in_scale and x are loaded into ping-pong registers before the current chunk is
-    // computed, and a group's scales when the group starts (they are used at its end). The loop
-    // body is instantiated twice with the ping-pong roles swapped (compile-time indices): a
-    // register copy of a load in flight would stall until it arrived.
-    constexpr int CH = L::kChunks, S = kStages<BITS>;
+    // scales, in_scale and x are loaded into ping-pong registers before the current chunk is
+    // computed. The loop body is instantiated twice with the ping-pong roles swapped
+    // (compile-time indices): a register copy of a load in flight would stall until it arrived.
+    constexpr int CH = L::kChunks, S = kStages<BITS, NT>;
     const uint32_t ring = dev::smem_u32(red);
     const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
-    uint2 sz[kMT];
+    const typename P::T2 magic = P::bits(P::kMagic);
     ChunkOps<NT> ops[2];
     auto body = [&](auto parity, int u, int it) -> bool {
         constexpr int p = decltype(parity)::value;
         const bool more = u + 1 < u_end;
-        if (u + S - 1 < u_end) issue_codes<BITS>(a.codes, tile0, U, u + S - 1, lane, ring, warp, (it + S - 1) % S);
+        if (u + S - 1 < u_end) issue_codes<BITS, NT>(a.codes, tile0, U, u + S - 1, lane, ring, warp, (it + S - 1) % S);
         cp_async_commit();
         cp_async_wait<S - 1>();  // this iteration's stage has landed
         uint32_t cw[kMT][L::kWords];
-        read_codes<BITS>(ring, warp, it % S, lane, cw);
+        read_codes<BITS, NT>(ring, warp, it % S, lane, cw);
 #pragma unroll
         for (int c = 0; c < CH; ++c) {
             const int oi = (p * CH + c) & 1;  // compile-time after unrolling
             const int kc = u * L::kSuper + c * 64;
             if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
-            if ((kc & gmask) == 0 || (c == 0 && u == u_begin)) {  // a group starts: its scales
-#pragma unroll
-                for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + (kc >> a.group_shift)) * 8);
-            }
             const bool in_super = c + 1 < CH && kc + 64 < a.K;
-            if (in_super || more) ops[oi ^ 1].load(a, x, m0, in_super ? kc + 64 : (u + 1) * L::kSuper, g, q);
+            if (in_super || more) ops[oi ^ 1].load(a, x, szp, m0, in_super ? kc + 64 : (u + 1) * L::kSuper, g, q);
             const ChunkOps<NT>& cur = ops[oi];
+            uint32_t A[kMT][4][4];
+            if constexpr (!kPost) {
+#pragma unroll
+                for (int i = 0; i < kMT; ++i) {
+                    const typename P::T2 sc[2] = {P::lo(cur.sz[i].x), P::hi(cur.sz[i].x)};
+                    const typename P::T2 zr[2] = {P::lo(cur.sz[i].y), P::hi(cur.sz[i].y)};
+#pragma unroll
+                    for (int st = 0; st < 4; ++st)
+#pragma unroll
+                        for (int j = 0; j < 4; ++j)
+                            A[i][st][j] = u32(__hfma2(__hsub2(P::bits(D::a_reg(cw[i], c, st, j)), magic), sc[j & 1], zr[j & 1]));
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < kMT; ++i)
+#pragma unroll
+                    for (int st = 0; st < 4; ++st)
+#pragma unroll
+                        for (int j = 0; j < 4; ++j) A[i][st][j] = D::a_reg(cw[i], c, st, j);
+            }
 #pragma unroll
             for (int jn = 0; jn < NT; ++jn) {
                 if (m0 + jn * 8 >= a.M) continue;  // warp-uniform
@@ -288,20 +314,19 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 #pragma unroll
                 for (int st = 0; st < 4; ++st) {
 #pragma unroll
-                    for (int i = 0; i < kMT; ++i) {
-                        const uint32_t A[4] = {D::a_reg(cw[i], c, st, 0), D::a_reg(cw[i], c, st, 1),
-                                               D::a_reg(cw[i], c, st, 2), D::a_reg(cw[i], c, st, 3)};
-                        mma16816<T>(gacc[i][jn], A, xb[2 * st], xb[2 * st + 1]);
+                    for (int i = 0; i < kMT; ++i)
+                        mma16816<T>(kPost ? gacc[kPost ? i : 0][jn] : acc[i][jn], A[i][st], xb[2 * st], xb[2 * st + 1]);
+                    if constexpr (kPost) {
+                        const uint32_t ones[4] = {P::kOnes, P::kOnes, P::kOnes, P::kOnes};
+                        mma16816<T>(xs[jn], ones, xb[2 * st], xb[2 * st + 1]);
                     }
-                    const uint32_t ones[4] = {P::kOnes, P::kOnes, P::kOnes, P::kOnes};
-                    mma16816<T>(xs[jn], ones, xb[2 * st], xb[2 * st + 1]);
                 }
             }
             const bool next_here = kc + 64 < a.K && (c + 1 < CH || more);
-            if (((kc + 64) & gmask) == 0 || !next_here) {  // the group ends here: scale into acc
+            if (kPost && (((kc + 64) & gmask) == 0 || !next_here)) {  // the group ends here: scale into acc
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
-                    const float2 sc = P::f2(sz[i].x), zr = P::f2(sz[i].y);
+                    const float2 sc = P::f2(cur.sz[i].x), zr = P::f2(cur.sz[i].y);
                     const float s_lo = sc.x, s_hi = sc.y * (1.f / D::kFactorHi);
                     const float z_lo = zr.x - P::kMagicF * s_lo, z_hi = zr.y - P::kMagicF * s_hi;
 #pragma unroll
@@ -309,8 +334,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 #pragma unroll
                         for (int e = 0; e < 4; ++e) {
                             const float sv = e < 2 ? s_lo : s_hi, zv = e < 2 ? z_lo : z_hi;
-                            acc[i][jn][e] = fmaf(sv, gacc[i][jn][e], fmaf(zv, xs[jn][e], acc[i][jn][e]));
-                            gacc[i][jn][e] = 0.f;
+                            acc[i][jn][e] = fmaf(sv, gacc[kPost ? i : 0][jn][e], fmaf(zv, xs[jn][e], acc[i][jn][e]));
+                            gacc[kPost ? i : 0][jn][e] = 0.f;
                         }
                 }
 #pragma unroll
@@ -325,10 +350,10 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     if (tile0 < tiles && u < u_end) {
 #pragma unroll
         for (int st = 0; st < S - 1; ++st) {
-            if (u + st < u_end) issue_codes<BITS>(a.codes, tile0, U, u + st, lane, ring, warp, st);
+            if (u + st < u_end) issue_codes<BITS, NT>(a.codes, tile0, U, u + st, lane, ring, warp, st);
             cp_async_commit();
         }
-        ops[0].load(a, x, m0, u * L::kSuper, g, q);
+        ops[0].load(a, x, szp, m0, u * L::kSuper, g, q);
         for (int it = 0; body(IntTag<0>{}, u, it) && body(IntTag<1>{}, u + 1, it + 1); it += 2) u += 2;
     }
     cp_async_wait<0>();
@@ -418,7 +443,7 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
 
 size_t smem_bytes(const MmaPlan& p, int bits) {
     const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
-    const int stages = bits == 3 ? kStages<3> : kStages<4>;
+    const int stages = bits == 3 ? kStages<3, 1> : p.nt == 1 ? kStages<4, 1> : kStages<4, 2>;
     const size_t ring = static_cast<size_t>(kWarps) * stages * kMT * (bits * mma_super_k(bits) / 64 / 4) * 32 * 16;
     return std::max(red, ring);
 }
