@@ -129,8 +129,7 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
 // Ring stages per warp: a super-chunk is 1 KB per warp for 2/4-bit (two tiles), 3 KB for 3-bit.
-// M <= 8 keeps more in flight: its warps are few and short of work to hide the latency with.
-template <int BITS, int NT> constexpr int kStages = BITS == 3 ? 3 : NT == 1 ? 8 : 4;
+template <int BITS, int NT> constexpr int kStages = BITS == 3 ? 3 : 4;
 
 // Lane-private ring slots: (warp, stage, tile, vec) -> 32 lanes x 16 bytes, so a lane reads back only
 // what it copied itself (no barrier) and a warp's 16-byte reads cover 512 contiguous bytes.
@@ -185,24 +184,27 @@ __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int
     }
 }
 
-// What a chunk needs besides its codes, prefetched a chunk ahead: the scales of both tiles,
-// in_scale and x.
+// What a chunk needs besides its codes, prefetched a chunk ahead: in_scale, x and, when they apply
+// before the mma (NT > 1), the scales of both tiles.
 template <int NT>
 struct ChunkOps {
+    static constexpr bool kXAhead = NT <= 4;  // NT = 8: x loaded when the chunk starts (registers)
     uint2 sz[kMT];
     uint32_t is[8];
-    uint32_t x[NT][8];
+    uint32_t x[kXAhead ? NT : 1][8];
     template <typename T>
     __device__ __forceinline__ void load(const MmaArgs& a, const T* xp, const uint2* szp, int m0, int kc, int g,
                                          int q) {
-        const int grp = kc >> a.group_shift;  // groups of >= 64: one per chunk
+        if constexpr (NT > 1) {
+            const int grp = kc >> a.group_shift;  // groups of >= 64: one per chunk
 #pragma unroll
-        for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
+            for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
+        }
         if (a.in_scale) {
             const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
             unpack8(is, __ldg(ip), __ldg(ip + 1));
         }
-        load_x<T, NT>(a, xp, m0, kc, g, q, x);
+        if constexpr (kXAhead) load_x<T, NT>(a, xp, m0, kc, g, q, x);
     }
 };
 
@@ -266,6 +268,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
     const typename P::T2 magic = P::bits(P::kMagic);
     ChunkOps<NT> ops[2];
+    uint2 gsz[kMT];  // post-mma scaling: the group's scales, loaded when it starts, used when it ends
     auto body = [&](auto parity, int u, int it) -> bool {
         constexpr int p = decltype(parity)::value;
         const bool more = u + 1 < u_end;
@@ -279,9 +282,17 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             const int oi = (p * CH + c) & 1;  // compile-time after unrolling
             const int kc = u * L::kSuper + c * 64;
             if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
+            if (kPost && ((kc & gmask) == 0 || (c == 0 && u == u_begin))) {
+#pragma unroll
+                for (int i = 0; i < kMT; ++i)
+                    gsz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + (kc >> a.group_shift)) * 8);
+            }
             const bool in_super = c + 1 < CH && kc + 64 < a.K;
             if (in_super || more) ops[oi ^ 1].load(a, x, szp, m0, in_super ? kc + 64 : (u + 1) * L::kSuper, g, q);
             const ChunkOps<NT>& cur = ops[oi];
+            constexpr bool kXAhead = ChunkOps<NT>::kXAhead;
+            uint32_t xl[kXAhead ? 1 : NT][8];
+            if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
             uint32_t A[kMT][4][4];
             if constexpr (!kPost) {
 #pragma unroll
@@ -308,7 +319,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
                 uint32_t xb[8];
 #pragma unroll
                 for (int e = 0; e < 8; ++e) {
-                    xb[e] = cur.x[jn][e];
+                    xb[e] = kXAhead ? cur.x[kXAhead ? jn : 0][e] : xl[kXAhead ? 0 : jn][e];
                     if (a.in_scale) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
                 }
 #pragma unroll
@@ -326,7 +337,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             if (kPost && (((kc + 64) & gmask) == 0 || !next_here)) {  // the group ends here: scale into acc
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
-                    const float2 sc = P::f2(cur.sz[i].x), zr = P::f2(cur.sz[i].y);
+                    const float2 sc = P::f2(gsz[i].x), zr = P::f2(gsz[i].y);
                     const float s_lo = sc.x, s_hi = sc.y * (1.f / D::kFactorHi);
                     const float z_lo = zr.x - P::kMagicF * s_lo, z_hi = zr.y - P::kMagicF * s_hi;
 #pragma unroll
@@ -407,9 +418,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     }
 }
 
-// Token tiles per block: 8 * nt tokens (more M runs more grid.y tiles; nt = 8 would need > 255
-// registers with the per-group accumulators).
-int nt_of(int M) { return M <= 8 ? 1 : M <= 16 ? 2 : 4; }
+// Token tiles per block: 8 * nt tokens (more M runs more grid.y tiles).
+int nt_of(int M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
 
 }  // namespace
 
@@ -428,6 +438,7 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
                 case 1: f(lut_mma_kernel<T, B, 1>); break;
                 case 2: f(lut_mma_kernel<T, B, 2>); break;
                 case 4: f(lut_mma_kernel<T, B, 4>); break;
+                case 8: f(lut_mma_kernel<T, B, 8>); break;
                 default: ok = false;
             }
         };
@@ -443,7 +454,7 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
 
 size_t smem_bytes(const MmaPlan& p, int bits) {
     const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
-    const int stages = bits == 3 ? kStages<3, 1> : p.nt == 1 ? kStages<4, 1> : kStages<4, 2>;
+    const int stages = bits == 3 ? kStages<3, 1> : kStages<4, 1>;
     const size_t ring = static_cast<size_t>(kWarps) * stages * kMT * (bits * mma_super_k(bits) / 64 / 4) * 32 * 16;
     return std::max(red, ring);
 }
