@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "dispatch.cuh"
 #include "lut_device.cuh"
@@ -184,8 +185,8 @@ __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int
     }
 }
 
-// What a chunk needs besides its codes, prefetched a chunk ahead: in_scale, x and, when they apply
-// before the mma (NT > 1), the scales of both tiles.
+// What a chunk needs besides its codes, prefetched R - 1 chunks ahead into registers: the scales
+// of both tiles, in_scale and x.
 template <int NT>
 struct ChunkOps {
     static constexpr bool kXAhead = NT <= 4;  // NT = 8: x loaded when the chunk starts (registers)
@@ -195,11 +196,9 @@ struct ChunkOps {
     template <typename T>
     __device__ __forceinline__ void load(const MmaArgs& a, const T* xp, const uint2* szp, int m0, int kc, int g,
                                          int q) {
-        if constexpr (NT > 1) {
-            const int grp = kc >> a.group_shift;  // groups of >= 64: one per chunk
+        const int grp = kc >> a.group_shift;  // groups of >= 64: one per chunk
 #pragma unroll
-            for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
-        }
+        for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
         if (a.in_scale) {
             const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
             unpack8(is, __ldg(ip), __ldg(ip + 1));
@@ -259,18 +258,20 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         for (int e = 0; e < 4; ++e) xs[j][e] = 0.f;
 
     // Software pipeline. Codes stream through a per-warp shared-memory ring of S stages filled by
-    // cp.async (S - 1 super-chunks in flight per warp, no registers held); the next chunk's
-    // scales, in_scale and x are loaded into ping-pong registers before the current chunk is
-    // computed. The loop body is instantiated twice with the ping-pong roles swapped
-    // (compile-time indices): a register copy of a load in flight would stall until it arrived.
+    // cp.async (S - 1 super-chunks in flight per warp, no registers held); a chunk's scales,
+    // in_scale and x are loaded into a ring of R register sets R - 1 chunks before it is computed
+    // (M <= 8: R = 4, since its chunks are short and an L2 round trip is not). The loop body is
+    // instantiated V times so that every register-set index is a compile-time constant: a
+    // register copy of a load in flight would stall until it arrived.
     constexpr int CH = L::kChunks, S = kStages<BITS, NT>;
+    constexpr int R = NT == 1 ? 4 : 2, V = R / (CH < R ? CH : R);  // CH and R are powers of two
+    const int kend = min(a.K, u_end * L::kSuper);
     const uint32_t ring = dev::smem_u32(red);
     const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
     const typename P::T2 magic = P::bits(P::kMagic);
-    ChunkOps<NT> ops[2];
-    uint2 gsz[kMT];  // post-mma scaling: the group's scales, loaded when it starts, used when it ends
-    auto body = [&](auto parity, int u, int it) -> bool {
-        constexpr int p = decltype(parity)::value;
+    ChunkOps<NT> ops[R];
+    auto body = [&](auto variant, int u, int it) -> bool {
+        constexpr int p = decltype(variant)::value;
         const bool more = u + 1 < u_end;
         if (u + S - 1 < u_end) issue_codes<BITS, NT>(a.codes, tile0, U, u + S - 1, lane, ring, warp, (it + S - 1) % S);
         cp_async_commit();
@@ -279,16 +280,10 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         read_codes<BITS, NT>(ring, warp, it % S, lane, cw);
 #pragma unroll
         for (int c = 0; c < CH; ++c) {
-            const int oi = (p * CH + c) & 1;  // compile-time after unrolling
+            const int oi = (p * CH + c) % R;  // compile-time after unrolling
             const int kc = u * L::kSuper + c * 64;
             if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
-            if (kPost && ((kc & gmask) == 0 || (c == 0 && u == u_begin))) {
-#pragma unroll
-                for (int i = 0; i < kMT; ++i)
-                    gsz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + (kc >> a.group_shift)) * 8);
-            }
-            const bool in_super = c + 1 < CH && kc + 64 < a.K;
-            if (in_super || more) ops[oi ^ 1].load(a, x, szp, m0, in_super ? kc + 64 : (u + 1) * L::kSuper, g, q);
+            if (kc + (R - 1) * 64 < kend) ops[(oi + R - 1) % R].load(a, x, szp, m0, kc + (R - 1) * 64, g, q);
             const ChunkOps<NT>& cur = ops[oi];
             constexpr bool kXAhead = ChunkOps<NT>::kXAhead;
             uint32_t xl[kXAhead ? 1 : NT][8];
@@ -337,7 +332,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             if (kPost && (((kc + 64) & gmask) == 0 || !next_here)) {  // the group ends here: scale into acc
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
-                    const float2 sc = P::f2(gsz[i].x), zr = P::f2(gsz[i].y);
+                    const float2 sc = P::f2(cur.sz[i].x), zr = P::f2(cur.sz[i].y);
                     const float s_lo = sc.x, s_hi = sc.y * (1.f / D::kFactorHi);
                     const float z_lo = zr.x - P::kMagicF * s_lo, z_hi = zr.y - P::kMagicF * s_hi;
 #pragma unroll
@@ -364,8 +359,12 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             if (u + st < u_end) issue_codes<BITS, NT>(a.codes, tile0, U, u + st, lane, ring, warp, st);
             cp_async_commit();
         }
-        ops[0].load(a, x, szp, m0, u * L::kSuper, g, q);
-        for (int it = 0; body(IntTag<0>{}, u, it) && body(IntTag<1>{}, u + 1, it + 1); it += 2) u += 2;
+#pragma unroll
+        for (int r = 0; r < R - 1; ++r)
+            if (u * L::kSuper + r * 64 < kend) ops[r].load(a, x, szp, m0, u * L::kSuper + r * 64, g, q);
+        [&]<int... I>(std::integer_sequence<int, I...>) {
+            for (int it = 0; (body(IntTag<I>{}, u + I, it + I) && ...); it += V) u += V;
+        }(std::make_integer_sequence<int, V>{});
     }
     cp_async_wait<0>();
     __syncthreads();  // the ring is reused for the reduction below
