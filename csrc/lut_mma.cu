@@ -284,7 +284,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             const int kc = u * L::kSuper + c * 64;
             if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
             if (kc + (R - 1) * 64 < kend) ops[(oi + R - 1) % R].load(a, x, szp, m0, kc + (R - 1) * 64, g, q);
-            const ChunkOps<NT>& cur = ops[oi];
+            ChunkOps<NT>& cur = ops[oi];
             constexpr bool kXAhead = ChunkOps<NT>::kXAhead;
             uint32_t xl[kXAhead ? 1 : NT][8];
             if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
@@ -311,11 +311,12 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 #pragma unroll
             for (int jn = 0; jn < NT; ++jn) {
                 if (m0 + jn * 8 >= a.M) continue;  // warp-uniform
-                uint32_t xb[8];
+                // in place: a copy of a loaded register (xb = x; if (in_scale) xb *= is) waits for the
+                // load where it is written, which was ncu's top stall at M = 1
+                uint32_t (&xb)[8] = kXAhead ? cur.x[kXAhead ? jn : 0] : xl[kXAhead ? 0 : jn];
+                if (a.in_scale) {
 #pragma unroll
-                for (int e = 0; e < 8; ++e) {
-                    xb[e] = kXAhead ? cur.x[kXAhead ? jn : 0][e] : xl[kXAhead ? 0 : jn][e];
-                    if (a.in_scale) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
+                    for (int e = 0; e < 8; ++e) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
                 }
 #pragma unroll
                 for (int st = 0; st < 4; ++st) {
