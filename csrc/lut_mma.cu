@@ -130,7 +130,8 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
 // Ring stages per warp: a super-chunk is 1 KB per warp for 2/4-bit (two tiles), 3 KB for 3-bit.
-template <int BITS, int NT> constexpr int kStages = BITS == 3 ? 3 : 4;
+// (2-bit at M <= 8 carries x for two chunks per stage: 3 stages keep the block within 48 KB.)
+template <int BITS, int NT> constexpr int kStages = BITS == 3 || (BITS == 2 && NT == 1) ? 3 : 4;
 
 // Lane-private ring slots: (warp, stage, tile, vec) -> 32 lanes x 16 bytes, so a lane reads back only
 // what it copied itself (no barrier) and a warp's 16-byte reads cover 512 contiguous bytes.
@@ -168,6 +169,41 @@ __device__ __forceinline__ void read_codes(uint32_t ring, int warp, int stage, i
         }
 }
 
+// M <= 8 with 2- or 4-bit codes: x rides in the ring too, so it arrives with the codes. As a register
+// load issued a few chunks ahead it queued behind the code stream and was ncu's top stall.
+template <int BITS, int NT> constexpr bool kXRing = NT == 1 && BITS != 3;
+
+// x slots, after all the code slots: (warp, stage, chunk, half) -> 32 lanes x 16 bytes.
+template <int BITS, int NT>
+__device__ __forceinline__ uint32_t x_slot(uint32_t ring, int warp, int stage, int c, int v, int lane) {
+    constexpr int V = Layout<BITS>::kWords / 4;
+    constexpr uint32_t codes_bytes = kWarps * kStages<BITS, NT> * kMT * V * 32 * 16;
+    return ring + codes_bytes + ((((warp * kStages<BITS, NT> + stage) * Layout<BITS>::kChunks + c) * 2 + v) * 32 + lane) * 16;
+}
+
+template <int BITS, int NT, typename T>
+__device__ __forceinline__ void issue_x(const MmaArgs& a, const T* x, int m0, int u, int lane, uint32_t ring, int warp,
+                                        int stage) {
+    const int tok = min(m0 + (lane >> 2), a.M - 1), q = lane & 3;
+#pragma unroll
+    for (int c = 0; c < Layout<BITS>::kChunks; ++c) {
+        const int kc = u * Layout<BITS>::kSuper + c * 64;
+        if (kc >= a.K) break;
+        const T* src = x + static_cast<int64_t>(tok) * a.K + kc + 16 * q;
+        cp_async16(x_slot<BITS, NT>(ring, warp, stage, c, 0, lane), src);
+        cp_async16(x_slot<BITS, NT>(ring, warp, stage, c, 1, lane), src + 8);
+    }
+}
+
+template <int BITS, int NT>
+__device__ __forceinline__ void read_x(uint32_t ring, int warp, int stage, int c, int lane, uint32_t (&xb)[8]) {
+#pragma unroll
+    for (int v = 0; v < 2; ++v)
+        asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(xb[4 * v]), "=r"(xb[4 * v + 1]), "=r"(xb[4 * v + 2]), "=r"(xb[4 * v + 3])
+                     : "r"(x_slot<BITS, NT>(ring, warp, stage, c, v, lane)));
+}
+
 __device__ __forceinline__ void unpack8(uint32_t (&d)[8], uint4 a, uint4 b) {
     d[0] = a.x; d[1] = a.y; d[2] = a.z; d[3] = a.w; d[4] = b.x; d[5] = b.y; d[6] = b.z; d[7] = b.w;
 }
@@ -187,9 +223,9 @@ __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int
 
 // What a chunk needs besides its codes, prefetched R - 1 chunks ahead into registers: the scales
 // of both tiles, in_scale and x.
-template <int NT>
+template <int NT, bool XAHEAD>
 struct ChunkOps {
-    static constexpr bool kXAhead = NT <= 4;  // NT = 8: x loaded when the chunk starts (registers)
+    static constexpr bool kXAhead = XAHEAD;  // else x comes from the ring or, NT = 8, at chunk start
     uint2 sz[kMT];
     uint32_t is[8];
     uint32_t x[kXAhead ? NT : 1][8];
@@ -269,11 +305,15 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const uint32_t ring = dev::smem_u32(red);
     const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
     const typename P::T2 magic = P::bits(P::kMagic);
-    ChunkOps<NT> ops[R];
+    using Ops = ChunkOps<NT, !kXRing<BITS, NT> && NT <= 4>;
+    Ops ops[R];
     auto body = [&](auto variant, int u, int it) -> bool {
         constexpr int p = decltype(variant)::value;
         const bool more = u + 1 < u_end;
-        if (u + S - 1 < u_end) issue_codes<BITS, NT>(a.codes, tile0, U, u + S - 1, lane, ring, warp, (it + S - 1) % S);
+        if (u + S - 1 < u_end) {
+            issue_codes<BITS, NT>(a.codes, tile0, U, u + S - 1, lane, ring, warp, (it + S - 1) % S);
+            if constexpr (kXRing<BITS, NT>) issue_x<BITS, NT>(a, x, m0, u + S - 1, lane, ring, warp, (it + S - 1) % S);
+        }
         cp_async_commit();
         cp_async_wait<S - 1>();  // this iteration's stage has landed
         uint32_t cw[kMT][L::kWords];
@@ -284,10 +324,11 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             const int kc = u * L::kSuper + c * 64;
             if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
             if (kc + (R - 1) * 64 < kend) ops[(oi + R - 1) % R].load(a, x, szp, m0, kc + (R - 1) * 64, g, q);
-            ChunkOps<NT>& cur = ops[oi];
-            constexpr bool kXAhead = ChunkOps<NT>::kXAhead;
+            Ops& cur = ops[oi];
+            constexpr bool kXAhead = Ops::kXAhead;
             uint32_t xl[kXAhead ? 1 : NT][8];
-            if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
+            if constexpr (kXRing<BITS, NT>) read_x<BITS, NT>(ring, warp, it % S, c, lane, xl[0]);
+            else if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
             uint32_t A[kMT][4][4];
             if constexpr (!kPost) {
 #pragma unroll
@@ -357,7 +398,10 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     if (tile0 < tiles && u < u_end) {
 #pragma unroll
         for (int st = 0; st < S - 1; ++st) {
-            if (u + st < u_end) issue_codes<BITS, NT>(a.codes, tile0, U, u + st, lane, ring, warp, st);
+            if (u + st < u_end) {
+                issue_codes<BITS, NT>(a.codes, tile0, U, u + st, lane, ring, warp, st);
+                if constexpr (kXRing<BITS, NT>) issue_x<BITS, NT>(a, x, m0, u + st, lane, ring, warp, st);
+            }
             cp_async_commit();
         }
 #pragma unroll
@@ -454,8 +498,10 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
 
 size_t smem_bytes(const MmaPlan& p, int bits) {
     const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
-    const int stages = bits == 3 ? kStages<3, 1> : kStages<4, 1>;
-    const size_t ring = static_cast<size_t>(kWarps) * stages * kMT * (bits * mma_super_k(bits) / 64 / 4) * 32 * 16;
+    const int stages = bits == 3 ? kStages<3, 1> : bits == 2 && p.nt == 1 ? kStages<2, 1> : kStages<4, 1>;
+    const int chunks = mma_super_k(bits) / 64;
+    const bool x_ring = p.nt == 1 && bits != 3;  // kXRing
+    const size_t ring = static_cast<size_t>(kWarps) * stages * (kMT * (bits * chunks / 4) + (x_ring ? 2 * chunks : 0)) * 32 * 16;
     return std::max(red, ring);
 }
 
