@@ -125,6 +125,11 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 __device__ __forceinline__ void cp_async16(uint32_t smem, const void* gmem) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem), "l"(gmem));
 }
+// Cached in L1 (.ca): every block reads the same x, which L1 then serves (.cg went to the same
+// few L2 lines from every SM and ran 5x slower).
+__device__ __forceinline__ void cp_async16_l1(uint32_t smem, const void* gmem) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(smem), "l"(gmem));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
@@ -190,8 +195,8 @@ __device__ __forceinline__ void issue_x(const MmaArgs& a, const T* x, int m0, in
         const int kc = u * Layout<BITS>::kSuper + c * 64;
         if (kc >= a.K) break;
         const T* src = x + static_cast<int64_t>(tok) * a.K + kc + 16 * q;
-        cp_async16(x_slot<BITS, NT>(ring, warp, stage, c, 0, lane), src);
-        cp_async16(x_slot<BITS, NT>(ring, warp, stage, c, 1, lane), src + 8);
+        cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, 0, lane), src);
+        cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, 1, lane), src + 8);
     }
 }
 
