@@ -130,6 +130,9 @@ __device__ __forceinline__ void cp_async16(uint32_t smem, const void* gmem) {
 __device__ __forceinline__ void cp_async16_l1(uint32_t smem, const void* gmem) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(smem), "l"(gmem));
 }
+__device__ __forceinline__ void cp_async8(uint32_t smem, const void* gmem) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(smem), "l"(gmem));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
@@ -186,9 +189,18 @@ __device__ __forceinline__ uint32_t x_slot(uint32_t ring, int warp, int stage, i
     return ring + codes_bytes + ((((warp * kStages<BITS, NT> + stage) * Layout<BITS>::kChunks + c) * 2 + v) * 32 + lane) * 16;
 }
 
+// Scale slots, after the x slots: (warp, stage, tile, chunk) -> 32 lanes x 8 bytes.
+template <int BITS, int NT>
+__device__ __forceinline__ uint32_t sz_slot(uint32_t ring, int warp, int stage, int i, int c, int lane) {
+    constexpr int V = Layout<BITS>::kWords / 4, CH = Layout<BITS>::kChunks, S = kStages<BITS, NT>;
+    constexpr uint32_t before = kWarps * S * (kMT * V + 2 * CH) * 32 * 16;
+    return ring + before + ((((warp * S + stage) * kMT + i) * CH + c) * 32 + lane) * 8;
+}
+
+// x and the scales of super-chunk u for this lane, into the ring (kXRing).
 template <int BITS, int NT, typename T>
-__device__ __forceinline__ void issue_x(const MmaArgs& a, const T* x, int m0, int u, int lane, uint32_t ring, int warp,
-                                        int stage) {
+__device__ __forceinline__ void issue_x_sz(const MmaArgs& a, const T* x, const uint2* szp, int m0, int u, int lane,
+                                           uint32_t ring, int warp, int stage) {
     const int tok = min(m0 + (lane >> 2), a.M - 1), q = lane & 3;
 #pragma unroll
     for (int c = 0; c < Layout<BITS>::kChunks; ++c) {
@@ -197,7 +209,18 @@ __device__ __forceinline__ void issue_x(const MmaArgs& a, const T* x, int m0, in
         const T* src = x + static_cast<int64_t>(tok) * a.K + kc + 16 * q;
         cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, 0, lane), src);
         cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, 1, lane), src + 8);
+#pragma unroll
+        for (int i = 0; i < kMT; ++i)
+            cp_async8(sz_slot<BITS, NT>(ring, warp, stage, i, c, lane),
+                      szp + (static_cast<int64_t>(i) * a.groups + (kc >> a.group_shift)) * 8);
     }
+}
+
+template <int BITS, int NT>
+__device__ __forceinline__ uint2 read_sz(uint32_t ring, int warp, int stage, int i, int c, int lane) {
+    uint2 r;
+    asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "r"(sz_slot<BITS, NT>(ring, warp, stage, i, c, lane)));
+    return r;
 }
 
 template <int BITS, int NT>
@@ -228,18 +251,20 @@ __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int
 
 // What a chunk needs besides its codes, prefetched R - 1 chunks ahead into registers: the scales
 // of both tiles, in_scale and x.
-template <int NT, bool XAHEAD>
+template <int NT, bool XAHEAD, bool SZREG>
 struct ChunkOps {
     static constexpr bool kXAhead = XAHEAD;  // else x comes from the ring or, NT = 8, at chunk start
-    uint2 sz[kMT];
+    uint2 sz[SZREG ? kMT : 1];               // else the scales come from the ring
     uint32_t is[8];
     uint32_t x[kXAhead ? NT : 1][8];
     template <typename T>
     __device__ __forceinline__ void load(const MmaArgs& a, const T* xp, const uint2* szp, int m0, int kc, int g,
                                          int q) {
-        const int grp = kc >> a.group_shift;  // groups of >= 64: one per chunk
+        if constexpr (SZREG) {
+            const int grp = kc >> a.group_shift;  // groups of >= 64: one per chunk
 #pragma unroll
-        for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
+            for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
+        }
         if (a.in_scale) {
             const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
             unpack8(is, __ldg(ip), __ldg(ip + 1));
@@ -310,14 +335,14 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const uint32_t ring = dev::smem_u32(red);
     const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
     const typename P::T2 magic = P::bits(P::kMagic);
-    using Ops = ChunkOps<NT, !kXRing<BITS, NT> && NT <= 4>;
+    using Ops = ChunkOps<NT, !kXRing<BITS, NT> && NT <= 4, !kXRing<BITS, NT>>;
     Ops ops[R];
     auto body = [&](auto variant, int u, int it) -> bool {
         constexpr int p = decltype(variant)::value;
         const bool more = u + 1 < u_end;
         if (u + S - 1 < u_end) {
             issue_codes<BITS, NT>(a.codes, tile0, U, u + S - 1, lane, ring, warp, (it + S - 1) % S);
-            if constexpr (kXRing<BITS, NT>) issue_x<BITS, NT>(a, x, m0, u + S - 1, lane, ring, warp, (it + S - 1) % S);
+            if constexpr (kXRing<BITS, NT>) issue_x_sz<BITS, NT>(a, x, szp, m0, u + S - 1, lane, ring, warp, (it + S - 1) % S);
         }
         cp_async_commit();
         cp_async_wait<S - 1>();  // this iteration's stage has landed
@@ -379,7 +404,10 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             if (kPost && (((kc + 64) & gmask) == 0 || !next_here)) {  // the group ends here: scale into acc
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
-                    const float2 sc = P::f2(cur.sz[i].x), zr = P::f2(cur.sz[i].y);
+                    uint2 szv;
+                    if constexpr (kXRing<BITS, NT>) szv = read_sz<BITS, NT>(ring, warp, it % S, i, c, lane);
+                    else szv = cur.sz[i];
+                    const float2 sc = P::f2(szv.x), zr = P::f2(szv.y);
                     const float s_lo = sc.x, s_hi = sc.y * (1.f / D::kFactorHi);
                     const float z_lo = zr.x - P::kMagicF * s_lo, z_hi = zr.y - P::kMagicF * s_hi;
 #pragma unroll
@@ -405,7 +433,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         for (int st = 0; st < S - 1; ++st) {
             if (u + st < u_end) {
                 issue_codes<BITS, NT>(a.codes, tile0, U, u + st, lane, ring, warp, st);
-                if constexpr (kXRing<BITS, NT>) issue_x<BITS, NT>(a, x, m0, u + st, lane, ring, warp, st);
+                if constexpr (kXRing<BITS, NT>) issue_x_sz<BITS, NT>(a, x, szp, m0, u + st, lane, ring, warp, st);
             }
             cp_async_commit();
         }
@@ -445,7 +473,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     }
     if (ksplit == 1) return;
 
-    __shared__ int last;
+    int& last = *reinterpret_cast<int*>(red + wk_count * rows * tp);  // past the reduction tile (smem_bytes)
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -506,8 +534,9 @@ size_t smem_bytes(const MmaPlan& p, int bits) {
     const int stages = bits == 3 ? kStages<3, 1> : bits == 2 && p.nt == 1 ? kStages<2, 1> : kStages<4, 1>;
     const int chunks = mma_super_k(bits) / 64;
     const bool x_ring = p.nt == 1 && bits != 3;  // kXRing
-    const size_t ring = static_cast<size_t>(kWarps) * stages * (kMT * (bits * chunks / 4) + (x_ring ? 2 * chunks : 0)) * 32 * 16;
-    return std::max(red, ring);
+    const size_t ring = static_cast<size_t>(kWarps) * stages *
+                        ((kMT * (bits * chunks / 4) + (x_ring ? 2 * chunks : 0)) * 32 * 16 + (x_ring ? kMT * chunks * 32 * 8 : 0));
+    return std::max(red + sizeof(int), ring);  // the last-block flag sits past the reduction tile
 }
 
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
