@@ -2,7 +2,10 @@
 (K, N, bits, method, M), the fastest of our backends. ``lut_matmul(backend=None)`` reads it to pick
 a backend by measurement rather than by a fixed priority.
 
-    python benchmarks/make_dispatch_table.py benchmarks/results/kernels_*.json
+    python benchmarks/make_dispatch_table.py OLDER.json ... NEWER.json
+
+Files are read in order and a later file's time for a (shape, bits, method, M, backend) replaces an
+earlier one: a kernel that changed is judged by its latest measurement, not its best ever.
 """
 import json
 import os
@@ -14,7 +17,7 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "quantdllm_kernels", "measur
 
 
 def main(paths):
-    best = {}  # (K, N, bits, method, M) -> (us, backend)
+    latest = {}  # (K, N, bits, method, M) -> {backend: us}, later files replacing earlier ones
     devices = set()
     for p in paths:
         res = json.load(open(p))
@@ -26,8 +29,8 @@ def main(paths):
             if variant:
                 continue
             key = (r["shape"][0], r["shape"][1], bits, method, r["M"])
-            if key not in best or r["us"] < best[key][0]:
-                best[key] = (r["us"], backend)
+            latest.setdefault(key, {})[backend] = r["us"]
+    best = {key: min((us, b) for b, us in by_backend.items()) for key, by_backend in latest.items()}
     rows = [{"K": k[0], "N": k[1], "bits": k[2], "method": k[3], "M": k[4], "backend": b, "us": round(us, 2)}
             for k, (us, b) in sorted(best.items())]
     with open(OUT, "w") as fh:
