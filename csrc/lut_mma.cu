@@ -17,7 +17,8 @@
 //    weights. 3-bit codes are a 2-bit plane plus a 1-bit plane.
 //  * Scales: per (tile, group, row8) the four values (s_r, s_r+8, z_r, z_r+8) in 8 bytes.
 //
-// Scaling after the mma (groups of >= 64 codes, so each 16-k mma step lies in one group): the mma
+// Scaling after the mma (M <= 8; groups of >= 64 codes, so each 16-k mma step lies in one group;
+// larger M dequantizes before the mma, see kPost in the kernel): the mma
 // multiplies the raw A = magic + f*c (f = 16 for the high nibble of fp16 4-bit codes, taken without
 // a shift; else 1) into a per-group accumulator G = sum (magic + f*c) x, and one more mma with
 // A = 1 gives X = sum x. At the group's end, per row, acc += (s/f) * G + (z - magic * s/f) * X:
@@ -326,7 +327,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     // Software pipeline. Codes stream through a per-warp shared-memory ring of S stages filled by
     // cp.async (S - 1 super-chunks in flight per warp, no registers held); a chunk's scales,
     // in_scale and x are loaded into a ring of R register sets R - 1 chunks before it is computed
-    // (M <= 8: R = 4, since its chunks are short and an L2 round trip is not). The loop body is
+    // (M <= 8: R = 4, since its chunks are short and an L2 round trip is not; with 2/4-bit codes x
+    // and the scales ride in the cp.async ring instead, see kXRing). The loop body is
     // instantiated V times so that every register-set index is a compile-time constant: a
     // register copy of a load in flight would stall until it arrived.
     constexpr int CH = L::kChunks, S = kStages<BITS, NT>;
