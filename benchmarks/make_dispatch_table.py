@@ -16,7 +16,7 @@ from bench_kernels import parse_series
 OUT = os.path.join(os.path.dirname(__file__), "..", "quantdllm_kernels", "measured_dispatch.json")
 
 
-def main(paths):
+def main(paths, out=OUT):
     latest = {}  # (K, N, bits, method, M) -> {backend: us}, later files replacing earlier ones
     devices = set()
     for p in paths:
@@ -33,10 +33,10 @@ def main(paths):
     best = {key: min((us, b) for b, us in by_backend.items()) for key, by_backend in latest.items()}
     rows = [{"K": k[0], "N": k[1], "bits": k[2], "method": k[3], "M": k[4], "backend": b, "us": round(us, 2)}
             for k, (us, b) in sorted(best.items())]
-    with open(OUT, "w") as fh:
+    with open(out, "w") as fh:
         json.dump({"devices": sorted(devices), "sources": [os.path.basename(p) for p in paths], "rows": rows}, fh,
                   indent=0)
-    print(f"{len(rows)} entries -> {os.path.normpath(OUT)}")
+    print(f"{len(rows)} entries -> {os.path.normpath(out)}")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -45,3 +47,24 @@ def test_mixed_weights_use_the_measured_choice(gen):
     x = torch.randn(32, qw.in_features, device="cuda", dtype=torch.float16)
     want = measured_choice(tuple(runnable), qw.out_features, qw.in_features, 2, qw.segments[0].lut_kind, 32)
     assert select_backend(qw, x).name == want
+
+
+def test_dispatch_table_takes_each_backends_latest_measurement(tmp_path, monkeypatch):
+    # a kernel that got slower must lose the slot it won with an older version
+    import json
+    import sys
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    sys.modules.pop("make_dispatch_table", None)
+    import make_dispatch_table
+
+    def result(path, rows):
+        rows = [{"series": s, "shape": [4096, 12288], "M": 64, "us": us} for s, us in rows]
+        path.write_text(json.dumps({"device": "gpu", "rows": rows}))
+        return str(path)
+
+    old = result(tmp_path / "old.json", [("cuda-w4-rtn", 60.0), ("triton-w4-rtn", 90.0)])
+    new = result(tmp_path / "new.json", [("cuda-w4-rtn", 95.0), ("fp16-cublas", 50.0)])
+    out = tmp_path / "table.json"
+    make_dispatch_table.main([old, new], out=str(out))
+    (row,) = json.loads(out.read_text())["rows"]
+    assert (row["backend"], row["us"]) == ("triton", 90.0)
