@@ -30,7 +30,6 @@
 // of a tile to arrive (a per-tile semaphore, reset by that block) sums them in a fixed order --
 // deterministic, one launch, no memset, graph-capturable.
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -542,29 +541,6 @@ size_t smem_bytes(const MmaPlan& p, int bits) {
     return std::max(red + sizeof(int), ring);  // the last-block flag sits past the reduction tile
 }
 
-// Resident blocks per SM of the instantiation a plan launches, asked of the runtime once per
-// (device, dtype, bits, token tile) and cached: the query costs microseconds, every launch plans.
-static int resident_blocks(DType dt, int bits, const MmaPlan& p) {
-    constexpr int kDevices = 64;
-    static std::atomic<int> cache[kDevices][2][3][4];  // per_sm + 1; 0 = not asked yet
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) dev = kDevices;
-    const int ti = p.nt == 1 ? 0 : p.nt == 2 ? 1 : p.nt == 4 ? 2 : 3;
-    const bool cacheable = dev >= 0 && dev < kDevices && (dt == DType::F16 || dt == DType::BF16) && bits >= 2 && bits <= 4;
-    std::atomic<int>* slot = cacheable ? &cache[dev][static_cast<int>(dt)][bits - 2][ti] : nullptr;
-    if (slot) {
-        const int v = slot->load(std::memory_order_relaxed);
-        if (v > 0) return v - 1;
-    }
-    int per_sm = 0;
-    with_kernel(dt, bits, p.nt, [&](auto kernel) {
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
-            per_sm = 0;
-    });
-    if (slot && per_sm > 0) slot->store(per_sm + 1, std::memory_order_relaxed);
-    return per_sm;
-}
-
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     MmaPlan p;
     p.nt = nt_of(M);
@@ -578,7 +554,11 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     // Split K so the grid fills the resident slots in one wave (a second, partial wave would
     // double the time of the SMs that run it), each warp keeping >= 2 super-chunks, and the fp32
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
-    const int per_sm = resident_blocks(dt, bits, p);
+    int per_sm = 0;
+    with_kernel(dt, bits, p.nt, [&](auto kernel) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
+            per_sm = 0;
+    });
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
     long long ks = std::max<long long>(1, slots / blocks);
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
