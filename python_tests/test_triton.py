@@ -188,10 +188,98 @@ def test_timestep_bias_fused(cfg, M, per_row, gen):
     assert rel_error(y2, ref) <= tol(torch.float16, 128)
 
 
-def test_timestep_lut_sets_not_on_triton(gen):
-    from quantdllm_kernels import BackendUnavailableError, TimestepTables
-    qw = random_qweight(16, 64, bits=2, lut_kind="table", group_size=32, generator=gen)
-    tt = TimestepTables(torch.tensor([0.5]), luts={"table": torch.stack([qw.table, qw.table])})
-    x = torch.randn(2, 64, generator=gen).half().to(DEV)
-    with pytest.raises(BackendUnavailableError, match="LUT sets"):
-        lut_matmul(x, qw.with_timestep_tables(tt).to(DEV), timestep=0.2, backend="triton")
+_TS_CFGS = [
+    None,                                                                              # default path for M
+    dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),   # GEMM, split-K
+    dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1),    # dequant + mm
+]
+
+
+@pytest.mark.parametrize("fmt", range(len(FORMATS)))
+@pytest.mark.parametrize("fields", ["all", "first"])
+@pytest.mark.parametrize("cfg", range(len(_TS_CFGS)))
+def test_timestep_lut_sets_fused(fmt, fields, cfg, gen):
+    """Per-bucket LUT sets in the Triton kernels: a scalar t (one set for the launch) and per-row t
+    whose rows span four buckets inside one tile (the GEMM takes them bucket by bucket; the dequant
+    path hands them to the GEMM), every LUT kind, every slot stacked or shared; vs the reference."""
+    from quantdllm_kernels import TimestepTables
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.reference import lut_matmul_reference
+    from quantdllm_kernels.testing import random_lut_sets
+    from quantdllm_kernels.triton.ops import triton_lut_matmul
+    kind, extra = FORMATS[fmt]
+    N, K, T = 40, 128, 4
+    qw = random_qweight(N, K, bits=[2, 3, 4][fmt % 3], lut_kind=kind, group_size=32, in_scale=fmt == 1,
+                        generator=gen, **extra)
+    if fmt == 0:
+        qw = _affine_codebook(qw)   # bucket codebooks scaled away from 0..E-1: the affine mode is left
+    names = None if fields == "all" else [{"scaled": "scale", "table": "table", "binary": "mu"}[kind]]
+    tt = TimestepTables(torch.tensor([0.25, 0.5, 0.75]), bias=torch.randn(T, N, generator=gen).half() if fmt % 2 else None,
+                        luts=random_lut_sets(qw, T, names, generator=gen))
+    qw = qw.with_timestep_tables(tt).to(DEV)
+    bias = torch.randn(N, generator=gen).half().to(DEV)
+    for M in (1, 7):
+        x = torch.randn(M, K, generator=gen).half().to(DEV)
+        c = _TS_CFGS[cfg]
+        if c is not None and M == 1 and not c.get("DEQUANT"):
+            c = dict(BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1)   # the GEMV's split-K
+        for t in (torch.tensor([0.6]), torch.tensor([0.0, 0.25, 0.5, 0.74, 0.75, 0.99, 1.0])[:M]):
+            ts = (t.float().to(DEV), tt.boundaries.to(DEV), tt.bias.to(DEV) if tt.bias is not None else None)
+            y = triton_lut_matmul(x, pack_for(qw), bias, torch.float16, config=c, ts=ts)
+            ref = lut_matmul_reference(x.float(), qw, bias.float(), timestep=t.to(DEV) if t.numel() > 1 else float(t[0]))
+            assert rel_error(y, ref) <= tol(torch.float16, K), (M, t)
+        # without a timestep the weight's own LUTs serve
+        assert rel_error(triton_lut_matmul(x, pack_for(qw), None, torch.float16, config=c),
+                         lut_matmul_reference(x.float(), qw)) <= tol(torch.float16, K)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_timestep_lut_sets_public_entry_and_mixed(dtype, gen):
+    """lut_matmul(..., backend="triton") with LUT sets, plain and inside a mixed-precision layer."""
+    from quantdllm_kernels import MixedQuantizedWeight, TimestepTables
+    from quantdllm_kernels.reference import lut_matmul_reference
+    from quantdllm_kernels.testing import random_lut_sets
+    bounds = torch.tensor([0.3, 0.7])
+    qw = random_qweight(24, 64, bits=2, lut_kind="table", group_size=32, lut_dtype=dtype, generator=gen)
+    qw = qw.with_timestep_tables(TimestepTables(bounds, luts=random_lut_sets(qw, 3, generator=gen))).to(DEV)
+    mq = random_mixed_qweight(24, widths=((2, 64), (3, 32)), lut_dtype=dtype, generator=gen)
+    s0 = mq.segments[0]
+    s0 = s0.with_timestep_tables(TimestepTables(bounds, bias=torch.randn(3, 24, generator=gen).to(dtype),
+                                                luts=random_lut_sets(s0, 3, generator=gen)))
+    mq = MixedQuantizedWeight(mq.perm, [s0, mq.segments[1]]).to(DEV)
+    for w in (qw, mq):
+        x = torch.randn(2, 5, w.in_features, generator=gen).to(dtype).to(DEV)
+        for t in (0.5, torch.tensor([0.1, 0.9]).to(DEV), torch.rand(2, 5, generator=gen).to(DEV)):
+            y = lut_matmul(x, w, timestep=t, backend="triton")
+            assert rel_error(y, lut_matmul_reference(x.float(), w, timestep=t)) <= tol(dtype, w.in_features)
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M", [1, 4, 96])
+def test_gpu_graph_replay_follows_timestep_with_lut_sets(M, gen):
+    """CUDA graph captured once, replayed with new x and t (scalar and per row): the Triton kernels
+    read t and pick buckets on the device, so the outputs follow t with no re-capture."""
+    from quantdllm_kernels import TimestepTables
+    from quantdllm_kernels.reference import lut_matmul_reference
+    from quantdllm_kernels.testing import random_lut_sets
+    K, N, T = 1024, 512, 5
+    qw = random_qweight(N, K, bits=4, lut_kind="scaled", group_size=128, generator=gen)
+    tt = TimestepTables(torch.tensor([0.1, 0.3, 0.6, 0.9]), bias=torch.randn(T, N, generator=gen).half(),
+                        luts=random_lut_sets(qw, T, generator=gen))
+    lin = QuantLinear(qw.with_timestep_tables(tt).to("cuda"), backend="triton")
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    t_rows, t_one = torch.zeros(M, device="cuda"), torch.zeros((), device="cuda")
+    for _ in range(2):   # tune and compile outside the capture
+        lin(x, timestep=t_rows), lin(x, timestep=t_one)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        y_rows = lin(x, timestep=t_rows)
+        y_one = lin(x, timestep=t_one)
+    for _ in range(3):
+        x.copy_(torch.randn(M, K, generator=gen).half())
+        t_rows.copy_(torch.rand(M, generator=gen))
+        t_one.fill_(float(torch.rand(1, generator=gen)))
+        g.replay()
+        torch.cuda.synchronize()
+        assert rel_error(y_rows, lut_matmul_reference(x.double(), lin.qweight, timestep=t_rows)) <= tol(torch.float16, K)
+        assert rel_error(y_one, lut_matmul_reference(x.double(), lin.qweight, timestep=t_one)) <= tol(torch.float16, K)

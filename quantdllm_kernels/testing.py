@@ -9,7 +9,7 @@ import torch
 from .format import MixedQuantizedWeight, QuantizedWeight
 from .packing import pack_codes
 
-__all__ = ["random_qweight", "random_mixed_qweight", "matmul_tolerance", "kernel_tolerance", "exact_matmul",
+__all__ = ["random_qweight", "random_mixed_qweight", "random_lut_sets", "matmul_tolerance", "kernel_tolerance", "exact_matmul",
            "rel_error", "KERNEL_TEST_FORMATS"]
 
 # (lut_kind, extra random_qweight args) every kernel backend is tested on: affine-style scaled,
@@ -47,6 +47,23 @@ def random_qweight(N: int, K: int, *, bits: int = 4, lut_kind: str = "scaled", g
     ins = rnd(K, lo=0.5, hi=2.0).to(device=device, dtype=lut_dtype) if in_scale else None
     return QuantizedWeight(bits=bits, group_size=g, in_features=K, codes=pack_codes(codes, bits).to(device),
                            lut_kind=lut_kind, in_scale=ins, **f)
+
+
+_LUT_FIELDS_OF_KIND = {"scaled": ("scale", "zero", "codebook"), "table": ("table",), "binary": ("alpha", "mu")}
+
+
+def random_lut_sets(qw: QuantizedWeight, T: int, fields=None, generator: Optional[torch.Generator] = None):
+    """Per-bucket LUT sets for ``TimestepTables(luts=...)``: each of ``fields`` (default: every LUT
+    field of the weight's kind) as T perturbed copies (bucket b scaled by 1 + 0.25 b, plus noise),
+    different enough that a kernel using the wrong bucket fails a tolerance check."""
+    names = fields or [f for f in _LUT_FIELDS_OF_KIND[qw.lut_kind] if getattr(qw, f) is not None]
+    out = {}
+    for name in names:
+        base = getattr(qw, name).float().cpu()
+        noise = torch.rand((T,) + tuple(base.shape), generator=generator) * 0.1 - 0.05
+        out[name] = torch.stack([base * (1 + 0.25 * b) for b in range(T)]).add_(noise * base.abs().mean()) \
+            .to(device=qw.device, dtype=getattr(qw, name).dtype)
+    return out
 
 
 def random_mixed_qweight(N: int, widths=((1, 64), (2, 128), (3, 64)), *, lut_kind="binary", group_size=32,

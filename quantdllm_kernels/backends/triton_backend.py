@@ -4,6 +4,8 @@ Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (only when
 name: the interpreter is for correctness tests, not speed). fp16/bf16 activations; fp32
 activations go to another backend. Each weight is repacked once (``pack_for("triton")``) and
 cached against its tensors (a changed tensor, in place or replaced, triggers a repack).
+Timestep tables are fused: bias rows in the epilogue, per-bucket LUT sets by pointer offset, with
+rows of different buckets in one launch taken bucket by bucket inside the GEMM kernel.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import os
 import torch
 
 from ..dispatch import Backend, register_backend
-from ..format import MixedQuantizedWeight, QuantizedWeight
+from ..format import QuantizedWeight
 from ..reference import timesteps_on_device
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -62,10 +64,6 @@ class TritonBackend(Backend):
             return False, f"activations must be float16 or bfloat16, got {x.dtype}"
         if not x.is_cuda and not _INTERPRET:
             return False, f"x is on {x.device}; the Triton backend runs CUDA tensors"
-        segs = qw.segments if isinstance(qw, MixedQuantizedWeight) else [qw]
-        for s in segs:
-            if s.timestep is not None and s.timestep.luts:
-                return False, "per-bucket LUT sets are not fused into the Triton kernels (bias tables are)"
         if x.device != qw.device:
             return False, f"x is on {x.device} but the weight is on {qw.device}"
         N, K = qw.shape
@@ -80,8 +78,9 @@ class TritonBackend(Backend):
     def run_rows(self, x2, qw, bias, timestep, lead, out_dtype):
         ts = None
         if qw.timestep is not None and timestep is not None:
+            tb = qw.timestep.bias
             ts = (timesteps_on_device(timestep, lead, x2.device),
-                  qw.timestep.boundaries.to(torch.float32).contiguous(), qw.timestep.bias.contiguous())
+                  qw.timestep.boundaries.to(torch.float32).contiguous(), tb.contiguous() if tb is not None else None)
         return triton_lut_matmul(x2, pack_for(qw), bias, out_dtype, ts=ts)
 
 

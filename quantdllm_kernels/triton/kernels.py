@@ -9,8 +9,11 @@
   picks it only where it measures faster).
 
 A K tile never spans two groups: BLOCK_K divides group_size (or the weight has one group).
-Split-K programs ``atomic_add`` fp32 partial sums into a zeroed fp32 buffer; the wrapper adds
-the bias and casts. With SPLIT_K == 1 the bias is added and the output stored in the epilogue.
+Split-K programs ``atomic_add`` fp32 partial sums into a zeroed fp32 buffer (the first K slice
+adds the bias) and the wrapper casts; with SPLIT_K == 1 the epilogue adds the bias and stores.
+
+Timestep tables: each row's bucket is counted from its t against the boundaries in the kernel;
+bias rows join the epilogue, and a per-bucket LUT set is a pointer offset of the LUT slots.
 """
 import triton
 import triton.language as tl
@@ -68,9 +71,10 @@ def _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask
 
 
 @triton.jit
-def _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE: tl.constexpr):
+def _load_x(x_ptr, ins_ptr, offs_m, rows, offs_k, K, stride_xm, HAS_IN_SCALE: tl.constexpr):
+    """x tile of rows offs_m (``rows``: which of them to read; the rest are 0) and inputs offs_k."""
     x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :],
-                mask=(offs_m[:, None] < M) & (offs_k[None, :] < K), other=0.0)
+                mask=rows[:, None] & (offs_k[None, :] < K), other=0.0)
     if HAS_IN_SCALE:
         s = tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)
         x = (x.to(tl.float32) * s[None, :]).to(x.dtype)
@@ -78,9 +82,9 @@ def _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE: tl.co
 
 
 @triton.jit
-def _ts_rows(t_ptr, bounds_ptr, tb_ptr, offs_m, offs_n, M, N, NB, TS_PER_ROW: tl.constexpr):
-    """(BLOCK_M, BLOCK_N) fp32 timestep-bias rows: bucket = number of boundaries <= t (searchsorted
-    right), computed from t on the device."""
+def _buckets(t_ptr, bounds_ptr, offs_m, M, NB, TS_PER_ROW: tl.constexpr):
+    """Timestep bucket of each row: the number of boundaries <= t (searchsorted right), computed
+    from t on the device (one t for every row unless TS_PER_ROW)."""
     if TS_PER_ROW:
         t = tl.load(t_ptr + offs_m, mask=offs_m < M, other=0.0)
     else:
@@ -88,8 +92,22 @@ def _ts_rows(t_ptr, bounds_ptr, tb_ptr, offs_m, offs_n, M, N, NB, TS_PER_ROW: tl
     bucket = tl.zeros_like(offs_m)
     for i in range(NB):
         bucket += (t >= tl.load(bounds_ptr + i)).to(bucket.dtype)
+    return bucket
+
+
+@triton.jit
+def _ts_rows(t_ptr, bounds_ptr, tb_ptr, offs_m, offs_n, M, N, NB, TS_PER_ROW: tl.constexpr):
+    """(BLOCK_M, BLOCK_N) fp32 timestep-bias rows of each row's bucket."""
+    bucket = _buckets(t_ptr, bounds_ptr, offs_m, M, NB, TS_PER_ROW)
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     return tl.load(tb_ptr + bucket[:, None] * N + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _bucket_slots(scale_ptr, zero_ptr, lut_ptr, bucket, SB_SCALE, SB_ZERO, SB_LUT):
+    """The scale / zero / lut slot pointers of one timestep bucket's LUT set (stride 0: shared)."""
+    b = bucket.to(tl.int64)
+    return scale_ptr + b * SB_SCALE, zero_ptr + b * SB_ZERO, lut_ptr + b * SB_LUT
 
 
 @triton.jit
@@ -126,16 +144,20 @@ def ts_bias_add_kernel(y_ptr, t_ptr, bounds_ptr, tb_ptr, M, N, NB, stride_ym, TS
 
 @triton.jit
 def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr,
-                    ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB,
+                    ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, SB_SCALE, SB_ZERO, SB_LUT,
                     M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE,
                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
                     SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    HAS_TS: tl.constexpr = False, TS_PER_ROW: tl.constexpr = False):
+                    HAS_TS: tl.constexpr = False, TS_PER_ROW: tl.constexpr = False,
+                    HAS_TS_LUTS: tl.constexpr = False):
     """y[0, n] = sum_k x[0, k] W[n, k]: each packed word is loaded once as an (R, BLOCK_N) tile and
     its PER sub-codes are peeled off by shifts, each meeting the strided x values x[r*PER + j]."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
+    if HAS_TS_LUTS:  # one row: its bucket's LUT set for the whole launch
+        b = tl.max(_buckets(ts_t_ptr, ts_bounds_ptr, tl.arange(0, 1), M, NB, TS_PER_ROW), axis=0)
+        scale_ptr, zero_ptr, lut_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
     PER: tl.constexpr = 32 // B0
     R: tl.constexpr = BLOCK_K // PER
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -171,14 +193,37 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
 
 
 @triton.jit
+def _gemm_k_range(acc, x_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, offs_m, rows, offs_n, mask_n,
+                  N, K, Kp, stride_xm, GROUP_SIZE, kt_begin, kt_end, BITS: tl.constexpr, B0: tl.constexpr,
+                  B1: tl.constexpr, LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
+                  BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, DOT_F32: tl.constexpr):
+    """acc += x[rows, k] @ W[k, offs_n] over the K tiles [kt_begin, kt_end) (rows not in ``rows``
+    read x = 0)."""
+    for kt in range(kt_begin, kt_end):
+        k0 = kt * BLOCK_K
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        x = _load_x(x_ptr, ins_ptr, offs_m, rows, offs_k, K, stride_xm, HAS_IN_SCALE)
+        w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
+                          GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
+        if DOT_F32:  # Triton's CPU interpreter computes bf16 dots wrongly: same roundings, fp32 dot
+            acc = tl.dot(x.to(tl.float32), w.to(x.dtype).to(tl.float32), acc)
+        else:
+            acc = tl.dot(x, w.to(x.dtype), acc)
+    return acc
+
+
+@triton.jit
 def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr,
-                    ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB,
+                    ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, SB_SCALE, SB_ZERO, SB_LUT,
                     M, N, K, Kp, stride_xm, stride_ym, GROUP_SIZE,
                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
                     SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                     GROUP_M: tl.constexpr, DOT_F32: tl.constexpr = False, HAS_TS: tl.constexpr = False,
-                    TS_PER_ROW: tl.constexpr = False):
+                    TS_PER_ROW: tl.constexpr = False, HAS_TS_LUTS: tl.constexpr = False):
+    """Per-bucket LUT sets (HAS_TS_LUTS): the tile's rows are taken bucket by bucket, each bucket
+    present among them dequantizing with its own LUT set and meeting only its rows' x. Rows of
+    one sequence share a t, so a tile usually holds one bucket and pays nothing extra."""
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     # grouped ordering: GROUP_M row-tiles share each weight column-tile while it is in L2
@@ -192,30 +237,44 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
+    valid = offs_m < M
     k_tiles = tl.cdiv(Kp, BLOCK_K)
     per_split = tl.cdiv(k_tiles, SPLIT_K)
+    kt_begin = pid_k * per_split
+    kt_end = tl.minimum(k_tiles, (pid_k + 1) * per_split)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
-        k0 = kt * BLOCK_K
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        x = _load_x(x_ptr, ins_ptr, offs_m, offs_k, M, K, stride_xm, HAS_IN_SCALE)
-        w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
-                          GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
-        if DOT_F32:  # Triton's CPU interpreter computes bf16 dots wrongly: same roundings, fp32 dot
-            acc = tl.dot(x.to(tl.float32), w.to(x.dtype).to(tl.float32), acc)
-        else:
-            acc = tl.dot(x, w.to(x.dtype), acc)
+    if HAS_TS_LUTS:
+        rb = _buckets(ts_t_ptr, ts_bounds_ptr, offs_m, M, NB, TS_PER_ROW)
+        b_lo = tl.min(tl.where(valid, rb, NB), axis=0)
+        b_hi = tl.max(tl.where(valid, rb, 0), axis=0)
+        for i in range(0, b_hi - b_lo + 1):
+            b = b_lo + i  # a tensor, not the loop counter (which the interpreter makes a Python int)
+            rows = valid & (rb == b)
+            if tl.sum(rows.to(tl.int32), axis=0) > 0:
+                s_ptr, z_ptr, l_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
+                acc = _gemm_k_range(acc, x_ptr, ins_ptr, p0_ptr, p1_ptr, s_ptr, z_ptr, l_ptr, offs_m, rows,
+                                    offs_n, mask_n, N, K, Kp, stride_xm, GROUP_SIZE, kt_begin, kt_end, BITS, B0,
+                                    B1, LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_K, BLOCK_N, DOT_F32)
+    else:
+        acc = _gemm_k_range(acc, x_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, offs_m, valid,
+                            offs_n, mask_n, N, K, Kp, stride_xm, GROUP_SIZE, kt_begin, kt_end, BITS, B0, B1,
+                            LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_K, BLOCK_N, DOT_F32)
     _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K, pid_k,
               ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS, TS_PER_ROW)
 
 
 @triton.jit
-def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, N, K, Kp, GROUP_SIZE,
+def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr, NB,
+                       SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
                        BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                        HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_K: tl.constexpr):
+                       BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False):
     """W^T (K, N) in wt's dtype, in_scale folded in: for large M, one pass over the codes and then
-    cuBLAS beats a fused kernel whose dequant is repeated for every M tile."""
+    cuBLAS beats a fused kernel whose dequant is repeated for every M tile. HAS_TS_LUTS: the LUT
+    set of t[0]'s bucket (one timestep for the launch; per-row timesteps take the GEMM kernel)."""
+    if HAS_TS_LUTS:
+        b = tl.max(_buckets(ts_t_ptr, ts_bounds_ptr, tl.arange(0, 1), 1, NB, False), axis=0)
+        scale_ptr, zero_ptr, lut_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
     k0 = tl.program_id(0) * BLOCK_K
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N

@@ -94,29 +94,46 @@ def _ts_bias_add_(y, ts):
     return y
 
 
+def _lut_args(tw: TritonWeight, ts):
+    """(scale, zero, lut, bucket strides, HAS_TS_LUTS): the weight's per-bucket LUT sets when it has
+    them and a timestep is given, else its own LUTs."""
+    dummy = tw.plane1
+    if ts is not None and tw.ts_luts is not None:
+        s = tw.ts_luts
+        return s.scale, s.zero if s.zero is not None else dummy, s.lut, s.strides, True
+    return tw.scale, tw.zero if tw.zero is not None else dummy, tw.lut, (0, 0, 0), False
+
+
 def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.Tensor],
             out_dtype: torch.dtype, ts=None) -> torch.Tensor:
-    """``ts``: None or (t (1,) or (M,) fp32, boundaries (T-1,) fp32, bias table (T, N)), contiguous."""
+    """``ts``: None or (t (1,) or (M,) fp32, boundaries (T-1,) fp32, bias table (T, N) or None),
+    contiguous. The weight's per-bucket LUT sets (``tw.ts_luts``) are used whenever ``ts`` is given."""
     M, K = x2.shape
     N = tw.N
+    per_row = ts is not None and ts[0].numel() > 1
+    if cfg.get("DEQUANT") and per_row and tw.ts_luts is not None:
+        # one dequantized W cannot serve rows of different buckets: the fused GEMM takes them
+        cfg = next(c for c in _candidates("gemm", M, tw) if not c.get("DEQUANT"))
+        path = "gemm"
     if cfg.get("DEQUANT"):
-        if ts is not None and ts[0].numel() == 1:   # one timestep: its row joins the GEMM's bias
+        if ts is not None and ts[2] is not None and not per_row:   # one timestep: its row joins the bias
             row = ts[2].index_select(0, torch.searchsorted(ts[1], ts[0], right=True)).reshape(-1)
             bias = row if bias is None else bias.to(row.dtype) + row
-            ts = None
-        y = _dequant_then_cublas(cfg, x2, tw, bias, out_dtype)
-        return y if ts is None else _ts_bias_add_(y, ts)
+        y = _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts)
+        return _ts_bias_add_(y, ts) if per_row and ts[2] is not None else y
     split = cfg["SPLIT_K"]
     y = (torch.zeros if split > 1 else torch.empty)((M, N), device=x2.device,
                                                      dtype=torch.float32 if split > 1 else out_dtype)
     dummy = tw.plane1
+    scale, zero, lut, strides, ts_luts = _lut_args(tw, ts)
+    has_tb = ts is not None and ts[2] is not None
     args = (x2, y, bias if bias is not None else dummy, tw.in_scale if tw.in_scale is not None else dummy,
-            tw.plane0, tw.plane1, tw.scale, tw.zero if tw.zero is not None else dummy, tw.lut,
-            *((ts[0], ts[1], ts[2], ts[1].numel()) if ts is not None else (dummy, dummy, dummy, 0)),
-            M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
+            tw.plane0, tw.plane1, scale, zero, lut,
+            *((ts[0], ts[1], ts[2] if has_tb else dummy, ts[1].numel()) if ts is not None else (dummy, dummy, dummy, 0)),
+            *strides, M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
     flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                  HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
-                 HAS_TS=ts is not None, TS_PER_ROW=ts is not None and ts[0].numel() > 1)
+                 HAS_TS=has_tb, TS_PER_ROW=per_row, HAS_TS_LUTS=ts_luts)
     if path == "gemv":
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split)
         lut_gemv_kernel[grid](*args, **flags, **cfg)
@@ -128,22 +145,27 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
     return y
 
 
-def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = None) -> torch.Tensor:
-    """W^T ``(K, N)`` in ``dtype`` (in_scale folded in), from the Triton layout."""
+def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = None, ts=None) -> torch.Tensor:
+    """W^T ``(K, N)`` in ``dtype`` (in_scale folded in), from the Triton layout; with ``ts`` (as in
+    ``_launch``, one timestep) and per-bucket LUT sets, those of the timestep's bucket."""
     cfg = cfg or dict(BLOCK_N=128, BLOCK_K=min(64, tw.group_size if tw.groups > 1 else 64), num_warps=4)
+    if ts is not None and tw.ts_luts is not None and ts[0].numel() != 1:
+        raise ValueError("dequantize_t takes one timestep: per-row timesteps need the fused GEMM")
     wt = torch.empty((tw.K, tw.N), device=tw.plane0.device, dtype=dtype)
     dummy = tw.plane1
+    scale, zero, lut, strides, ts_luts = _lut_args(tw, ts)
+    t_args = (ts[0], ts[1], ts[1].numel()) if ts is not None else (dummy, dummy, 0)
     grid = (triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(tw.N, cfg["BLOCK_N"]))
-    lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, tw.scale,
-                             tw.zero if tw.zero is not None else dummy, tw.lut, tw.N, tw.K, tw.Kp, tw.group_size,
+    lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, scale,
+                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size,
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
-                             BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"])
+                             BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts)
     return wt
 
 
-def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype):
-    wt = dequantize_t(tw, x2.dtype, cfg)
+def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts=None):
+    wt = dequantize_t(tw, x2.dtype, cfg, ts)
     y = torch.addmm(bias.to(x2.dtype), x2, wt) if bias is not None else torch.mm(x2, wt)
     return y if y.dtype == out_dtype else y.to(out_dtype)
 
