@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from quantdllm_kernels import MixedQuantizedWeight, QuantConfig, QuantLinear, dequantize, lut_matmul, timestep
+from quantdllm_kernels import MixedQuantizedWeight, QuantConfig, dequantize, lut_matmul, timestep
 from quantdllm_kernels.calibrate import (abmp_quantize, allocate_bits, damped_hessian, gptq_quantize,
                                          quantize_layer, weighted_error)
 from quantdllm_kernels.calibrate.timestep_bias import BucketMeans, attach_bias, bias_tables, uniform_boundaries

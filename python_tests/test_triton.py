@@ -259,27 +259,10 @@ def test_gpu_graph_replay_follows_timestep_with_lut_sets(M, gen):
     """CUDA graph captured once, replayed with new x and t (scalar and per row): the Triton kernels
     read t and pick buckets on the device, so the outputs follow t with no re-capture."""
     from quantdllm_kernels import TimestepTables
-    from quantdllm_kernels.reference import lut_matmul_reference
-    from quantdllm_kernels.testing import random_lut_sets
+    from quantdllm_kernels.testing import assert_graph_replay_follows_timestep, random_lut_sets
     K, N, T = 1024, 512, 5
     qw = random_qweight(N, K, bits=4, lut_kind="scaled", group_size=128, generator=gen)
     tt = TimestepTables(torch.tensor([0.1, 0.3, 0.6, 0.9]), bias=torch.randn(T, N, generator=gen).half(),
                         luts=random_lut_sets(qw, T, generator=gen))
-    lin = QuantLinear(qw.with_timestep_tables(tt).to("cuda"), backend="triton")
-    x = torch.randn(M, K, generator=gen).half().cuda()
-    t_rows, t_one = torch.zeros(M, device="cuda"), torch.zeros((), device="cuda")
-    for _ in range(2):   # tune and compile outside the capture
-        lin(x, timestep=t_rows), lin(x, timestep=t_one)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        y_rows = lin(x, timestep=t_rows)
-        y_one = lin(x, timestep=t_one)
-    for _ in range(3):
-        x.copy_(torch.randn(M, K, generator=gen).half())
-        t_rows.copy_(torch.rand(M, generator=gen))
-        t_one.fill_(float(torch.rand(1, generator=gen)))
-        g.replay()
-        torch.cuda.synchronize()
-        assert rel_error(y_rows, lut_matmul_reference(x.double(), lin.qweight, timestep=t_rows)) <= tol(torch.float16, K)
-        assert rel_error(y_one, lut_matmul_reference(x.double(), lin.qweight, timestep=t_one)) <= tol(torch.float16, K)
+    assert_graph_replay_follows_timestep(QuantLinear(qw.with_timestep_tables(tt).to("cuda"), backend="triton"),
+                                         M, gen)

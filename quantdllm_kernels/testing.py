@@ -10,7 +10,7 @@ from .format import MixedQuantizedWeight, QuantizedWeight
 from .packing import pack_codes
 
 __all__ = ["random_qweight", "random_mixed_qweight", "random_lut_sets", "matmul_tolerance", "kernel_tolerance", "exact_matmul",
-           "rel_error", "KERNEL_TEST_FORMATS"]
+           "rel_error", "KERNEL_TEST_FORMATS", "assert_graph_replay_follows_timestep"]
 
 # (lut_kind, extra random_qweight args) every kernel backend is tested on: affine-style scaled,
 # scaled without zero, per-row codebook, table, binary
@@ -112,3 +112,34 @@ def tiny_llama(seed: int = 0, vocab: int = 256, hidden: int = 128, layers: int =
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
     return LlamaForCausalLM(cfg).eval()
+
+
+def assert_graph_replay_follows_timestep(lin, M: int, generator: Optional[torch.Generator] = None,
+                                         replays: int = 3) -> None:
+    """Capture ``lin`` (a CUDA QuantLinear with timestep tables) once with a per-row and a scalar
+    device timestep, replay with new x and t written in place, and check each replay against the
+    reference: the kernels must read t and pick buckets on the device, with no host sync."""
+    from .reference import lut_matmul_reference
+    K = lin.in_features
+    x = torch.randn(M, K, generator=generator).half().cuda()
+    t_rows, t_one = torch.zeros(M, device="cuda"), torch.zeros((), device="cuda")
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):   # tune, compile and allocate outside the capture
+        for _ in range(2):
+            lin(x, timestep=t_rows), lin(x, timestep=t_one)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        y_rows = lin(x, timestep=t_rows)
+        y_one = lin(x, timestep=t_one)
+    qw = lin.qweight
+    for _ in range(replays):
+        x.copy_(torch.randn(M, K, generator=generator).half())
+        t_rows.copy_(torch.rand(M, generator=generator))
+        t_one.fill_(float(torch.rand(1, generator=generator)))
+        g.replay()
+        torch.cuda.synchronize()
+        for y, t in ((y_rows, t_rows), (y_one, t_one)):
+            err = rel_error(y, lut_matmul_reference(x.double(), qw, timestep=t))
+            assert err <= kernel_tolerance(torch.float16, K), (M, t, err)
