@@ -1,15 +1,18 @@
-"""Build ``quantdllm_kernels/measured_dispatch.json`` from benchmark JSON files: for every measured
-(K, N, bits, method, M), the fastest of our backends. ``lut_matmul(backend=None)`` reads it to pick
-a backend by measurement rather than by a fixed priority.
+"""Build ``quantdllm_kernels/measured_dispatch.json`` from benchmark JSON files: for every GPU model
+and measured (K, N, bits, method, M), the fastest of our backends. ``lut_matmul(backend=None)``
+reads it to pick a backend by measurement rather than by a fixed priority, from the rows of the
+GPU it runs on where that GPU was measured.
 
     python benchmarks/make_dispatch_table.py OLDER.json ... NEWER.json
+    python benchmarks/make_dispatch_table.py --out my_table.json results/kernels_*.json
+        # then quantdllm_kernels.load_dispatch_table("my_table.json"), or QUANTDLLM_DISPATCH_TABLE
 
-Files are read in order and a later file's time for a (shape, bits, method, M, backend) replaces an
-earlier one: a kernel that changed is judged by its latest measurement, not its best ever.
+Files are read in order and a later file's time for a (GPU, shape, bits, method, M, backend)
+replaces an earlier one: a kernel that changed is judged by its latest measurement, not its best.
 """
+import argparse
 import json
 import os
-import sys
 
 from bench_kernels import parse_series
 
@@ -17,22 +20,23 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "quantdllm_kernels", "measur
 
 
 def main(paths, out=OUT):
-    latest = {}  # (K, N, bits, method, M) -> {backend: us}, later files replacing earlier ones
+    latest = {}  # (device, K, N, bits, method, M) -> {backend: us}, later files replacing earlier ones
     devices = set()
     for p in paths:
         res = json.load(open(p))
-        devices.add(res["device"])
+        device = res["device"]
+        devices.add(device)
         for r in res["rows"]:
             if r["series"].split("-")[0] not in ("cuda", "triton"):
                 continue
             backend, bits, method, variant = parse_series(r["series"])
             if variant:
                 continue
-            key = (r["shape"][0], r["shape"][1], bits, method, r["M"])
+            key = (device, r["shape"][0], r["shape"][1], bits, method, r["M"])
             latest.setdefault(key, {})[backend] = r["us"]
     best = {key: min((us, b) for b, us in by_backend.items()) for key, by_backend in latest.items()}
-    rows = [{"K": k[0], "N": k[1], "bits": k[2], "method": k[3], "M": k[4], "backend": b, "us": round(us, 2)}
-            for k, (us, b) in sorted(best.items())]
+    rows = [{"device": k[0], "K": k[1], "N": k[2], "bits": k[3], "method": k[4], "M": k[5], "backend": b,
+             "us": round(us, 2)} for k, (us, b) in sorted(best.items())]
     with open(out, "w") as fh:
         json.dump({"devices": sorted(devices), "sources": [os.path.basename(p) for p in paths], "rows": rows}, fh,
                   indent=0)
@@ -40,4 +44,8 @@ def main(paths, out=OUT):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    ap = argparse.ArgumentParser(description="dispatch table from benchmark results (oldest first)")
+    ap.add_argument("results", nargs="+", help="bench_kernels.py JSON files, oldest first")
+    ap.add_argument("--out", default=OUT, help="where to write the table (default: the packaged one)")
+    a = ap.parse_args()
+    main(a.results, out=a.out)

@@ -38,14 +38,15 @@ def test_measured_choice_picks_fastest_nearest_point():
 @pytest.mark.gpu
 def test_mixed_weights_use_the_measured_choice(gen):
     """A MixedQuantizedWeight is dispatched like its whole shape at its rounded mean width."""
-    from quantdllm_kernels.dispatch import available_backends, measured_choice, select_backend
+    from quantdllm_kernels.dispatch import _gpu_name, available_backends, measured_choice, select_backend
     from quantdllm_kernels.testing import random_mixed_qweight
     runnable = [b for b in available_backends() if b != "torch"]
     if len(runnable) < 2:
         pytest.skip("needs two kernel backends")
     qw = random_mixed_qweight(256, [(2, 128), (3, 128), (1, 128)], generator=gen).to("cuda")
     x = torch.randn(32, qw.in_features, device="cuda", dtype=torch.float16)
-    want = measured_choice(tuple(runnable), qw.out_features, qw.in_features, 2, qw.segments[0].lut_kind, 32)
+    want = measured_choice(tuple(runnable), qw.out_features, qw.in_features, 2, qw.segments[0].lut_kind, 32,
+                           _gpu_name(x.device))
     assert select_backend(qw, x).name == want
 
 
@@ -67,4 +68,38 @@ def test_dispatch_table_takes_each_backends_latest_measurement(tmp_path, monkeyp
     out = tmp_path / "table.json"
     make_dispatch_table.main([old, new], out=str(out))
     (row,) = json.loads(out.read_text())["rows"]
-    assert (row["backend"], row["us"]) == ("triton", 90.0)
+    assert (row["backend"], row["us"], row["device"]) == ("triton", 90.0, "gpu")
+
+
+def test_dispatch_prefers_the_running_gpus_measurements(tmp_path):
+    """Rows of the GPU model in use decide where it was measured; other GPUs' rows serve where it
+    was not; a table of one's own replaces the packaged one and a bad one is refused on load."""
+    import json
+    from quantdllm_kernels import load_dispatch_table
+    from quantdllm_kernels.dispatch import _measured_rows, measured_choice
+
+    def row(device, backend, M):
+        return {"device": device, "K": 4096, "N": 12288, "bits": 4, "method": "rtn", "M": M, "backend": backend,
+                "us": 1.0}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"rows": [row("GPU A", "cuda", 1), row("GPU B", "triton", 1),
+                                         row("GPU B", "triton", 64)]}))
+    try:
+        assert load_dispatch_table(str(path)) == 3
+        names = ("cuda", "triton")
+        assert measured_choice(names, 12288, 4096, 4, "scaled", 1, "GPU A") == "cuda"
+        assert measured_choice(names, 12288, 4096, 4, "scaled", 1, "GPU B") == "triton"
+        # GPU A's only row wins over GPU B's nearer M = 64 row: same-GPU rows are used alone
+        assert measured_choice(names, 12288, 4096, 4, "scaled", 64, "GPU A") == "cuda"
+        # an unmeasured GPU (or the CPU) takes the nearest row of any GPU
+        assert measured_choice(names, 12288, 4096, 4, "scaled", 64, "GPU C") == "triton"
+        assert measured_choice(names, 12288, 4096, 4, "scaled", 1) in names
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"rows": [{"K": 1}]}))
+        with pytest.raises(ValueError, match="lacks"):
+            load_dispatch_table(str(bad))
+        assert len(_measured_rows()) == 3   # the good table stays in force
+    finally:
+        load_dispatch_table(None)
+    rows = _measured_rows()
+    assert rows and all(r["device"] for r in rows)   # the packaged table names its GPU on every row

@@ -4,7 +4,7 @@ Canonical format (:class:`QuantizedWeight`), reference ops, kernel dispatch, ``Q
 whole-model quantization and checkpoints. See README.md and DESIGN.md.
 """
 from .checkpoint import load_quantized, save_quantized
-from .dispatch import available_backends, lut_matmul
+from .dispatch import available_backends, load_dispatch_table, lut_matmul
 from .errors import BackendUnavailableError, CheckpointError
 from .generate import generate
 from .llada import LLaDAConfig, LLaDAModelLM
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "QuantizedWeight", "MixedQuantizedWeight", "TimestepTables", "FORMAT_VERSION",
-    "pack_codes", "unpack_codes", "dequantize", "lut_matmul", "available_backends",
+    "pack_codes", "unpack_codes", "dequantize", "lut_matmul", "available_backends", "load_dispatch_table",
     "quantize_weight", "QuantLinear", "QuantConfig", "quantize_model",
     "save_quantized", "load_quantized", "BackendUnavailableError", "CheckpointError", "__version__",
     "timestep", "set_timestep", "current_timestep", "timestep_lookup",

@@ -2,9 +2,11 @@
 
 Each backend says whether it exists here (``availability``) and whether it can run a given
 weight and input (``can_implement``); ``lut_matmul(backend=None)`` takes, among the backends that
-can run, the one measured fastest for the nearest benchmarked (shape, bits, LUT kind, M)
-(``measured_dispatch.json``, built by ``benchmarks/make_dispatch_table.py`` from GPU runs), and
-falls back to backend priority where nothing was measured. Asking for a backend by name that cannot run raises :class:`BackendUnavailableError`
+can run, the one measured fastest for the nearest benchmarked (shape, bits, LUT kind, M) on the
+same GPU model where that GPU was measured, else on any (``measured_dispatch.json``, built by
+``benchmarks/make_dispatch_table.py`` from GPU runs; ``load_dispatch_table`` or
+``QUANTDLLM_DISPATCH_TABLE=path`` use a table of one's own), and falls back to backend priority
+where nothing was measured. Asking for a backend by name that cannot run raises :class:`BackendUnavailableError`
 with the reason.
 """
 from __future__ import annotations
@@ -21,7 +23,8 @@ from .errors import BackendUnavailableError
 from .format import MixedQuantizedWeight, QuantizedWeight
 from .reference import broadcast_timestep
 
-__all__ = ["Backend", "register_backend", "available_backends", "select_backend", "lut_matmul", "KNOWN_BACKENDS"]
+__all__ = ["Backend", "register_backend", "available_backends", "select_backend", "lut_matmul", "KNOWN_BACKENDS",
+           "load_dispatch_table"]
 
 KNOWN_BACKENDS = ("cuda", "triton", "torch")
 _REGISTRY: Dict[str, "Backend"] = {}
@@ -108,23 +111,62 @@ def available_backends() -> List[str]:
 _METHOD_OF_KIND = {"scaled": "rtn", "binary": "binary", "table": "kmeans"}
 
 
+_PACKAGED_TABLE = os.path.join(os.path.dirname(__file__), "measured_dispatch.json")
+_table_path = os.environ.get("QUANTDLLM_DISPATCH_TABLE") or _PACKAGED_TABLE
+
+
+def _read_table(path: str) -> tuple:
+    """Rows of a dispatch table; each carries the GPU it was measured on (``device``: older tables
+    name their GPUs once, at the top)."""
+    with open(path) as fh:
+        data = json.load(fh)
+    rows, devices = data["rows"], data.get("devices") or []
+    default = devices[0] if len(devices) == 1 else ""
+    return tuple(dict(r, device=r.get("device", default)) for r in rows)
+
+
 @functools.lru_cache(maxsize=1)
 def _measured_rows() -> tuple:
-    path = os.path.join(os.path.dirname(__file__), "measured_dispatch.json")
     try:
-        with open(path) as fh:
-            return tuple(json.load(fh)["rows"])
-    except (OSError, ValueError, KeyError):
+        return _read_table(_table_path)
+    except (OSError, ValueError, KeyError, TypeError):
         return ()
 
 
+def load_dispatch_table(path: Optional[str] = None) -> int:
+    """Make ``lut_matmul(backend=None)`` choose from the dispatch table at ``path`` (one built by
+    ``benchmarks/make_dispatch_table.py --out PATH`` from benchmarks run on one's own GPU); None
+    goes back to the packaged table. Returns the number of rows; a bad file raises here, not later."""
+    global _table_path
+    new = path or _PACKAGED_TABLE
+    rows = _read_table(new)
+    for i, r in enumerate(rows):
+        missing = {"K", "N", "bits", "method", "M", "backend"} - set(r)
+        if missing:
+            raise ValueError(f"{new}: row {i} lacks {sorted(missing)}")
+    _table_path = new
+    _measured_rows.cache_clear()
+    measured_choice.cache_clear()
+    return len(rows)
+
+
+@functools.lru_cache(maxsize=16)
+def _gpu_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+
+
 @functools.lru_cache(maxsize=4096)
-def measured_choice(names: tuple, N: int, K: int, bits: int, lut_kind: str, M: int) -> Optional[str]:
+def measured_choice(names: tuple, N: int, K: int, bits: int, lut_kind: str, M: int, gpu: str = "") -> Optional[str]:
     """The backend in ``names`` measured fastest at the nearest benchmarked point (log-distance in
-    M and in weight size; same bits and LUT kind preferred), or None without measurements."""
+    M and in weight size; same bits and LUT kind preferred), or None without measurements. Rows
+    measured on ``gpu`` (a device name) are used alone when there are any: the fastest backend
+    differs between GPU models."""
     best, best_d = None, math.inf
     method = _METHOD_OF_KIND.get(lut_kind)
-    for r in _measured_rows():
+    rows = _measured_rows()
+    if gpu and any(r["device"] == gpu for r in rows):
+        rows = tuple(r for r in rows if r["device"] == gpu)
+    for r in rows:
         if r["backend"] not in names:
             continue
         d = (abs(math.log2(max(M, 1) / r["M"])) + abs(math.log2(N * K / (r["N"] * r["K"])))
@@ -159,7 +201,7 @@ def select_backend(qw, x: torch.Tensor, backend: Optional[str] = None) -> Backen
         bits = qw.bits if isinstance(qw, QuantizedWeight) else max(1, round(qw.bits))
         kind = qw.lut_kind if isinstance(qw, QuantizedWeight) else qw.segments[0].lut_kind
         pick = measured_choice(tuple(n for n in runnable if n != "torch"), N, K, bits, kind,
-                               x.numel() // max(1, K))
+                               x.numel() // max(1, K), _gpu_name(x.device))
         if pick is not None:
             return _REGISTRY[pick]
     if runnable:
