@@ -20,14 +20,21 @@ import triton.language as tl
 
 
 @triton.jit
-def _unpack_plane(p_ptr, offs_k, offs_n, mask_n, N, Kp, B: tl.constexpr):
-    """Codes of one bit plane at rows offs_k, columns offs_n. Each thread loads the word that holds
-    its code (words repeat across PER consecutive k and are served from L1), so the tile comes out
-    directly in a (BLOCK_K, BLOCK_N) blocked layout with no reshape or layout conversion."""
+def _unpack_plane(p_ptr, k0, offs_n, mask_n, N, Kp, B: tl.constexpr, BLOCK_K: tl.constexpr,
+                  BLOCK_N: tl.constexpr):
+    """Codes (BLOCK_K, BLOCK_N) of one bit plane, inputs k0.. and columns offs_n. The tile's packed
+    words, (BLOCK_K/PER, BLOCK_N), are loaded once and each is peeled into its PER codes by a
+    broadcast shift; row r*PER + j of the result is code j of word row r. An earlier version loaded
+    the word of each code (PER loads of one word): per ptxas that pipelined PER times the bytes
+    through shared memory and spilled at 255 registers on most GEMM tiles (NOTES, 2026-11-29)."""
     PER: tl.constexpr = 32 // B
-    words = tl.load(p_ptr + (offs_k // PER)[:, None] * N + offs_n[None, :],
-                    mask=(offs_k[:, None] < Kp) & mask_n[None, :], other=0)
-    return (words >> ((offs_k % PER) * B)[:, None]) & ((1 << B) - 1)
+    R: tl.constexpr = BLOCK_K // PER
+    rows = k0 // PER + tl.arange(0, R)
+    words = tl.load(p_ptr + rows[:, None] * N + offs_n[None, :],
+                    mask=(rows[:, None] < Kp // PER) & mask_n[None, :], other=0)
+    shifts = tl.arange(0, PER) * B
+    codes = (words[:, None, :] >> shifts[None, :, None]) & ((1 << B) - 1)
+    return tl.reshape(codes, (BLOCK_K, BLOCK_N))
 
 
 @triton.jit
@@ -63,10 +70,9 @@ def _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask
                   LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr, BLOCK_K: tl.constexpr,
                   BLOCK_N: tl.constexpr):
     """fp32 weights (BLOCK_K, BLOCK_N) of input rows k0.. and output columns offs_n."""
-    offs_k = k0 + tl.arange(0, BLOCK_K)
-    c = _unpack_plane(p0_ptr, offs_k, offs_n, mask_n, N, Kp, B0)
+    c = _unpack_plane(p0_ptr, k0, offs_n, mask_n, N, Kp, B0, BLOCK_K, BLOCK_N)
     if B1 > 0:
-        c = c | (_unpack_plane(p1_ptr, offs_k, offs_n, mask_n, N, Kp, B1) << B0)
+        c = c | (_unpack_plane(p1_ptr, k0, offs_n, mask_n, N, Kp, B1, BLOCK_K, BLOCK_N) << B0)
     return _lookup(c, k0 // GROUP_SIZE, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE, HAS_ZERO)
 
 
