@@ -1,8 +1,8 @@
 """Triton kernels. One dequant routine (codes -> fp32 weights through the LUT) serves both paths:
 
-* ``lut_gemv_kernel``: M = 1, no tensor cores; each program streams (BLOCK_K/PER x BLOCK_N) packed
-  words per step, peels the PER codes of each word off by shifts, and accumulates a 2-D tile that
-  is reduced over K once at the end; split-K over programs.
+* ``lut_gemv_kernel``: M = 1, no tensor cores; each program accumulates x * w over its K range in
+  a 2-D tile that is reduced over K once at the end (affine weights: whole dequantized tiles;
+  other modes: word rows peeled code by code); split-K over programs.
 * ``lut_gemm_kernel``: tiles of (BLOCK_M x BLOCK_N), dequantized (BLOCK_K x BLOCK_N) weight tile
   fed to ``tl.dot`` with fp32 accumulation; optional split-K for small M.
 * ``lut_dequant_kernel``: W^T once into a scratch buffer, for cuBLAS at large M (the tuner
@@ -52,8 +52,8 @@ def _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS: tl.cons
             w += tl.where(((c >> i) & 1) != 0, a[None, :], -a[None, :])
     else:
         s = tl.load(scale_ptr + g * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)
-        if LUT_MODE == 0:
-            v = c.to(tl.float32)
+        if LUT_MODE == 0:  # float(c) exactly, without a (quarter-rate) int->float conversion: 2^23 + c - 2^23
+            v = (c | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
         elif LUT_MODE == 1:
             v = tl.load(lut_ptr + c).to(tl.float32)
         else:
@@ -157,42 +157,58 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                     SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                     HAS_TS: tl.constexpr = False, TS_PER_ROW: tl.constexpr = False,
                     HAS_TS_LUTS: tl.constexpr = False):
-    """y[0, n] = sum_k x[0, k] W[n, k]: each packed word is loaded once as an (R, BLOCK_N) tile and
-    its PER sub-codes are peeled off by shifts, each meeting the strided x values x[r*PER + j]."""
+    """y[0, n] = sum_k x[0, k] W[n, k], accumulated in a 2-D fp32 tile reduced over K once at the end.
+    Affine weights: per K tile the dequantized (BLOCK_K, BLOCK_N) tile (the GEMM's ``_dequant_tile``)
+    meets x[k0:k0+BLOCK_K], loaded once as a vector. Other LUT modes: each word row is peeled code
+    by code, meeting x one value per code; that costs ~5 of ~11 instructions per code in x loads,
+    but the affine form's (BLOCK_K, BLOCK_N) accumulator spills under the gathers of the other
+    modes (ptxas, Triton 3.6; NOTES, 2026-11-29)."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     if HAS_TS_LUTS:  # one row: its bucket's LUT set for the whole launch
         b = tl.max(_buckets(ts_t_ptr, ts_bounds_ptr, tl.arange(0, 1), M, NB, TS_PER_ROW), axis=0)
         scale_ptr, zero_ptr, lut_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
-    PER: tl.constexpr = 32 // B0
-    R: tl.constexpr = BLOCK_K // PER
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
-    offs_r = tl.arange(0, R)
     k_tiles = tl.cdiv(Kp, BLOCK_K)
     per_split = tl.cdiv(k_tiles, SPLIT_K)
-    acc2 = tl.zeros((R, BLOCK_N), dtype=tl.float32)
-    for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
-        k0 = kt * BLOCK_K
-        rows = k0 // PER + offs_r
-        w0 = tl.load(p0_ptr + rows[:, None] * N + offs_n[None, :], mask=(rows[:, None] < Kp // PER) & mask_n[None, :],
-                     other=0)
-        if B1 > 0:  # 3-bit: bit 2 lives in a 1-bit plane, 32 codes a word: word k // 32, shift k % 32
-            rows1 = k0 // 32 + offs_r // (32 // PER)
-            w1 = tl.load(p1_ptr + rows1[:, None] * N + offs_n[None, :],
-                         mask=(rows1[:, None] < Kp // 32) & mask_n[None, :], other=0)
-            sh1 = (offs_r % (32 // PER)) * PER
-        g = k0 // GROUP_SIZE
-        for j in tl.static_range(PER):
-            c = (w0 >> (j * B0)) & ((1 << B0) - 1)
-            if B1 > 0:
-                c = c | (((w1 >> (sh1 + j)[:, None]) & 1) << B0)
-            offs_k = k0 + offs_r * PER + j
+    if LUT_MODE == 0:  # affine: whole dequantized tiles, x loaded once per tile
+        acc2 = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+        for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
+            k0 = kt * BLOCK_K
+            offs_k = k0 + tl.arange(0, BLOCK_K)
             xk = tl.load(x_ptr + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
             if HAS_IN_SCALE:
                 xk = xk * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)
-            acc2 += xk[:, None] * _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE,
-                                          HAS_ZERO)
+            w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
+                              GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
+            acc2 += xk[:, None] * w
+    else:  # gathers: word rows peeled code by code into a small (R, BLOCK_N) accumulator
+        PER: tl.constexpr = 32 // B0
+        R: tl.constexpr = BLOCK_K // PER
+        offs_r = tl.arange(0, R)
+        acc2 = tl.zeros((R, BLOCK_N), dtype=tl.float32)
+        for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
+            k0 = kt * BLOCK_K
+            rows = k0 // PER + offs_r
+            w0 = tl.load(p0_ptr + rows[:, None] * N + offs_n[None, :],
+                         mask=(rows[:, None] < Kp // PER) & mask_n[None, :], other=0)
+            if B1 > 0:  # 3-bit: bit 2 lives in a 1-bit plane, 32 codes a word: word k // 32, shift k % 32
+                rows1 = k0 // 32 + offs_r // (32 // PER)
+                w1 = tl.load(p1_ptr + rows1[:, None] * N + offs_n[None, :],
+                             mask=(rows1[:, None] < Kp // 32) & mask_n[None, :], other=0)
+                sh1 = (offs_r % (32 // PER)) * PER
+            g = k0 // GROUP_SIZE
+            for j in tl.static_range(PER):
+                c = (w0 >> (j * B0)) & ((1 << B0) - 1)
+                if B1 > 0:
+                    c = c | (((w1 >> (sh1 + j)[:, None]) & 1) << B0)
+                offs_k = k0 + offs_r * PER + j
+                xk = tl.load(x_ptr + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
+                if HAS_IN_SCALE:
+                    xk = xk * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)
+                acc2 += xk[:, None] * _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS,
+                                              LUT_MODE, HAS_ZERO)
     acc = tl.sum(acc2, axis=0)[None, :]
     _epilogue(acc, y_ptr, bias_ptr, tl.arange(0, 1), offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K, pid_k,
               ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS, TS_PER_ROW)
