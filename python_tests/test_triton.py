@@ -214,7 +214,8 @@ def test_timestep_lut_sets_fused(fmt, fields, cfg, gen):
     if fmt == 0:
         qw = _affine_codebook(qw)   # bucket codebooks scaled away from 0..E-1: the affine mode is left
     names = None if fields == "all" else [{"scaled": "scale", "table": "table", "binary": "mu"}[kind]]
-    tt = TimestepTables(torch.tensor([0.25, 0.5, 0.75]), bias=torch.randn(T, N, generator=gen).half() if fmt % 2 else None,
+    ts_bias = torch.randn(T, N, generator=gen).half() if fmt % 2 else None
+    tt = TimestepTables(torch.tensor([0.25, 0.5, 0.75]), bias=ts_bias,
                         luts=random_lut_sets(qw, T, names, generator=gen))
     qw = qw.with_timestep_tables(tt).to(DEV)
     bias = torch.randn(N, generator=gen).half().to(DEV)
@@ -226,7 +227,8 @@ def test_timestep_lut_sets_fused(fmt, fields, cfg, gen):
         for t in (torch.tensor([0.6]), torch.tensor([0.0, 0.25, 0.5, 0.74, 0.75, 0.99, 1.0])[:M]):
             ts = (t.float().to(DEV), tt.boundaries.to(DEV), tt.bias.to(DEV) if tt.bias is not None else None)
             y = triton_lut_matmul(x, pack_for(qw), bias, torch.float16, config=c, ts=ts)
-            ref = lut_matmul_reference(x.float(), qw, bias.float(), timestep=t.to(DEV) if t.numel() > 1 else float(t[0]))
+            t_ref = t.to(DEV) if t.numel() > 1 else float(t[0])
+            ref = lut_matmul_reference(x.float(), qw, bias.float(), timestep=t_ref)
             assert rel_error(y, ref) <= tol(torch.float16, K), (M, t)
         # without a timestep the weight's own LUTs serve
         assert rel_error(triton_lut_matmul(x, pack_for(qw), None, torch.float16, config=c),

@@ -6,11 +6,11 @@ from typing import Optional
 
 import torch
 
-from .format import MixedQuantizedWeight, QuantizedWeight
+from .format import _LUT_FIELDS, MixedQuantizedWeight, QuantizedWeight
 from .packing import pack_codes
 
-__all__ = ["random_qweight", "random_mixed_qweight", "random_lut_sets", "matmul_tolerance", "kernel_tolerance", "exact_matmul",
-           "rel_error", "KERNEL_TEST_FORMATS", "assert_graph_replay_follows_timestep"]
+__all__ = ["random_qweight", "random_mixed_qweight", "random_lut_sets", "matmul_tolerance", "kernel_tolerance",
+           "exact_matmul", "rel_error", "KERNEL_TEST_FORMATS", "assert_graph_replay_follows_timestep"]
 
 # (lut_kind, extra random_qweight args) every kernel backend is tested on: affine-style scaled,
 # scaled without zero, per-row codebook, table, binary
@@ -49,14 +49,11 @@ def random_qweight(N: int, K: int, *, bits: int = 4, lut_kind: str = "scaled", g
                            lut_kind=lut_kind, in_scale=ins, **f)
 
 
-_LUT_FIELDS_OF_KIND = {"scaled": ("scale", "zero", "codebook"), "table": ("table",), "binary": ("alpha", "mu")}
-
-
 def random_lut_sets(qw: QuantizedWeight, T: int, fields=None, generator: Optional[torch.Generator] = None):
     """Per-bucket LUT sets for ``TimestepTables(luts=...)``: each of ``fields`` (default: every LUT
-    field of the weight's kind) as T perturbed copies (bucket b scaled by 1 + 0.25 b, plus noise),
+    field the weight holds) as T perturbed copies (bucket b scaled by 1 + 0.25 b, plus noise),
     different enough that a kernel using the wrong bucket fails a tolerance check."""
-    names = fields or [f for f in _LUT_FIELDS_OF_KIND[qw.lut_kind] if getattr(qw, f) is not None]
+    names = fields or [f for f in _LUT_FIELDS if getattr(qw, f) is not None]
     out = {}
     for name in names:
         base = getattr(qw, name).float().cpu()

@@ -80,7 +80,8 @@ def _planes(codes: torch.Tensor, bits: int, Kp: int):
 
 
 # Which canonical LUT field feeds each kernel slot (scale, zero, lut), per LUT kind.
-_SLOT_SOURCES = {"scaled": ("scale", "zero", "codebook"), "table": (None, None, "table"), "binary": ("mu", None, "alpha")}
+_SLOT_SOURCES = {"scaled": ("scale", "zero", "codebook"), "table": (None, None, "table"),
+                 "binary": ("mu", None, "alpha")}
 
 
 def _is_affine(cb: torch.Tensor, E: int) -> bool:

@@ -127,10 +127,10 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
     dummy = tw.plane1
     scale, zero, lut, strides, ts_luts = _lut_args(tw, ts)
     has_tb = ts is not None and ts[2] is not None
+    t_args = (ts[0], ts[1], ts[2] if has_tb else dummy, ts[1].numel()) if ts is not None else (dummy, dummy, dummy, 0)
     args = (x2, y, bias if bias is not None else dummy, tw.in_scale if tw.in_scale is not None else dummy,
-            tw.plane0, tw.plane1, scale, zero, lut,
-            *((ts[0], ts[1], ts[2] if has_tb else dummy, ts[1].numel()) if ts is not None else (dummy, dummy, dummy, 0)),
-            *strides, M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
+            tw.plane0, tw.plane1, scale, zero, lut, *t_args, *strides,
+            M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
     flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                  HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
                  HAS_TS=has_tb, TS_PER_ROW=per_row, HAS_TS_LUTS=ts_luts)
