@@ -195,9 +195,10 @@ def main(argv=None):
                     base = t["us"]
                 row["speedup_vs_fp16"] = base / t["us"] if base else None
                 res["rows"].append(row)
+                print_row(row)   # as it goes: a run cut off by its time limit still reports
             del x16, xb
-        with open(os.path.join(args.out, f"kernels_{tag}.json"), "w") as fh:
-            json.dump(res, fh, indent=1)
+            with open(os.path.join(args.out, f"kernels_{tag}.json"), "w") as fh:   # after every M
+                json.dump(res, fh, indent=1)
         del series
         torch.cuda.empty_cache()
     try:
@@ -228,9 +229,13 @@ def print_table(res, shape=(4096, 12288)):
     rows = [r for r in res["rows"] if tuple(r["shape"]) == shape] or res["rows"]
     print(f"\n{'shape':>12} {'M':>5} {'series':<18} {'us':>9} {'bits':>5} {'%HBM':>6} {'TFLOP/s':>8} {'x fp16':>7}")
     for r in rows:
-        print(f"{r['shape'][0]}x{r['shape'][1]:<7} {r['M']:>5} {r['series']:<18} {r['us']:>9.1f} "
-              f"{r['bits_per_weight']:>5.2f} {r['pct_hbm']:>6.1f} {r['tflops']:>8.1f} "
-              f"{(r['speedup_vs_fp16'] or float('nan')):>7.2f}")
+        print_row(r)
+
+
+def print_row(r):
+    print(f"{r['shape'][0]}x{r['shape'][1]:<7} {r['M']:>5} {r['series']:<18} {r['us']:>9.1f} "
+          f"{r['bits_per_weight']:>5.2f} {r['pct_hbm']:>6.1f} {r['tflops']:>8.1f} "
+          f"{(r['speedup_vs_fp16'] or float('nan')):>7.2f}")
 
 
 if __name__ == "__main__":

@@ -157,6 +157,19 @@ def test_bad_inputs_named_before_launch(gen):
             lut_matmul(x.cpu(), qw, backend="triton")
 
 
+def test_config_must_hold_whole_words(gen):
+    """3-bit's 1-bit plane packs 32 codes a word: a 16-wide K tile is refused, not run wrong."""
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton.ops import candidate_configs, triton_lut_matmul
+    qw = random_qweight(16, 64, bits=3, group_size=32, generator=gen).to(DEV)
+    x = torch.randn(1, 64, generator=gen).half().to(DEV)
+    with pytest.raises(ValueError, match="BLOCK_K=16 does not fit"):
+        triton_lut_matmul(x, pack_for(qw), None, torch.float16,
+                          config=dict(BLOCK_N=32, BLOCK_K=16, SPLIT_K=1, num_warps=1, num_stages=1))
+    for M in (1, 40, 300):
+        assert all(c["BLOCK_K"] % 32 == 0 for c in candidate_configs(M, pack_for(qw))[1])
+
+
 @pytest.mark.parametrize("cfg", [
     None,                                                                      # the default path for M
     dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),   # split-K: host epilogue

@@ -54,7 +54,10 @@ def _key(path, M, tw: TritonWeight, dtype) -> str:
 
 
 def _legal_bk(bk: int, tw: TritonWeight) -> bool:
-    return tw.groups == 1 or tw.group_size % bk == 0
+    """A K tile stays in one group and holds whole packed words of every plane (3-bit: the 1-bit
+    plane packs 32 codes a word, so BLOCK_K must be a multiple of 32)."""
+    whole_words = all(bk % (32 // b) == 0 for b in (tw.b0, tw.b1) if b)
+    return whole_words and (tw.groups == 1 or tw.group_size % bk == 0)
 
 
 def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
@@ -191,6 +194,10 @@ def triton_lut_matmul(x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.T
     (the tuner times the launch without it: the epilogue does not change the best tile)."""
     M = x2.shape[0]
     path = "gemv" if M <= GEMV_MAX_M else "gemm"
+    if config is not None and not _legal_bk(config["BLOCK_K"], tw):
+        raise ValueError(f"config BLOCK_K={config['BLOCK_K']} does not fit this weight: a K tile must hold "
+                         f"whole packed words ({tw.bits}-bit) and stay inside one group (group_size "
+                         f"{tw.group_size})")
     if config is None:
         key = _key(path, M, tw, x2.dtype)
         config = _TUNED.get(key)
