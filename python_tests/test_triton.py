@@ -123,6 +123,26 @@ def test_gpu_real_shapes(bits, method, dtype, gen):
         assert rel_error(y, exact(x, qw)) <= tol(dtype, K), (M,)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", range(len(FORMATS)))
+@pytest.mark.parametrize("M", [1, 33, 300])
+def test_gpu_every_tuner_candidate(fmt, M, gen):
+    """Every config the tuner may pick is right, not only the one it picks here: Triton 3.6
+    miscompiled the binary 3-bit GEMM at num_stages=4 (2026-11-29, H200), which a test of the
+    chosen config alone caught only for group size 32."""
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton.ops import candidate_configs, triton_lut_matmul
+    kind, extra = FORMATS[fmt]
+    N, K = 200, 512
+    qw = random_qweight(N, K, bits=3, lut_kind=kind, group_size=128, in_scale=fmt == 1, generator=gen, **extra)
+    qw = (_affine_codebook(qw) if fmt == 0 else qw).to(DEV)
+    x = torch.randn(M, K, generator=gen).half().to(DEV)
+    ref = exact(x, qw)
+    for cfg in candidate_configs(M, pack_for(qw))[1]:
+        y = triton_lut_matmul(x, pack_for(qw), None, torch.float16, config=cfg)
+        assert rel_error(y, ref) <= tol(torch.float16, K), cfg
+
+
 @pytest.mark.parametrize("fmt", range(len(FORMATS)))
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_dequant_then_matmul_path(fmt, bits, gen):
@@ -155,6 +175,20 @@ def test_bad_inputs_named_before_launch(gen):
         from quantdllm_kernels import BackendUnavailableError
         with pytest.raises(BackendUnavailableError, match="x is on cpu"):
             lut_matmul(x.cpu(), qw, backend="triton")
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("word_rows", [False, True])
+def test_affine_gemv_both_forms(bits, word_rows, gen):
+    """The affine GEMV's tile form and word-row form (the tuner measures both) agree with the reference."""
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton.ops import triton_lut_matmul
+    qw = _affine_codebook(random_qweight(40, 256, bits=bits, group_size=64, in_scale=True, generator=gen)).to(DEV)
+    assert pack_for(qw).lut_mode == 0
+    x = torch.randn(1, 256, generator=gen).half().to(DEV)
+    cfg = dict(BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1, WORD_ROWS=word_rows)
+    y = triton_lut_matmul(x, pack_for(qw), None, torch.float16, config=cfg)
+    assert rel_error(y, exact(x, qw)) <= tol(torch.float16, 256)
 
 
 def test_config_must_hold_whole_words(gen):

@@ -156,13 +156,14 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
                     SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                     HAS_TS: tl.constexpr = False, TS_PER_ROW: tl.constexpr = False,
-                    HAS_TS_LUTS: tl.constexpr = False):
+                    HAS_TS_LUTS: tl.constexpr = False, WORD_ROWS: tl.constexpr = False):
     """y[0, n] = sum_k x[0, k] W[n, k], accumulated in a 2-D fp32 tile reduced over K once at the end.
     Affine weights: per K tile the dequantized (BLOCK_K, BLOCK_N) tile (the GEMM's ``_dequant_tile``)
     meets x[k0:k0+BLOCK_K], loaded once as a vector. Other LUT modes: each word row is peeled code
     by code, meeting x one value per code; that costs ~5 of ~11 instructions per code in x loads,
     but the affine form's (BLOCK_K, BLOCK_N) accumulator spills under the gathers of the other
-    modes (ptxas, Triton 3.6; NOTES, 2026-11-29)."""
+    modes (ptxas, Triton 3.6; NOTES, 2026-11-29). WORD_ROWS takes the word-row form for affine
+    weights too, so the tuner can measure both (the tile form's gain was predicted, not measured)."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     if HAS_TS_LUTS:  # one row: its bucket's LUT set for the whole launch
@@ -172,7 +173,7 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
     mask_n = offs_n < N
     k_tiles = tl.cdiv(Kp, BLOCK_K)
     per_split = tl.cdiv(k_tiles, SPLIT_K)
-    if LUT_MODE == 0:  # affine: whole dequantized tiles, x loaded once per tile
+    if LUT_MODE == 0 and not WORD_ROWS:  # affine: whole dequantized tiles, x loaded once per tile
         acc2 = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
         for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
             k0 = kt * BLOCK_K

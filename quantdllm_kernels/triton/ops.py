@@ -67,12 +67,16 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
         for bn, bk, sk, w, s in ([_INTERPRET_GEMV] if _INTERPRET else GEMV_CONFIGS):
             if _legal_bk(bk, tw) and sk <= k_tiles(bk):
                 out.append(dict(BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
+        if tw.lut_mode == 0 and not _INTERPRET:   # affine: the word-row form too, the tuner measures both
+            out += [dict(c, WORD_ROWS=True) for c in out]
     else:
         for bm, bn, bk, sk, w, s in ([_INTERPRET_GEMM] if _INTERPRET else GEMM_CONFIGS):
             if not _legal_bk(bk, tw) or sk > k_tiles(bk):
                 continue
             if M > 256 and bm < 64 or M <= 64 and bm > 64:   # keep the set deliberate per M range
                 continue
+            if tw.lut_mode == 4:   # Triton 3.6 miscompiles the binary GEMM at 4 stages (H200, 2026-11-29)
+                s = min(s, 3)
             out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
         if M > DEQUANT_MIN_M or _INTERPRET:
             for bn, bk, w in ([(32, 32, 1)] if _INTERPRET else DEQUANT_CONFIGS):
@@ -83,7 +87,7 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
             out.append(dict(BLOCK_N=128, BLOCK_K=32, SPLIT_K=min(8, k_tiles(32)), num_warps=4, num_stages=3))
         else:
             out.append(dict(BLOCK_M=64 if M > 64 else 16, BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, num_warps=4,
-                            num_stages=4))
+                            num_stages=3 if tw.lut_mode == 4 else 4))
     return out
 
 
