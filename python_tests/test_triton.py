@@ -126,15 +126,17 @@ def test_gpu_real_shapes(bits, method, dtype, gen):
 @pytest.mark.gpu
 @pytest.mark.parametrize("fmt", range(len(FORMATS)))
 @pytest.mark.parametrize("M", [1, 33, 300])
-def test_gpu_every_tuner_candidate(fmt, M, gen):
+@pytest.mark.parametrize("group_size", [32, 128])
+def test_gpu_every_tuner_candidate(fmt, M, group_size, gen):
     """Every config the tuner may pick is right, not only the one it picks here: Triton 3.6
-    miscompiled the binary 3-bit GEMM at num_stages=4 (2026-11-29, H200), which a test of the
+    miscompiled the binary 3-bit GEMM when pipelined (2026-11-29, H200), which a test of the
     chosen config alone caught only for group size 32."""
     from quantdllm_kernels.backends.triton_backend import pack_for
     from quantdllm_kernels.triton.ops import candidate_configs, triton_lut_matmul
     kind, extra = FORMATS[fmt]
     N, K = 200, 512
-    qw = random_qweight(N, K, bits=3, lut_kind=kind, group_size=128, in_scale=fmt == 1, generator=gen, **extra)
+    qw = random_qweight(N, K, bits=3, lut_kind=kind, group_size=group_size, in_scale=fmt == 1, generator=gen,
+                        **extra)
     qw = (_affine_codebook(qw) if fmt == 0 else qw).to(DEV)
     x = torch.randn(M, K, generator=gen).half().to(DEV)
     ref = exact(x, qw)

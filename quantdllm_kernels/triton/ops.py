@@ -75,8 +75,8 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
                 continue
             if M > 256 and bm < 64 or M <= 64 and bm > 64:   # keep the set deliberate per M range
                 continue
-            if tw.lut_mode == 4:   # Triton 3.6 miscompiles the binary GEMM at 4 stages (H200, 2026-11-29)
-                s = min(s, 3)
+            if tw.lut_mode == 4 and tw.b1:   # Triton 3.6 miscompiled the 3-bit binary GEMM when pipelined
+                s = 1                        # (64 x 128 x 32 tiles at 3 and 4 stages; H200, 2026-11-29)
             out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
         if M > DEQUANT_MIN_M or _INTERPRET:
             for bn, bk, w in ([(32, 32, 1)] if _INTERPRET else DEQUANT_CONFIGS):
@@ -87,7 +87,7 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
             out.append(dict(BLOCK_N=128, BLOCK_K=32, SPLIT_K=min(8, k_tiles(32)), num_warps=4, num_stages=3))
         else:
             out.append(dict(BLOCK_M=64 if M > 64 else 16, BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, num_warps=4,
-                            num_stages=3 if tw.lut_mode == 4 else 4))
+                            num_stages=1 if tw.lut_mode == 4 and tw.b1 else 4))
     return out
 
 
