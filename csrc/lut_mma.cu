@@ -274,22 +274,15 @@ struct ChunkOps {
     }
 };
 
-// out(n, m) = v + bias[n] + ts_bias[bucket][n], in T; `bucket` is token m's, from the block's table.
+// out(n, m) = v + bias[n] + ts_bias[bucket(t[m])][n], in T.
 template <typename T>
-__device__ __forceinline__ T epilogue(const MmaArgs& a, float v, int n, int bucket) {
+__device__ __forceinline__ T epilogue(const MmaArgs& a, float v, int n, int m) {
     if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
-    if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
-    return dev::from_f<T>(v);
-}
-
-// Timestep bucket of each of the block's tokens, once per token instead of once per output.
-template <int NT>
-__device__ __forceinline__ void token_buckets(const MmaArgs& a, int m0, int* bucket) {
-    if (!a.ts_bias) return;
-    for (int i = threadIdx.x; i < NT * 8; i += kThreads) {
-        const int m = min(m0 + i, a.M - 1);
-        bucket[i] = dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
+    if (a.ts_bias) {
+        const int b = dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
+        v += dev::ldf(a.ts_bias, static_cast<int64_t>(b) * a.N + n, a.ts_bias_dtype);
     }
+    return dev::from_f<T>(v);
 }
 
 template <typename T, int BITS, int NT>
@@ -457,8 +450,6 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     __syncthreads();  // the ring is reused for the reduction below
 
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
-    __shared__ int bucket[NT * 8];
-    token_buckets<NT>(a, m0, bucket);  // made visible by the barrier below
     const int tp = toks + 1;
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
@@ -479,7 +470,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         float v = 0.f;
         for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
-        if (ksplit == 1) y[o] = epilogue<T>(a, v, n, bucket[tl]);
+        if (ksplit == 1) y[o] = epilogue<T>(a, v, n, m);
         else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
     }
     if (ksplit == 1) return;
@@ -502,7 +493,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
         float v = 0.f;
         for (int z = 0; z < ksplit; ++z) v += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
-        y[o] = epilogue<T>(a, v, n, bucket[tl]);
+        y[o] = epilogue<T>(a, v, n, m);
     }
 }
 
