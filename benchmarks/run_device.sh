@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call: install carried peer wheels, build/install the package (CUDA extension for
 # sm_90a), run the tests (GPU tests included), a compute-sanitizer memcheck of the CUDA kernels,
-# then the kernel benchmark. Everything lands in $OUT. Knobs: PYTEST_ARGS, TEST_TIMEOUT, TEST_TUNE,
+# then the kernel benchmark. Everything lands in $OUT. Knobs: PYTEST_ARGS (word-split: no spaces inside
+# one argument), PYTEST_K (one -k expression, spaces allowed), TEST_TIMEOUT, TEST_TUNE,
 # SANITIZE=0, PROFILE=1 (ncu), BENCH=0, BENCH_ARGS, BENCH_TIMEOUT, TEST=0, TRAIN=1 (small dLLM,
 # TRAIN_SECONDS), E2E=1 (E2E_ARGS), CALIB=1 (CALIB_ARGS).
 set -uo pipefail
@@ -19,7 +20,8 @@ TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a} MAX_JOBS=16 QUANTDLLM_BUILD_E
 echo "build rc=$? in $(( $(date +%s) - t0 )) s"; grep -E "error|registers|spill" "$OUT/build.log" | grep -v "^ *$" > "$OUT/ptxas.txt"
 grep -E "error" "$OUT/build.log" | head -20
 python3 -c "import quantdllm_kernels as q; print('backends', q.available_backends())"
-[ "${TEST:-1}" = 1 ] && QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${PYTEST_ARGS:-python_tests} -q 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+[ "${TEST:-1}" = 1 ] && QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${PYTEST_ARGS:-python_tests} \
+  ${PYTEST_K:+-k "$PYTEST_K"} -q 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 if [ "${SANITIZE:-1}" = 1 ]; then
   compute-sanitizer --tool memcheck --error-exitcode 3 python3 benchmarks/sanitize_cuda.py > "$OUT/sanitizer.log" 2>&1
   echo "compute-sanitizer memcheck rc=$?"; tail -4 "$OUT/sanitizer.log"
