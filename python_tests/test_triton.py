@@ -237,6 +237,30 @@ def test_timestep_bias_fused(cfg, M, per_row, gen):
     assert rel_error(y2, ref) <= tol(torch.float16, 128)
 
 
+@pytest.mark.parametrize("T", [3, 8, 9])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_dequant_path_adds_timestep_rows_inside_the_gemm(T, dtype, with_bias, gen):
+    """Per-row timestep bias on the dequant + cuBLAS path: [x, onehot] @ [W^T; table], with the
+    table padded to a multiple of 8 rows (T = 3, 9) or not (T = 8); vs the reference."""
+    from quantdllm_kernels import TimestepTables
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.reference import lut_matmul_reference
+    from quantdllm_kernels.triton.ops import triton_lut_matmul
+    N, K, M = 40, 128, 9
+    qw = random_qweight(N, K, bits=3, group_size=32, lut_dtype=dtype, in_scale=True, generator=gen)
+    tt = TimestepTables(torch.linspace(0, 1, T + 1)[1:-1], bias=torch.randn(T, N, generator=gen).to(dtype))
+    qw = qw.with_timestep_tables(tt).to(DEV)
+    bias = torch.randn(N, generator=gen).to(dtype).to(DEV) if with_bias else None
+    x = torch.randn(M, K, generator=gen).to(dtype).to(DEV)
+    t = torch.rand(M, generator=gen).to(DEV)
+    cfg = dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)
+    y = triton_lut_matmul(x, pack_for(qw), bias, dtype, config=cfg,
+                          ts=(t, tt.boundaries.float().to(DEV), tt.bias.to(DEV)))
+    ref = lut_matmul_reference(x.float(), qw, None if bias is None else bias.float(), timestep=t)
+    assert y.dtype == dtype and rel_error(y, ref) <= tol(dtype, K)
+
+
 _TS_CFGS = [
     None,                                                                              # default path for M
     dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),   # GEMM, split-K

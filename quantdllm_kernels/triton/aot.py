@@ -26,7 +26,7 @@ from . import kernels
 from .layout import AFFINE, BINARY, SCALED_ROW, SCALED_SHARED, TABLE
 
 _INT_PTRS = ("p0_ptr", "p1_ptr")
-_FP32_PTRS = ("ins_ptr", "ts_t_ptr", "ts_bounds_ptr")
+_FP32_PTRS = ("ins_ptr", "ts_t_ptr", "ts_bounds_ptr", "t_ptr", "bounds_ptr")
 
 
 def _signature(fn, consts: Dict[str, object], act: str) -> Dict[str, str]:
@@ -73,6 +73,10 @@ VARIANTS: List[Tuple[str, int, int, bool, str]] = [
 ]
 
 
+# helper kernels outside the dequant family: (kernel, constexprs, activation dtype)
+AUX_KERNELS: List[Tuple[str, Dict[str, object], str]] = [("ts_onehot_cat_kernel", dict(BLOCK=1024), "*fp16")]
+
+
 def compile_variant(kernel: str, bits: int, lut_mode: int, fused: bool, act: str = "*fp16", cc: int = 90,
                     num_warps: int = 4, num_stages: int = 3):
     """Lower one kernel instantiation to PTX and cubin for ``sm_<cc>``; returns Triton's compiled kernel."""
@@ -104,6 +108,9 @@ def _compile(fn, consts, act, cc, num_warps, num_stages):
     if not hasattr(fn, "cache_key"):
         raise RuntimeError("the Triton kernels were imported under TRITON_INTERPRET=1, which cannot lower them; "
                            "run the compile in a process without it")
+    for name, prm in inspect.signature(fn.fn).parameters.items():   # constexprs left at their defaults
+        if name not in consts and prm.default is not inspect.Parameter.empty and "constexpr" in str(prm.annotation):
+            consts = dict(consts, **{name: prm.default})
     src = ASTSource(fn=fn, signature=_signature(fn, consts, act), constexprs=consts)
     return triton.compile(src, target=GPUTarget("cuda", cc, 32), options=dict(num_warps=num_warps,
                                                                               num_stages=num_stages))
@@ -142,6 +149,9 @@ def main(argv=None):
             kernel, bits, mode, fused, act = v
             print(f"sm_{cc} {kernel:18s} bits={bits} lut_mode={mode} fused={int(fused)} {act[1:]:4s} "
                   f"smem={c.metadata.shared} | {ptxas_report(c, cc)}")
+        for name, consts, act in AUX_KERNELS:
+            c = _compile(getattr(kernels, name), consts, act, cc, 4, 1)
+            print(f"sm_{cc} {name} {act[1:]} smem={c.metadata.shared} | {ptxas_report(c, cc)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 * ``lut_gemm_kernel``: tiles of (BLOCK_M x BLOCK_N), dequantized (BLOCK_K x BLOCK_N) weight tile
   fed to ``tl.dot`` with fp32 accumulation; optional split-K for small M.
 * ``lut_dequant_kernel``: W^T once into a scratch buffer, for cuBLAS at large M (the tuner
-  picks it only where it measures faster).
+  picks it only where it measures faster); per-row timestep bias rides in the same GEMM as more
+  K columns (``ts_onehot_cat_kernel``).
 
 A K tile never spans two groups: BLOCK_K divides group_size (or the weight has one group).
 Split-K programs ``atomic_add`` fp32 partial sums into a zeroed fp32 buffer (the first K slice
@@ -96,8 +97,13 @@ def _buckets(t_ptr, bounds_ptr, offs_m, M, NB, TS_PER_ROW: tl.constexpr):
     else:
         t = tl.load(t_ptr + offs_m * 0)
     bucket = tl.zeros_like(offs_m)
-    for i in range(NB):
-        bucket += (t >= tl.load(bounds_ptr + i)).to(bucket.dtype)
+    # eight boundaries per vector load: one load per boundary, in a loop over a runtime count, went
+    # one round trip after another (~+9% at M = 1 with LUT sets, where the bucket precedes every
+    # weight load; the CUDA scan had the same cost, NOTES 2026-11-29)
+    for i0 in range(0, NB, 8):
+        offs_b = i0 + tl.arange(0, 8)
+        bnd = tl.load(bounds_ptr + offs_b, mask=offs_b < NB, other=float("inf"))
+        bucket += tl.sum((t[:, None] >= bnd[None, :]).to(bucket.dtype), axis=1)
     return bucket
 
 
@@ -136,16 +142,18 @@ def _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS: t
 
 
 @triton.jit
-def ts_bias_add_kernel(y_ptr, t_ptr, bounds_ptr, tb_ptr, M, N, NB, stride_ym, TS_PER_ROW: tl.constexpr,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """y[m, :] += ts_bias[bucket(t[m]), :] in place: the epilogue of the dequant + cuBLAS path."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
-    y = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-    y += _ts_rows(t_ptr, bounds_ptr, tb_ptr, offs_m, offs_n, M, N, NB, TS_PER_ROW)
-    tl.store(ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
+def ts_onehot_cat_kernel(x_ptr, xa_ptr, t_ptr, bounds_ptr, M, K, NB, TP, stride_xm, stride_am,
+                         BLOCK: tl.constexpr):
+    """xa[m] = [x[m], onehot(bucket(t[m]), TP)]. With the bias table as TP more rows of W^T, the
+    dequant + cuBLAS path adds each row's timestep bias inside the GEMM: one copy of x (M x K)
+    instead of a read and a write of y (M x N) after it."""
+    m = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    b = tl.max(_buckets(t_ptr, bounds_ptr, m + tl.arange(0, 1), M, NB, True), axis=0)
+    x = tl.load(x_ptr + m * stride_xm + offs, mask=offs < K, other=0.0)
+    hot = tl.where(offs - K == b, 1.0, 0.0).to(x.dtype)   # via fp32: the interpreter botches bool -> bf16
+    v = tl.where(offs < K, x, hot)
+    tl.store(xa_ptr + m * stride_am + offs, v, mask=offs < K + TP)
 
 
 @triton.jit
@@ -244,9 +252,10 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                     SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                     GROUP_M: tl.constexpr, DOT_F32: tl.constexpr = False, HAS_TS: tl.constexpr = False,
                     TS_PER_ROW: tl.constexpr = False, HAS_TS_LUTS: tl.constexpr = False):
-    """Per-bucket LUT sets (HAS_TS_LUTS): the tile's rows are taken bucket by bucket, each bucket
-    present among them dequantizing with its own LUT set and meeting only its rows' x. Rows of
-    one sequence share a t, so a tile usually holds one bucket and pays nothing extra."""
+    """Per-bucket LUT sets (HAS_TS_LUTS): one t offsets the LUT slots once and runs the plain K loop
+    (inside the bucket loop below it cost +47% at M = 32, H200). Per-row t: the tile's rows are
+    taken bucket by bucket, each bucket present among them dequantizing with its own LUT set and
+    meeting only its rows' x; rows of one sequence share a t, so a tile usually holds one bucket."""
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     # grouped ordering: GROUP_M row-tiles share each weight column-tile while it is in L2
@@ -266,7 +275,10 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
     kt_begin = pid_k * per_split
     kt_end = tl.minimum(k_tiles, (pid_k + 1) * per_split)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if HAS_TS_LUTS:
+    if HAS_TS_LUTS and not TS_PER_ROW:  # one t: its bucket's LUT set for the whole tile, the plain K loop
+        b = tl.max(_buckets(ts_t_ptr, ts_bounds_ptr, tl.arange(0, 1), M, NB, False), axis=0)
+        scale_ptr, zero_ptr, lut_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
+    if HAS_TS_LUTS and TS_PER_ROW:
         rb = _buckets(ts_t_ptr, ts_bounds_ptr, offs_m, M, NB, TS_PER_ROW)
         b_lo = tl.min(tl.where(valid, rb, NB), axis=0)
         b_hi = tl.max(tl.where(valid, rb, 0), axis=0)
