@@ -37,6 +37,8 @@ GEMM_CONFIGS = [
     (16, 64, 64, 4, 4, 3), (16, 128, 64, 2, 4, 3), (16, 128, 128, 4, 4, 3), (32, 128, 64, 1, 4, 3),
     (32, 64, 128, 2, 4, 3), (64, 128, 64, 1, 4, 3), (64, 256, 64, 1, 8, 3), (128, 128, 64, 1, 8, 3),
     (128, 256, 64, 1, 8, 3), (128, 128, 32, 1, 4, 4), (256, 128, 64, 1, 8, 3), (64, 128, 32, 1, 4, 4),
+    # small M without split-K: no zeroed fp32 buffer and no cast launch (see GEMV_CONFIGS)
+    (16, 64, 128, 1, 4, 4), (16, 32, 128, 1, 2, 4),
 ]
 # dequantize W^T once, then cuBLAS: (BLOCK_N, BLOCK_K, num_warps); offered for M > DEQUANT_MIN_M
 DEQUANT_CONFIGS = [(128, 64, 4), (256, 32, 4)]
