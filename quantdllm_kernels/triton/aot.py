@@ -73,8 +73,13 @@ VARIANTS: List[Tuple[str, int, int, bool, str]] = [
 ]
 
 
-# helper kernels outside the dequant family: (kernel, constexprs, activation dtype)
-AUX_KERNELS: List[Tuple[str, Dict[str, object], str]] = [("ts_onehot_cat_kernel", dict(BLOCK=1024), "*fp16")]
+# further instantiations, (label, kernel, constexprs, activation dtype): the helper kernel, and one
+# timestep for the whole launch with LUT sets (VARIANTS' fused ones have per-row t)
+AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
+    ("ts_onehot_cat", "ts_onehot_cat_kernel", dict(BLOCK=1024), "*fp16"),
+    ("gemm_one_t_lut_sets", "lut_gemm_kernel",
+     dict(variant_consts("lut_gemm_kernel", 4, AFFINE, True), TS_PER_ROW=False), "*fp16"),
+]
 
 
 def compile_variant(kernel: str, bits: int, lut_mode: int, fused: bool, act: str = "*fp16", cc: int = 90,
@@ -149,9 +154,9 @@ def main(argv=None):
             kernel, bits, mode, fused, act = v
             print(f"sm_{cc} {kernel:18s} bits={bits} lut_mode={mode} fused={int(fused)} {act[1:]:4s} "
                   f"smem={c.metadata.shared} | {ptxas_report(c, cc)}")
-        for name, consts, act in AUX_KERNELS:
-            c = _compile(getattr(kernels, name), consts, act, cc, 4, 1)
-            print(f"sm_{cc} {name} {act[1:]} smem={c.metadata.shared} | {ptxas_report(c, cc)}")
+        for label, name, consts, act in AUX_KERNELS:
+            c = _compile(getattr(kernels, name), consts, act, cc, 4, 1 if name == "ts_onehot_cat_kernel" else 3)
+            print(f"sm_{cc} {label} {act[1:]} smem={c.metadata.shared} | {ptxas_report(c, cc)}")
 
 
 if __name__ == "__main__":
