@@ -103,3 +103,34 @@ def test_dispatch_prefers_the_running_gpus_measurements(tmp_path):
         load_dispatch_table(None)
     rows = _measured_rows()
     assert rows and all(r["device"] for r in rows)   # the packaged table names its GPU on every row
+
+
+def test_lut_sets_under_a_timestep_go_to_triton(gen, monkeypatch):
+    """Per-bucket LUT sets with a timestep pick Triton (it fuses them; CUDA falls back, H200 data),
+    whatever the table says; without a timestep, or without LUT sets, the table decides."""
+    from quantdllm_kernels import TimestepTables, dispatch
+    from quantdllm_kernels.testing import random_lut_sets
+
+    class Fake(dispatch.Backend):
+        def __init__(self, name):
+            self.name = name
+
+        def availability(self):
+            return True, ""
+
+        def can_implement(self, qw, x):
+            return True, ""
+
+    dispatch._ensure_loaded()
+    for name in ("cuda", "triton"):
+        monkeypatch.setitem(dispatch._REGISTRY, name, Fake(name))
+    monkeypatch.setattr(dispatch, "_AVAILABLE", ["cuda", "triton", "torch"])
+    monkeypatch.setattr(dispatch, "measured_choice", lambda *a, **k: "cuda")
+    qw = random_qweight(16, 64, bits=2, group_size=32, generator=gen)
+    x = torch.randn(3, 64, generator=gen)
+    bounds = torch.tensor([0.5])
+    with_sets = qw.with_timestep_tables(TimestepTables(bounds, luts=random_lut_sets(qw, 2, generator=gen)))
+    bias_only = qw.with_timestep_tables(TimestepTables(bounds, bias=torch.randn(2, 16, generator=gen).half()))
+    assert dispatch.select_backend(with_sets, x, timestep=0.3).name == "triton"
+    assert dispatch.select_backend(with_sets, x).name == "cuda"
+    assert dispatch.select_backend(bias_only, x, timestep=0.3).name == "cuda"
