@@ -22,7 +22,7 @@ import triton.language as tl
 
 @triton.jit
 def _unpack_plane(p_ptr, k0, offs_n, mask_n, N, Kp, B: tl.constexpr, BLOCK_K: tl.constexpr,
-                  BLOCK_N: tl.constexpr):
+                  BLOCK_N: tl.constexpr, EVEN_K: tl.constexpr):
     """Codes (BLOCK_K, BLOCK_N) of one bit plane, inputs k0.. and columns offs_n. The tile's packed
     words, (BLOCK_K/PER, BLOCK_N), are loaded once and each is peeled into its PER codes by a
     broadcast shift; row r*PER + j of the result is code j of word row r. An earlier version loaded
@@ -31,8 +31,11 @@ def _unpack_plane(p_ptr, k0, offs_n, mask_n, N, Kp, B: tl.constexpr, BLOCK_K: tl
     PER: tl.constexpr = 32 // B
     R: tl.constexpr = BLOCK_K // PER
     rows = k0 // PER + tl.arange(0, R)
-    words = tl.load(p_ptr + rows[:, None] * N + offs_n[None, :],
-                    mask=(rows[:, None] < Kp // PER) & mask_n[None, :], other=0)
+    if EVEN_K:
+        words = tl.load(p_ptr + rows[:, None] * N + offs_n[None, :], mask=mask_n[None, :], other=0)
+    else:
+        words = tl.load(p_ptr + rows[:, None] * N + offs_n[None, :],
+                        mask=(rows[:, None] < Kp // PER) & mask_n[None, :], other=0)
     shifts = tl.arange(0, PER) * B
     codes = (words[:, None, :] >> shifts[None, :, None]) & ((1 << B) - 1)
     return tl.reshape(codes, (BLOCK_K, BLOCK_N))
@@ -69,23 +72,39 @@ def _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS: tl.cons
 def _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
                   GROUP_SIZE, BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr,
                   LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr, BLOCK_K: tl.constexpr,
-                  BLOCK_N: tl.constexpr):
+                  BLOCK_N: tl.constexpr, EVEN_K: tl.constexpr):
     """fp32 weights (BLOCK_K, BLOCK_N) of input rows k0.. and output columns offs_n."""
-    c = _unpack_plane(p0_ptr, k0, offs_n, mask_n, N, Kp, B0, BLOCK_K, BLOCK_N)
+    c = _unpack_plane(p0_ptr, k0, offs_n, mask_n, N, Kp, B0, BLOCK_K, BLOCK_N, EVEN_K)
     if B1 > 0:
-        c = c | (_unpack_plane(p1_ptr, k0, offs_n, mask_n, N, Kp, B1, BLOCK_K, BLOCK_N) << B0)
+        c = c | (_unpack_plane(p1_ptr, k0, offs_n, mask_n, N, Kp, B1, BLOCK_K, BLOCK_N, EVEN_K) << B0)
     return _lookup(c, k0 // GROUP_SIZE, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS, LUT_MODE, HAS_ZERO)
 
 
 @triton.jit
-def _load_x(x_ptr, ins_ptr, offs_m, rows, offs_k, K, stride_xm, HAS_IN_SCALE: tl.constexpr):
+def _load_x(x_ptr, ins_ptr, offs_m, rows, offs_k, K, stride_xm, HAS_IN_SCALE: tl.constexpr,
+            EVEN_K: tl.constexpr):
     """x tile of rows offs_m (``rows``: which of them to read; the rest are 0) and inputs offs_k."""
-    x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :],
-                mask=rows[:, None] & (offs_k[None, :] < K), other=0.0)
+    if EVEN_K:
+        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :], mask=rows[:, None], other=0.0)
+    else:
+        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :],
+                    mask=rows[:, None] & (offs_k[None, :] < K), other=0.0)
     if HAS_IN_SCALE:
-        s = tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)
+        s = _load_k(ins_ptr, offs_k, K, EVEN_K)
         x = (x.to(tl.float32) * s[None, :]).to(x.dtype)
     return x
+
+
+@triton.jit
+def _load_k(p_ptr, offs_k, K, EVEN_K: tl.constexpr):
+    """p[offs_k] as fp32, 0 past K; EVEN_K (every K tile whole): no mask. The GEMV's per-code x
+    loads with masks held ~90 predicates and spilled at 80 registers under Triton 3.6 (sm_90);
+    unmasked, 40 registers and no spill (NOTES, 2026-11-29)."""
+    if EVEN_K:
+        v = tl.load(p_ptr + offs_k)
+    else:
+        v = tl.load(p_ptr + offs_k, mask=offs_k < K, other=0.0)
+    return v.to(tl.float32)
 
 
 @triton.jit
@@ -164,7 +183,8 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
                     SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                     HAS_TS: tl.constexpr = False, TS_PER_ROW: tl.constexpr = False,
-                    HAS_TS_LUTS: tl.constexpr = False, WORD_ROWS: tl.constexpr = False):
+                    HAS_TS_LUTS: tl.constexpr = False, WORD_ROWS: tl.constexpr = False,
+                    EVEN_K: tl.constexpr = False):
     """y[0, n] = sum_k x[0, k] W[n, k], accumulated in a 2-D fp32 tile reduced over K once at the end.
     Affine weights: per K tile the dequantized (BLOCK_K, BLOCK_N) tile (the GEMM's ``_dequant_tile``)
     meets x[k0:k0+BLOCK_K], loaded once as a vector. Other LUT modes: each word row is peeled code
@@ -186,11 +206,11 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
         for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
             k0 = kt * BLOCK_K
             offs_k = k0 + tl.arange(0, BLOCK_K)
-            xk = tl.load(x_ptr + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
+            xk = _load_k(x_ptr, offs_k, K, EVEN_K)
             if HAS_IN_SCALE:
-                xk = xk * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)
+                xk = xk * _load_k(ins_ptr, offs_k, K, EVEN_K)
             w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
-                              GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
+                              GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N, EVEN_K)
             acc2 += xk[:, None] * w
     else:  # gathers: word rows peeled code by code into a small (R, BLOCK_N) accumulator
         PER: tl.constexpr = 32 // B0
@@ -200,12 +220,18 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
         for kt in range(pid_k * per_split, tl.minimum(k_tiles, (pid_k + 1) * per_split)):
             k0 = kt * BLOCK_K
             rows = k0 // PER + offs_r
-            w0 = tl.load(p0_ptr + rows[:, None] * N + offs_n[None, :],
-                         mask=(rows[:, None] < Kp // PER) & mask_n[None, :], other=0)
+            if EVEN_K:
+                w0 = tl.load(p0_ptr + rows[:, None] * N + offs_n[None, :], mask=mask_n[None, :], other=0)
+            else:
+                w0 = tl.load(p0_ptr + rows[:, None] * N + offs_n[None, :],
+                             mask=(rows[:, None] < Kp // PER) & mask_n[None, :], other=0)
             if B1 > 0:  # 3-bit: bit 2 lives in a 1-bit plane, 32 codes a word: word k // 32, shift k % 32
                 rows1 = k0 // 32 + offs_r // (32 // PER)
-                w1 = tl.load(p1_ptr + rows1[:, None] * N + offs_n[None, :],
-                             mask=(rows1[:, None] < Kp // 32) & mask_n[None, :], other=0)
+                if EVEN_K:
+                    w1 = tl.load(p1_ptr + rows1[:, None] * N + offs_n[None, :], mask=mask_n[None, :], other=0)
+                else:
+                    w1 = tl.load(p1_ptr + rows1[:, None] * N + offs_n[None, :],
+                                 mask=(rows1[:, None] < Kp // 32) & mask_n[None, :], other=0)
                 sh1 = (offs_r % (32 // PER)) * PER
             g = k0 // GROUP_SIZE
             for j in tl.static_range(PER):
@@ -213,9 +239,9 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                 if B1 > 0:
                     c = c | (((w1 >> (sh1 + j)[:, None]) & 1) << B0)
                 offs_k = k0 + offs_r * PER + j
-                xk = tl.load(x_ptr + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
+                xk = _load_k(x_ptr, offs_k, K, EVEN_K)
                 if HAS_IN_SCALE:
-                    xk = xk * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)
+                    xk = xk * _load_k(ins_ptr, offs_k, K, EVEN_K)
                 acc2 += xk[:, None] * _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS,
                                               LUT_MODE, HAS_ZERO)
     acc = tl.sum(acc2, axis=0)[None, :]
@@ -227,15 +253,15 @@ def lut_gemv_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
 def _gemm_k_range(acc, x_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, offs_m, rows, offs_n, mask_n,
                   N, K, Kp, stride_xm, GROUP_SIZE, kt_begin, kt_end, BITS: tl.constexpr, B0: tl.constexpr,
                   B1: tl.constexpr, LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
-                  BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, DOT_F32: tl.constexpr):
+                  BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, DOT_F32: tl.constexpr, EVEN_K: tl.constexpr):
     """acc += x[rows, k] @ W[k, offs_n] over the K tiles [kt_begin, kt_end) (rows not in ``rows``
     read x = 0)."""
     for kt in range(kt_begin, kt_end):
         k0 = kt * BLOCK_K
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        x = _load_x(x_ptr, ins_ptr, offs_m, rows, offs_k, K, stride_xm, HAS_IN_SCALE)
+        x = _load_x(x_ptr, ins_ptr, offs_m, rows, offs_k, K, stride_xm, HAS_IN_SCALE, EVEN_K)
         w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
-                          GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
+                          GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N, EVEN_K)
         if DOT_F32:  # Triton's CPU interpreter computes bf16 dots wrongly: same roundings, fp32 dot
             acc = tl.dot(x.to(tl.float32), w.to(x.dtype).to(tl.float32), acc)
         else:
@@ -251,7 +277,8 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_IN_SCALE: tl.constexpr,
                     SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                     GROUP_M: tl.constexpr, DOT_F32: tl.constexpr = False, HAS_TS: tl.constexpr = False,
-                    TS_PER_ROW: tl.constexpr = False, HAS_TS_LUTS: tl.constexpr = False):
+                    TS_PER_ROW: tl.constexpr = False, HAS_TS_LUTS: tl.constexpr = False,
+                    EVEN_K: tl.constexpr = False):
     """Per-bucket LUT sets (HAS_TS_LUTS): one t offsets the LUT slots once and runs the plain K loop
     (inside the bucket loop below it cost +47% at M = 32, H200). Per-row t: the tile's rows are
     taken bucket by bucket, each bucket present among them dequantizing with its own LUT set and
@@ -289,11 +316,11 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
                 s_ptr, z_ptr, l_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
                 acc = _gemm_k_range(acc, x_ptr, ins_ptr, p0_ptr, p1_ptr, s_ptr, z_ptr, l_ptr, offs_m, rows,
                                     offs_n, mask_n, N, K, Kp, stride_xm, GROUP_SIZE, kt_begin, kt_end, BITS, B0,
-                                    B1, LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_K, BLOCK_N, DOT_F32)
+                                    B1, LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_K, BLOCK_N, DOT_F32, EVEN_K)
     else:
         acc = _gemm_k_range(acc, x_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, offs_m, valid,
                             offs_n, mask_n, N, K, Kp, stride_xm, GROUP_SIZE, kt_begin, kt_end, BITS, B0, B1,
-                            LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_K, BLOCK_N, DOT_F32)
+                            LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_K, BLOCK_N, DOT_F32, EVEN_K)
     _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS, SPLIT_K, pid_k,
               ts_t_ptr, ts_bounds_ptr, ts_bias_ptr, NB, HAS_TS, TS_PER_ROW)
 
@@ -303,7 +330,7 @@ def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut
                        SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
                        BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                        HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False):
+                       BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False, EVEN_K: tl.constexpr = False):
     """W^T (K, N) in wt's dtype, in_scale folded in: for large M, one pass over the codes and then
     cuBLAS beats a fused kernel whose dequant is repeated for every M tile. HAS_TS_LUTS: the LUT
     set of t[0]'s bucket (one timestep for the launch; per-row timesteps take the GEMM kernel)."""
@@ -315,7 +342,7 @@ def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut
     mask_n = offs_n < N
     offs_k = k0 + tl.arange(0, BLOCK_K)
     w = _dequant_tile(p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, k0, offs_n, mask_n, N, Kp,
-                      GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N)
+                      GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N, EVEN_K)
     if HAS_IN_SCALE:
         w = w * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)[:, None]
     tl.store(wt_ptr + offs_k[:, None] * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),

@@ -65,6 +65,11 @@ def _legal_bk(bk: int, tw: TritonWeight) -> bool:
     return whole_words and (tw.groups == 1 or tw.group_size % bk == 0)
 
 
+def _even_k(tw: TritonWeight, bk: int) -> bool:
+    """Every K tile is whole (no padding, no tail): the kernels drop their K masks."""
+    return tw.Kp == tw.K and tw.K % bk == 0
+
+
 def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
     k_tiles = lambda bk: -(-tw.Kp // bk)  # noqa: E731
     out = []
@@ -136,7 +141,7 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
             M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
     flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                  HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
-                 HAS_TS=has_tb, TS_PER_ROW=per_row, HAS_TS_LUTS=ts_luts)
+                 HAS_TS=has_tb, TS_PER_ROW=per_row, HAS_TS_LUTS=ts_luts, EVEN_K=_even_k(tw, cfg["BLOCK_K"]))
     if path == "gemv":
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split)
         lut_gemv_kernel[grid](*args, **flags, **cfg)
@@ -165,7 +170,8 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
                              zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size,
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
-                             BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts)
+                             BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts,
+                             EVEN_K=_even_k(tw, cfg["BLOCK_K"]))
     return wt
 
 
