@@ -193,6 +193,28 @@ def test_affine_gemv_both_forms(bits, word_rows, gen):
     assert rel_error(y, exact(x, qw)) <= tol(torch.float16, 256)
 
 
+@pytest.mark.parametrize("fmt", range(len(FORMATS)))
+@pytest.mark.parametrize("path", ["gemv", "gemm", "dequant"])
+def test_whole_tiles_drop_their_masks(fmt, path, gen):
+    """N and K multiples of the tile (EVEN_N / EVEN_K: the kernels drop their masks) on every path
+    and LUT format, vs the reference; the odd shapes elsewhere keep the masked forms covered."""
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton.ops import _even_k, triton_lut_matmul
+    kind, extra = FORMATS[fmt]
+    N, K = 64, 128
+    qw = random_qweight(N, K, bits=[2, 3, 4][fmt % 3], lut_kind=kind, group_size=64, in_scale=fmt % 2 == 0,
+                        generator=gen, **extra)
+    qw = (_affine_codebook(qw) if fmt == 0 else qw).to(DEV)
+    cfg = {"gemv": dict(BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),
+           "gemm": dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1),
+           "dequant": dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)}[path]
+    assert _even_k(pack_for(qw), 32) and N % 32 == 0
+    x = torch.randn(1 if path == "gemv" else 5, K, generator=gen).half().to(DEV)
+    bias = torch.randn(N, generator=gen).half().to(DEV)
+    y = triton_lut_matmul(x, pack_for(qw), bias, torch.float16, config=cfg)
+    assert rel_error(y, exact(x, qw, bias)) <= tol(torch.float16, K)
+
+
 def test_config_must_hold_whole_words(gen):
     """3-bit's 1-bit plane packs 32 codes a word: a 16-wide K tile is refused, not run wrong."""
     from quantdllm_kernels.backends.triton_backend import pack_for

@@ -75,14 +75,15 @@ VARIANTS: List[Tuple[str, int, int, bool, str]] = [
 
 # further instantiations, (label, kernel, constexprs, activation dtype): the helper kernel, one
 # timestep for the whole launch with LUT sets (VARIANTS' fused ones have per-row t), the affine
-# GEMV's word-row form, and whole K tiles (EVEN_K: no K masks)
+# GEMV's word-row form, and whole K / N tiles (EVEN_K / EVEN_N: no masks)
 AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
     ("ts_onehot_cat", "ts_onehot_cat_kernel", dict(BLOCK=1024), "*fp16"),
     ("gemm_one_t_lut_sets", "lut_gemm_kernel",
      dict(variant_consts("lut_gemm_kernel", 4, AFFINE, True), TS_PER_ROW=False), "*fp16"),
     ("gemv_word_rows_even_k", "lut_gemv_kernel",
      dict(variant_consts("lut_gemv_kernel", 3, AFFINE, True), WORD_ROWS=True, EVEN_K=True), "*bf16"),
-    ("gemm_even_k", "lut_gemm_kernel", dict(variant_consts("lut_gemm_kernel", 3, BINARY, False), EVEN_K=True), "*fp16"),
+    ("gemm_even_k_n", "lut_gemm_kernel", dict(variant_consts("lut_gemm_kernel", 3, BINARY, False), EVEN_K=True,
+                                               EVEN_N=True), "*fp16"),
     ("dequant_even_k", "lut_dequant_kernel", dict(variant_consts("lut_dequant_kernel", 2, TABLE, True), EVEN_K=True),
      "*fp16"),
 ]

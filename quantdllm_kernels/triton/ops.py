@@ -141,7 +141,8 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
             M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
     flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                  HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
-                 HAS_TS=has_tb, TS_PER_ROW=per_row, HAS_TS_LUTS=ts_luts, EVEN_K=_even_k(tw, cfg["BLOCK_K"]))
+                 HAS_TS=has_tb, TS_PER_ROW=per_row, HAS_TS_LUTS=ts_luts, EVEN_K=_even_k(tw, cfg["BLOCK_K"]),
+                 EVEN_N=N % cfg["BLOCK_N"] == 0)
     if path == "gemv":
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split)
         lut_gemv_kernel[grid](*args, **flags, **cfg)
@@ -171,7 +172,7 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
                              BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts,
-                             EVEN_K=_even_k(tw, cfg["BLOCK_K"]))
+                             EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=tw.N % cfg["BLOCK_N"] == 0)
     return wt
 
 
