@@ -215,6 +215,28 @@ def test_whole_tiles_drop_their_masks(fmt, path, gen):
     assert rel_error(y, exact(x, qw, bias)) <= tol(torch.float16, K)
 
 
+@pytest.mark.parametrize("bits", [1, 2, 3])
+@pytest.mark.parametrize("path", ["gemv", "gemm", "dequant"])
+def test_table_select_tree_matches_the_gather(bits, path, gen):
+    """LUT_SELECT reads a table by a select tree on the code bits (the tuner offers it beside the
+    gather at <= 3 bits); same result as the reference on every path. A 4-bit or non-table weight
+    is refused by name."""
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton.ops import triton_lut_matmul
+    N, K = 40, 256
+    qw = random_qweight(N, K, bits=bits, lut_kind="table", group_size=64, generator=gen).to(DEV)
+    cfg = {"gemv": dict(BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),
+           "gemm": dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1),
+           "dequant": dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)}[path]
+    x = torch.randn(1 if path == "gemv" else 5, K, generator=gen).half().to(DEV)
+    y = triton_lut_matmul(x, pack_for(qw), None, torch.float16, config=dict(cfg, LUT_SELECT=True))
+    assert rel_error(y, exact(x, qw)) <= tol(torch.float16, K)
+    for bad in (random_qweight(N, K, bits=4, lut_kind="table", group_size=64, generator=gen),
+                random_qweight(N, K, bits=2, lut_kind="scaled", group_size=64, generator=gen)):
+        with pytest.raises(ValueError, match="LUT_SELECT needs a table weight"):
+            triton_lut_matmul(x, pack_for(bad.to(DEV)), None, torch.float16, config=dict(cfg, LUT_SELECT=True))
+
+
 def test_config_must_hold_whole_words(gen):
     """3-bit's 1-bit plane packs 32 codes a word: a 16-wide K tile is refused, not run wrong."""
     from quantdllm_kernels.backends.triton_backend import pack_for

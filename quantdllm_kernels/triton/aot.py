@@ -75,7 +75,7 @@ VARIANTS: List[Tuple[str, int, int, bool, str]] = [
 
 # further instantiations, (label, kernel, constexprs, activation dtype): the helper kernel, one
 # timestep for the whole launch with LUT sets (VARIANTS' fused ones have per-row t), the affine
-# GEMV's word-row form, and whole K / N tiles (EVEN_K / EVEN_N: no masks)
+# GEMV's word-row form, whole K / N tiles (EVEN_K / EVEN_N: no masks), and the table select tree
 AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
     ("ts_onehot_cat", "ts_onehot_cat_kernel", dict(BLOCK=1024), "*fp16"),
     ("gemm_one_t_lut_sets", "lut_gemm_kernel",
@@ -84,6 +84,10 @@ AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
      dict(variant_consts("lut_gemv_kernel", 3, AFFINE, True), WORD_ROWS=True, EVEN_K=True), "*bf16"),
     ("gemm_even_k_n", "lut_gemm_kernel", dict(variant_consts("lut_gemm_kernel", 3, BINARY, False), EVEN_K=True,
                                                EVEN_N=True), "*fp16"),
+    ("gemm_table_select", "lut_gemm_kernel", dict(variant_consts("lut_gemm_kernel", 3, TABLE, True), LUT_MODE=5),
+     "*bf16"),
+    ("gemv_table_select", "lut_gemv_kernel", dict(variant_consts("lut_gemv_kernel", 2, TABLE, False), LUT_MODE=5),
+     "*fp16"),
     ("dequant_even_k", "lut_dequant_kernel", dict(variant_consts("lut_dequant_kernel", 2, TABLE, True), EVEN_K=True),
      "*fp16"),
 ]

@@ -42,12 +42,37 @@ def _unpack_plane(p_ptr, k0, offs_n, mask_n, N, Kp, B: tl.constexpr, BLOCK_K: tl
 
 
 @triton.jit
+def _entry(row_ptr, i: tl.constexpr, mask_n):
+    return tl.load(row_ptr + i, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _select_entry(c, row_ptr, mask_n, BITS: tl.constexpr):
+    """Entry c of each column's table row (``row_ptr``: (BLOCK_N,) pointers to entry 0) by a tree of
+    2^b - 1 selects on the code bits, lowest bit first: no per-code gather, whose scattered loads
+    occupy the load/store unit one sector per distinct address (NOTES, "select tree")."""
+    b0 = (c & 1) != 0
+    w = tl.where(b0, _entry(row_ptr, 1, mask_n), _entry(row_ptr, 0, mask_n))
+    if BITS >= 2:
+        b1 = (c & 2) != 0
+        w23 = tl.where(b0, _entry(row_ptr, 3, mask_n), _entry(row_ptr, 2, mask_n))
+        w = tl.where(b1, w23, w)
+        if BITS == 3:
+            w45 = tl.where(b0, _entry(row_ptr, 5, mask_n), _entry(row_ptr, 4, mask_n))
+            w67 = tl.where(b0, _entry(row_ptr, 7, mask_n), _entry(row_ptr, 6, mask_n))
+            w = tl.where((c & 4) != 0, tl.where(b1, w67, w45), w)
+    return w
+
+
+@triton.jit
 def _lookup(c, g, offs_n, mask_n, scale_ptr, zero_ptr, lut_ptr, N, BITS: tl.constexpr,
             LUT_MODE: tl.constexpr, HAS_ZERO: tl.constexpr):
     """fp32 weights for codes ``c (rows, BLOCK_N)`` of group ``g`` and output columns offs_n."""
     E: tl.constexpr = 1 << BITS
     if LUT_MODE == 3:  # table (G, N, E): gather from the group's row of entries
         w = tl.load(lut_ptr + (g * N + offs_n[None, :]) * E + c, mask=mask_n[None, :], other=0.0).to(tl.float32)
+    elif LUT_MODE == 5:  # table by a select tree: the 2^b entries loaded once per column, codes pick by bits
+        w = _select_entry(c, lut_ptr + (g * N + offs_n) * E, mask_n, BITS)
     elif LUT_MODE == 4:  # binary: mu + sum_i alpha_i * (2*bit_i - 1); mu is in the scale slot
         w = tl.zeros(c.shape, dtype=tl.float32)
         w += tl.load(scale_ptr + g * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]

@@ -21,6 +21,9 @@ import torch
 from ..format import _LUT_FIELDS, QuantizedWeight
 
 AFFINE, SCALED_SHARED, SCALED_ROW, TABLE, BINARY = range(5)
+# not a storage mode: TABLE's storage read by a select tree over the group's 2^b entries instead
+# of one gather per code (bits <= 3; the tuner offers it beside the gather, LUT_SELECT in a config)
+TABLE_SELECT = 5
 
 
 @dataclass(frozen=True, eq=False)

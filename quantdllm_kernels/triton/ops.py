@@ -18,7 +18,7 @@ import triton
 
 from ..timing import median_ms
 from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel, ts_onehot_cat_kernel
-from .layout import TritonWeight
+from .layout import TABLE, TABLE_SELECT, TritonWeight
 
 GEMV_MAX_M = 1
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -65,6 +65,14 @@ def _legal_bk(bk: int, tw: TritonWeight) -> bool:
     return whole_words and (tw.groups == 1 or tw.group_size % bk == 0)
 
 
+def _kernel_mode(tw: TritonWeight, select: bool) -> int:
+    """The kernels' LUT_MODE: the weight's, or the select-tree read of a table (config LUT_SELECT)."""
+    if select and not (tw.lut_mode == TABLE and tw.bits <= 3):
+        raise ValueError(f"LUT_SELECT needs a table weight of at most 3 bits, got lut_mode {tw.lut_mode}, "
+                         f"{tw.bits} bits")
+    return TABLE_SELECT if select else tw.lut_mode
+
+
 def _even_k(tw: TritonWeight, bk: int) -> bool:
     """Every K tile is whole (no padding, no tail): the kernels drop their K masks."""
     return tw.Kp == tw.K and tw.K % bk == 0
@@ -79,6 +87,8 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
                 out.append(dict(BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
         if tw.lut_mode == 0 and not _INTERPRET:   # affine: the word-row form too, the tuner measures both
             out += [dict(c, WORD_ROWS=True) for c in out]
+        if tw.lut_mode == TABLE and tw.bits <= 3 and not _INTERPRET:   # gather or select tree: measured
+            out += [dict(c, LUT_SELECT=True) for c in out]
     else:
         for bm, bn, bk, sk, w, s in ([_INTERPRET_GEMM] if _INTERPRET else GEMM_CONFIGS):
             if not _legal_bk(bk, tw) or sk > k_tiles(bk):
@@ -88,6 +98,8 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
             if tw.lut_mode == 4 and tw.b1:   # Triton 3.6 miscompiled the 3-bit binary GEMM when pipelined
                 s = 1                        # (64 x 128 x 32 tiles at 3 and 4 stages; H200, 2026-11-29)
             out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
+        if tw.lut_mode == TABLE and tw.bits <= 3 and not _INTERPRET:
+            out += [dict(c, LUT_SELECT=True) for c in out]
         if M > DEQUANT_MIN_M or _INTERPRET:
             for bn, bk, w in ([(32, 32, 1)] if _INTERPRET else DEQUANT_CONFIGS):
                 if _legal_bk(bk, tw):
@@ -139,8 +151,9 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
     args = (x2, y, bias if bias is not None else dummy, tw.in_scale if tw.in_scale is not None else dummy,
             tw.plane0, tw.plane1, scale, zero, lut, *t_args, *strides,
             M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
-    flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
-                 HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
+    cfg = dict(cfg)
+    flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=_kernel_mode(tw, cfg.pop("LUT_SELECT", False)),
+                 HAS_ZERO=tw.zero is not None, HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
                  HAS_TS=has_tb, TS_PER_ROW=per_row, HAS_TS_LUTS=ts_luts, EVEN_K=_even_k(tw, cfg["BLOCK_K"]),
                  EVEN_N=N % cfg["BLOCK_N"] == 0)
     if path == "gemv":
@@ -169,7 +182,8 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
     grid = (triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(tw.N, cfg["BLOCK_N"]))
     lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, scale,
                              zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size,
-                             BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=tw.lut_mode, HAS_ZERO=tw.zero is not None,
+                             BITS=tw.bits, B0=tw.b0, B1=tw.b1,
+                             LUT_MODE=_kernel_mode(tw, cfg.get("LUT_SELECT", False)), HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
                              BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts,
                              EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=tw.N % cfg["BLOCK_N"] == 0)
