@@ -151,8 +151,10 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
     args = (x2, y, bias if bias is not None else dummy, tw.in_scale if tw.in_scale is not None else dummy,
             tw.plane0, tw.plane1, scale, zero, lut, *t_args, *strides,
             M, N, K, tw.Kp, x2.stride(0), y.stride(0), tw.group_size)
-    cfg = dict(cfg)
-    flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=_kernel_mode(tw, cfg.pop("LUT_SELECT", False)),
+    select = cfg.get("LUT_SELECT", False)
+    if select:   # a tuner choice, not a kernel argument
+        cfg = {k: v for k, v in cfg.items() if k != "LUT_SELECT"}
+    flags = dict(BITS=tw.bits, B0=tw.b0, B1=tw.b1, LUT_MODE=_kernel_mode(tw, select),
                  HAS_ZERO=tw.zero is not None, HAS_BIAS=bias is not None, HAS_IN_SCALE=tw.in_scale is not None,
                  HAS_TS=has_tb, TS_PER_ROW=per_row, HAS_TS_LUTS=ts_luts, EVEN_K=_even_k(tw, cfg["BLOCK_K"]),
                  EVEN_N=N % cfg["BLOCK_N"] == 0)
