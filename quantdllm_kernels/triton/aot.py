@@ -132,12 +132,13 @@ def _compile(fn, consts, act, cc, num_warps, num_stages):
                                                                               num_stages=num_stages))
 
 
-def config_sweep(bits: int, lut_mode: int, cc: int = 90):
+def config_sweep(bits: int, lut_mode: int, cc: int = 90, masked: bool = False):
     """(path, config, ptxas report) of every tuner candidate (ops.GEMV_CONFIGS / GEMM_CONFIGS) for
-    one bit width and LUT mode, bias on, no other optional input: which tiles spill."""
+    one bit width and LUT mode, bias on, no other optional input: which tiles spill. Whole tiles
+    (EVEN_K / EVEN_N, as on every LLaDA shape) unless ``masked``."""
     from .ops import GEMM_CONFIGS, GEMV_CONFIGS
     base = dict(_bits_consts(bits, lut_mode), HAS_IN_SCALE=False, HAS_BIAS=True, HAS_TS=False, TS_PER_ROW=False,
-                HAS_TS_LUTS=False)
+                HAS_TS_LUTS=False, EVEN_K=not masked, EVEN_N=not masked)
     for bn, bk, sk, w, st in GEMV_CONFIGS:
         c = _compile(kernels.lut_gemv_kernel, dict(base, SPLIT_K=sk, BLOCK_N=bn, BLOCK_K=bk), "*fp16", cc, w, st)
         yield "gemv", dict(BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=st), ptxas_report(c, cc)
@@ -153,11 +154,12 @@ def main(argv=None):
     ap.add_argument("--cc", type=int, nargs="+", default=[80, 90])
     ap.add_argument("--sweep", type=int, nargs=2, metavar=("BITS", "LUT_MODE"),
                     help="report every tuner candidate config for one bit width and LUT mode instead")
+    ap.add_argument("--masked", action="store_true", help="with --sweep: the masked (partial-tile) forms")
     args = ap.parse_args(argv)
     print(f"triton {triton.__version__}")
     for cc in args.cc:
         if args.sweep:
-            for path, cfg, rep in config_sweep(*args.sweep, cc=cc):
+            for path, cfg, rep in config_sweep(*args.sweep, cc=cc, masked=args.masked):
                 print(f"sm_{cc} {path} {cfg} | {rep}")
             continue
         for v in VARIANTS:
