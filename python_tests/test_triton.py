@@ -193,6 +193,12 @@ def test_affine_gemv_both_forms(bits, word_rows, gen):
     assert rel_error(y, exact(x, qw)) <= tol(torch.float16, 256)
 
 
+# one small explicit config per kernel path (GEMV at M = 1, fused GEMM, dequant + matmul)
+_PATH_CFGS = {"gemv": dict(BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),
+              "gemm": dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1),
+              "dequant": dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)}
+
+
 @pytest.mark.parametrize("fmt", range(len(FORMATS)))
 @pytest.mark.parametrize("path", ["gemv", "gemm", "dequant"])
 def test_whole_tiles_drop_their_masks(fmt, path, gen):
@@ -205,9 +211,7 @@ def test_whole_tiles_drop_their_masks(fmt, path, gen):
     qw = random_qweight(N, K, bits=[2, 3, 4][fmt % 3], lut_kind=kind, group_size=64, in_scale=fmt % 2 == 0,
                         generator=gen, **extra)
     qw = (_affine_codebook(qw) if fmt == 0 else qw).to(DEV)
-    cfg = {"gemv": dict(BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),
-           "gemm": dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1),
-           "dequant": dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)}[path]
+    cfg = _PATH_CFGS[path]
     assert _even_k(pack_for(qw), 32) and N % 32 == 0
     x = torch.randn(1 if path == "gemv" else 5, K, generator=gen).half().to(DEV)
     bias = torch.randn(N, generator=gen).half().to(DEV)
@@ -225,9 +229,7 @@ def test_table_select_tree_matches_the_gather(bits, path, gen):
     from quantdllm_kernels.triton.ops import triton_lut_matmul
     N, K = 40, 256
     qw = random_qweight(N, K, bits=bits, lut_kind="table", group_size=64, generator=gen).to(DEV)
-    cfg = {"gemv": dict(BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),
-           "gemm": dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1),
-           "dequant": dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)}[path]
+    cfg = _PATH_CFGS[path]
     x = torch.randn(1 if path == "gemv" else 5, K, generator=gen).half().to(DEV)
     y = triton_lut_matmul(x, pack_for(qw), None, torch.float16, config=dict(cfg, LUT_SELECT=True))
     assert rel_error(y, exact(x, qw)) <= tol(torch.float16, K)
