@@ -274,15 +274,24 @@ struct ChunkOps {
     }
 };
 
-// out(n, m) = v + bias[n] + ts_bias[bucket(t[m])][n], in T.
+// out(n, m) = v + bias[n] + ts_bias[bucket][n], in T; `bucket` is token m's, from the block's table.
 template <typename T>
-__device__ __forceinline__ T epilogue(const MmaArgs& a, float v, int n, int m) {
+__device__ __forceinline__ T epilogue(const MmaArgs& a, float v, int n, int bucket) {
     if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
-    if (a.ts_bias) {
-        const int b = dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
-        v += dev::ldf(a.ts_bias, static_cast<int64_t>(b) * a.N + n, a.ts_bias_dtype);
-    }
+    if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
     return dev::from_f<T>(v);
+}
+
+// Timestep bucket of each of the block's toks tokens, once per token instead of once per output.
+// The table lives in dynamic shared memory past the reduction tile and the last-block flag
+// (smem_bytes counts it): static shared memory would push the 2-bit M <= 8 ring, exactly 48 KB,
+// past the limit a launch gets without the opt-in (H200 run, 2026-11-29).
+__device__ __forceinline__ void token_buckets(const MmaArgs& a, int m0, int toks, int* bucket) {
+    if (!a.ts_bias) return;
+    for (int i = threadIdx.x; i < toks; i += kThreads) {
+        const int m = min(m0 + i, a.M - 1);
+        bucket[i] = dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
+    }
 }
 
 template <typename T, int BITS, int NT>
@@ -451,6 +460,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
     const int tp = toks + 1;
+    int* bucket = reinterpret_cast<int*>(red + wk_count * rows * tp) + 1;  // past the last-block flag
+    token_buckets(a, m0, toks, bucket);  // the ring is free (barrier above); visible after the next one
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -470,7 +481,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         float v = 0.f;
         for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
-        if (ksplit == 1) y[o] = epilogue<T>(a, v, n, m);
+        if (ksplit == 1) y[o] = epilogue<T>(a, v, n, bucket[tl]);
         else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
     }
     if (ksplit == 1) return;
@@ -493,7 +504,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
         float v = 0.f;
         for (int z = 0; z < ksplit; ++z) v += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
-        y[o] = epilogue<T>(a, v, n, m);
+        y[o] = epilogue<T>(a, v, n, bucket[tl]);
     }
 }
 
@@ -538,7 +549,8 @@ size_t smem_bytes(const MmaPlan& p, int bits) {
     const bool x_ring = p.nt == 1 && bits != 3;  // kXRing
     const size_t ring = static_cast<size_t>(kWarps) * stages *
                         ((kMT * (bits * chunks / 4) + (x_ring ? 2 * chunks : 0)) * 32 * 16 + (x_ring ? kMT * chunks * 32 * 8 : 0));
-    return std::max(red + sizeof(int), ring);  // the last-block flag sits past the reduction tile
+    // past the reduction tile: the last-block flag, then one timestep bucket per token
+    return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
 }
 
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
