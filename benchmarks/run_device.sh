@@ -17,7 +17,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
 t0=$(date +%s)
 # The CUDA extension is rebuilt only when its sources change: a fresh build is returned under
-# $OUT/prebuilt/<hash>/; copied to .prebuilt/ here and carried, the next call reuses it (~60 s).
+# $OUT/prebuilt/<hash>/ with KEEP_PREBUILT=1; copied to .prebuilt/ here and carried, the next call reuses it (~60 s).
 ARCH=${TORCH_CUDA_ARCH_LIST:-9.0a}
 SRC_HASH=$( (echo "$ARCH"; python3 -c "import torch; print(torch.__version__)"; cat setup.py; \
              find csrc -type f | sort | xargs cat) | sha256sum | cut -c1-16)
@@ -43,8 +43,9 @@ if [ "${TEST:-1}" = 1 ] && [ "${SHARDS:-1}" -gt 1 ]; then
   echo "tests collected: $(wc -l < /tmp/test_ids) in $SHARDS shards"
   for i in $(seq 0 $(( SHARDS - 1 ))); do
     awk -v n="$SHARDS" -v i="$i" 'NR % n == i' /tmp/test_ids > /tmp/shard_$i
-    QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -rfE -p no:cacheprovider \
-      $(cat /tmp/shard_$i) > "$OUT/gpu_tests_shard_$i.log" 2>&1 &
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TORCHINDUCTOR_COMPILE_THREADS=1 QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} \
+      timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -rfE -p no:cacheprovider \
+      $(cat /tmp/shard_$i) > "$OUT/gpu_tests_shard_$i.log" 2>&1 &   # one thread each: 16 x SHARDS thrashed
   done
   wait
   cat "$OUT"/gpu_tests_shard_*.log > "$OUT/gpu_tests.log"
@@ -60,6 +61,7 @@ for f in sorted(glob.glob(sys.argv[1] + "/gpu_tests_shard_*.log")):
             tot[k] = tot.get(k, 0) + int(n)
 print(f"shards finished: {done}/{sys.argv[2]}; totals: {tot}")
 PY
+  for f in "$OUT"/gpu_tests_shard_*.log; do echo "$(basename $f): $(tail -1 $f | cut -c1-100)"; done
 elif [ "${TEST:-1}" = 1 ]; then
   QUANTDLLM_TRITON_TUNE=${TEST_TUNE:-0} timeout ${TEST_TIMEOUT:-300} python3 -m pytest ${PYTEST_ARGS:-python_tests} \
     ${PYTEST_K:+-k "$PYTEST_K"} -q 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
@@ -86,3 +88,6 @@ fi
 if [ "${CALIB:-0}" = 1 ]; then
   timeout ${CALIB_TIMEOUT:-540} python3 benchmarks/bench_calibration.py --out "$OUT" ${CALIB_ARGS:-} 2>&1 | tee "$OUT/calib.log" | grep -v "it/s\]" | tail -30
 fi
+# the device returns only a few files: logs other than the tests' and the benchmark's go in one archive
+( cd "$OUT" && tar czf logs.tar.gz --remove-files $(ls build.log ptxas.txt gpu.txt sanitizer.log gpu_tests_shard_*.log \
+    2>/dev/null) 2>/dev/null; [ "${KEEP_PREBUILT:-0}" = 1 ] || rm -rf prebuilt )

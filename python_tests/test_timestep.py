@@ -56,6 +56,21 @@ def test_timestep_lookup_op_and_edges(gen):
     torch.library.opcheck(torch.ops.quantdllm.timestep_lookup.default, (table, t, bounds))
 
 
+@pytest.mark.gpu
+def test_timestep_lookup_replays_in_a_cuda_graph(gen):
+    """The public wrapper does not synchronise (a NaN check of GPU boundaries did): it captures,
+    and a replay follows t changed in place."""
+    from quantdllm_kernels.timing import capture_graph
+    table = torch.randn(4, 5, generator=gen).cuda()
+    bounds = torch.tensor([0.25, 0.5, 0.75]).cuda()
+    t = torch.tensor([0.1, 0.9]).cuda()
+    out = {}
+    g = capture_graph(lambda: out.__setitem__("y", timestep_lookup(table, t, bounds)))
+    t.copy_(torch.tensor([0.6, 0.3]))
+    g.replay()
+    assert torch.equal(out["y"], table[[2, 1]])
+
+
 def test_bad_timesteps(layer, gen):
     q, _, _ = layer
     with pytest.raises(TypeError, match="timestep must be"):

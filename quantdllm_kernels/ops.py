@@ -25,7 +25,8 @@ def timestep_lookup(table: torch.Tensor, t, boundaries: torch.Tensor) -> torch.T
     """Per-row gather of timestep-bucket parameters: ``table (T, ...)``, ``t`` a float or a tensor of
     timesteps, ``boundaries (T-1,)`` increasing; returns ``table[bucket(t)]`` of shape
     ``t.shape + table.shape[1:]``, with ``bucket(t) = searchsorted(boundaries, t, right=True)``.
-    Runs on t's device with no host synchronisation."""
+    Runs on t's device with no host synchronisation (so boundaries on a GPU are not checked for
+    NaN here: :class:`TimestepTables` checks them when it is built), and under CUDA-graph capture."""
     from ._validate import check_finite, check_float_tensor, check_tensor
 
     check_float_tensor("table", table)
@@ -33,7 +34,8 @@ def timestep_lookup(table: torch.Tensor, t, boundaries: torch.Tensor) -> torch.T
     if table.dim() < 1 or table.shape[0] != boundaries.numel() + 1:
         raise ValueError(f"table has {table.shape[0] if table.dim() else 0} buckets, boundaries give "
                          f"{boundaries.numel() + 1}")
-    check_finite("boundaries", boundaries)
+    if boundaries.device.type == "cpu":
+        check_finite("boundaries", boundaries)   # on a GPU this check would synchronise the host
     if isinstance(t, bool) or not isinstance(t, (int, float, torch.Tensor)):
         raise TypeError(f"t must be a float or a tensor, got {type(t).__name__}")
     if not isinstance(t, torch.Tensor):

@@ -197,18 +197,24 @@ def _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS: t
 
 
 @triton.jit
-def ts_onehot_cat_kernel(x_ptr, xa_ptr, t_ptr, bounds_ptr, M, K, NB, TP, stride_xm, stride_am,
-                         BLOCK: tl.constexpr):
-    """xa[m] = [x[m], onehot(bucket(t[m]), TP)]. With the bias table as TP more rows of W^T, the
-    dequant + cuBLAS path adds each row's timestep bias inside the GEMM: one copy of x (M x K)
-    instead of a read and a write of y (M x N) after it."""
+def ts_onehot_cat_kernel(x_ptr, xa_ptr, t_ptr, bounds_ptr, tb_ptr, wt_ptr, M, K, N, NB, T, TP,
+                         stride_xm, stride_am, BLOCK: tl.constexpr):
+    """Programs m < M: xa[m] = [x[m], onehot(bucket(t[m]), TP)]. Programs M + j: row K + j of W^T,
+    the bias table's row j (zeros past T). With those rows the dequant + cuBLAS path adds each row's
+    timestep bias inside the GEMM: one copy of x (M x K) instead of a read and a write of y (M x N)
+    after it, and one launch for both."""
     m = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    b = tl.max(_buckets(t_ptr, bounds_ptr, m + tl.arange(0, 1), M, NB, True), axis=0)
-    x = tl.load(x_ptr + m * stride_xm + offs, mask=offs < K, other=0.0)
-    hot = tl.where(offs - K == b, 1.0, 0.0).to(x.dtype)   # via fp32: the interpreter botches bool -> bf16
-    v = tl.where(offs < K, x, hot)
-    tl.store(xa_ptr + m * stride_am + offs, v, mask=offs < K + TP)
+    if m < M:
+        b = tl.max(_buckets(t_ptr, bounds_ptr, m + tl.arange(0, 1), M, NB, True), axis=0)
+        x = tl.load(x_ptr + m * stride_xm + offs, mask=offs < K, other=0.0)
+        hot = tl.where(offs - K == b, 1.0, 0.0).to(x.dtype)   # via fp32: the interpreter botches bool -> bf16
+        v = tl.where(offs < K, x, hot)
+        tl.store(xa_ptr + m * stride_am + offs, v, mask=offs < K + TP)
+    else:
+        j = m - M
+        v = tl.load(tb_ptr + j * N + offs, mask=(offs < N) & (offs * 0 + j < T), other=0.0)
+        tl.store(wt_ptr + (K + j).to(tl.int64) * N + offs, v.to(wt_ptr.dtype.element_ty), mask=offs < N)
 
 
 @triton.jit

@@ -200,20 +200,18 @@ def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts=None):
 
 def _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts):
     """Per-row timestep bias on the cuBLAS path: [x, onehot(bucket)] @ [W^T; bias table], so the
-    bias rows join the GEMM's fp32 sum. Costs one copy of x; a pass over y after the GEMM cost
-    2 M N elements (+5.9% at M = 256 on (4096, 12288), H200)."""
+    bias rows join the GEMM's fp32 sum. The one-hot block is 64 wide: cuBLAS at K + 8 ran 2.8 µs
+    slower than at K, at K + 64 0.5 µs (M = 256, (4096, 12288), H200 probe). A pass over y after
+    the GEMM cost 2 M N elements (+5.9%)."""
     t, bounds, tb = ts
     M, K = x2.shape
-    T = tb.shape[0]
-    tp = -(-T // 8) * 8   # K + tp stays a multiple of 8: cuBLAS keeps its aligned tensor-core kernels
-    wt = torch.empty((K + tp, tw.N), device=x2.device, dtype=x2.dtype)
+    T, N = tb.shape
+    tp = -(-T // 64) * 64
+    wt = torch.empty((K + tp, N), device=x2.device, dtype=x2.dtype)
     dequantize_t(tw, x2.dtype, cfg, ts, out=wt)
-    wt[K:K + T].copy_(tb)
-    if tp > T:
-        wt[K + T:].zero_()
     xa = torch.empty((M, K + tp), device=x2.device, dtype=x2.dtype)
-    ts_onehot_cat_kernel[(M, triton.cdiv(K + tp, 1024))](x2, xa, t, bounds, M, K, bounds.numel(), tp,
-                                                          x2.stride(0), xa.stride(0), BLOCK=1024)
+    ts_onehot_cat_kernel[(M + tp, triton.cdiv(max(K + tp, N), 1024))](
+        x2, xa, t, bounds, tb, wt, M, K, N, bounds.numel(), T, tp, x2.stride(0), xa.stride(0), BLOCK=1024)
     y = torch.addmm(bias.to(x2.dtype), xa, wt) if bias is not None else torch.mm(xa, wt)
     return y if y.dtype == out_dtype else y.to(out_dtype)
 
