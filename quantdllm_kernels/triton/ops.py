@@ -18,7 +18,7 @@ import triton
 
 from ..timing import median_ms
 from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel, ts_onehot_cat_kernel
-from .layout import TABLE, TABLE_SELECT, TritonWeight
+from .layout import BINARY, TABLE, TABLE_SELECT, TritonWeight
 
 GEMV_MAX_M = 1
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -78,6 +78,14 @@ def _even_k(tw: TritonWeight, bk: int) -> bool:
     return tw.Kp == tw.K and tw.K % bk == 0
 
 
+def _unpipelined(tw: TritonWeight) -> bool:
+    """Triton 3.6 miscompiles the GEMM of 3-bit (two-plane) gathered weights when pipelined: binary
+    at 64 x 128 x 32 tiles with 3 and 4 stages (probe), and table at 64 / 128 x 128 x 32 with 4
+    stages (every-candidate GPU test); 1 stage is right, as is the interpreter (H200, 2026-11-29).
+    The affine 3-bit GEMM passes pipelined."""
+    return bool(tw.b1) and tw.lut_mode in (TABLE, BINARY)
+
+
 def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
     k_tiles = lambda bk: -(-tw.Kp // bk)  # noqa: E731
     out = []
@@ -95,8 +103,8 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
                 continue
             if M > 256 and bm < 64 or M <= 64 and bm > 64:   # keep the set deliberate per M range
                 continue
-            if tw.lut_mode == 4 and tw.b1:   # Triton 3.6 miscompiled the 3-bit binary GEMM when pipelined
-                s = 1                        # (64 x 128 x 32 tiles at 3 and 4 stages; H200, 2026-11-29)
+            if _unpipelined(tw):
+                s = 1
             out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
         if tw.lut_mode == TABLE and tw.bits <= 3 and not _INTERPRET:
             out += [dict(c, LUT_SELECT=True) for c in out]
@@ -109,7 +117,7 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
             out.append(dict(BLOCK_N=128, BLOCK_K=32, SPLIT_K=min(8, k_tiles(32)), num_warps=4, num_stages=3))
         else:
             out.append(dict(BLOCK_M=64 if M > 64 else 16, BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, num_warps=4,
-                            num_stages=1 if tw.lut_mode == 4 and tw.b1 else 4))
+                            num_stages=1 if _unpipelined(tw) else 4))
     return out
 
 
