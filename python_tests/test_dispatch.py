@@ -94,6 +94,13 @@ def test_dispatch_prefers_the_running_gpus_measurements(tmp_path):
         # an unmeasured GPU (or the CPU) takes the nearest row of any GPU
         assert measured_choice(names, 12288, 4096, 4, "scaled", 64, "GPU C") == "triton"
         assert measured_choice(names, 12288, 4096, 4, "scaled", 1) in names
+        # GPU A has no table-kind (kmeans) row: GPU B's rows of that kind serve it
+        kinds = tmp_path / "kinds.json"
+        kinds.write_text(json.dumps({"rows": [row("GPU A", "cuda", 1), dict(row("GPU B", "triton", 1), method="kmeans")]}))
+        assert load_dispatch_table(str(kinds)) == 2
+        assert measured_choice(names, 12288, 4096, 4, "table", 1, "GPU A") == "triton"
+        assert measured_choice(names, 12288, 4096, 4, "scaled", 1, "GPU A") == "cuda"
+        assert load_dispatch_table(str(path)) == 3
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps({"rows": [{"K": 1}]}))
         with pytest.raises(ValueError, match="lacks"):

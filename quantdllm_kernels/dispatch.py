@@ -159,13 +159,17 @@ def _gpu_name(device: torch.device) -> str:
 def measured_choice(names: tuple, N: int, K: int, bits: int, lut_kind: str, M: int, gpu: str = "") -> Optional[str]:
     """The backend in ``names`` measured fastest at the nearest benchmarked point (log-distance in
     M and in weight size; same bits and LUT kind preferred), or None without measurements. Rows
-    measured on ``gpu`` (a device name) are used alone when there are any: the fastest backend
-    differs between GPU models."""
+    measured on ``gpu`` (a device name) for this LUT kind are used alone when there are any: the
+    fastest backend differs between GPU models. Where ``gpu`` has no row of the kind, every GPU's
+    rows serve: a kind runs different kernels (CUDA's tensor-core path takes affine weights only),
+    so another GPU's rows of the same kind say more than this GPU's rows of another kind."""
     best, best_d = None, math.inf
     method = _METHOD_OF_KIND.get(lut_kind)
     rows = _measured_rows()
-    if gpu and any(r["device"] == gpu for r in rows):
-        rows = tuple(r for r in rows if r["device"] == gpu)
+    if gpu:
+        own = tuple(r for r in rows if r["device"] == gpu)
+        if any(r["method"] == method for r in own):
+            rows = own
     for r in rows:
         if r["backend"] not in names:
             continue
