@@ -276,7 +276,8 @@ struct ChunkOps {
 
 // v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
 // first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
-// sitting on the last block's serial reduction (+6.4% at M = 32 with a timestep table, H200).
+// sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
+// a timestep table costs at M = 32, whose cause is still to be found with ncu; NOTES 2026-11-29.)
 __device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
     if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
     if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
@@ -284,8 +285,8 @@ __device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n
 }
 
 // Timestep bucket of the block's token threadIdx.x (threads < toks), computed before the main loop
-// so its loads overlap the pipeline rather than add a round trip to every block's tail (+5-7% at
-// M = 32 with the table filled after the loop, H200). It is written to a table in dynamic shared
+// so its loads overlap the pipeline rather than add a round trip to every block's tail (the M = 32
+// overhead stayed at +6.6% either way, H200: not the cause, but no cost). It goes to a table in dynamic shared
 // memory past the reduction tile and the last-block flag (smem_bytes counts it): static shared
 // memory would push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without
 // the opt-in (H200 run, 2026-11-29).
