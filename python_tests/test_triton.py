@@ -307,6 +307,27 @@ def test_dequant_path_adds_timestep_rows_inside_the_gemm(T, dtype, with_bias, ge
     assert y.dtype == dtype and rel_error(y, ref) <= tol(dtype, K)
 
 
+def test_onehot_kernel_writes_x_onehot_and_the_table_rows(gen):
+    """The helper of the path above, alone: xa = [x, onehot(bucket)], and W^T's rows past K are
+    the bias table then zeros, whatever the buffers held before (NaN here)."""
+    import triton
+    from quantdllm_kernels.triton.kernels import ts_onehot_cat_kernel
+    M, K, N, T, tp = 5, 96, 40, 3, 64
+    x = torch.randn(M, K, generator=gen).half().to(DEV)
+    t = torch.tensor([0.0, 0.3, 0.5, 0.99, 0.7]).to(DEV)
+    bounds = torch.tensor([0.25, 0.5]).to(DEV)
+    tb = torch.randn(T, N, generator=gen).half().to(DEV)
+    xa = torch.full((M, K + tp), float("nan"), dtype=torch.float16, device=DEV)
+    wt = torch.full((K + tp, N), float("nan"), dtype=torch.float16, device=DEV)
+    ts_onehot_cat_kernel[(M + tp, triton.cdiv(max(K + tp, N), 64))](
+        x, xa, t, bounds, tb, wt, M, K, N, bounds.numel(), T, tp, x.stride(0), xa.stride(0), BLOCK=64)
+    hot = torch.zeros(M, tp, dtype=torch.float16, device=DEV)
+    hot[torch.arange(M), torch.searchsorted(bounds, t, right=True)] = 1
+    assert torch.equal(xa, torch.cat([x, hot], 1))
+    assert torch.equal(wt[K:K + T], tb) and torch.equal(wt[K + T:], torch.zeros_like(wt[K + T:]))
+    assert torch.isnan(wt[:K]).all()   # the dequantized rows are not its to write
+
+
 _TS_CFGS = [
     None,                                                                              # default path for M
     dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),   # GEMM, split-K
