@@ -277,7 +277,8 @@ struct ChunkOps {
 // v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
 // first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
 // sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
-// a timestep table costs at M = 32, whose cause is still to be found with ncu; NOTES 2026-11-29.)
+// a timestep table costs at M = 32; the likely cause, the per-output load -> store chain below, is
+// addressed on branch next/mma-epilogue-batch, not yet run on a GPU: NOTES 2026-11-29.)
 __device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
     if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
     if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
