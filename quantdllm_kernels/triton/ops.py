@@ -65,9 +65,14 @@ def _legal_bk(bk: int, tw: TritonWeight) -> bool:
     return whole_words and (tw.groups == 1 or tw.group_size % bk == 0)
 
 
+def _selectable(tw: TritonWeight) -> bool:
+    """A table of at most 3 bits: the kernels can read it by a select tree instead of a gather."""
+    return tw.lut_mode == TABLE and tw.bits <= 3
+
+
 def _kernel_mode(tw: TritonWeight, select: bool) -> int:
     """The kernels' LUT_MODE: the weight's, or the select-tree read of a table (config LUT_SELECT)."""
-    if select and not (tw.lut_mode == TABLE and tw.bits <= 3):
+    if select and not _selectable(tw):
         raise ValueError(f"LUT_SELECT needs a table weight of at most 3 bits, got lut_mode {tw.lut_mode}, "
                          f"{tw.bits} bits")
     return TABLE_SELECT if select else tw.lut_mode
@@ -95,7 +100,7 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
                 out.append(dict(BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
         if tw.lut_mode == 0 and not _INTERPRET:   # affine: the word-row form too, the tuner measures both
             out += [dict(c, WORD_ROWS=True) for c in out]
-        if tw.lut_mode == TABLE and tw.bits <= 3 and not _INTERPRET:   # gather or select tree: measured
+        if _selectable(tw) and not _INTERPRET:   # gather or select tree: measured
             out += [dict(c, LUT_SELECT=True) for c in out]
     else:
         for bm, bn, bk, sk, w, s in ([_INTERPRET_GEMM] if _INTERPRET else GEMM_CONFIGS):
@@ -106,7 +111,7 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
             if _unpipelined(tw):
                 s = 1
             out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=sk, num_warps=w, num_stages=s))
-        if tw.lut_mode == TABLE and tw.bits <= 3 and not _INTERPRET:
+        if _selectable(tw) and not _INTERPRET:
             out += [dict(c, LUT_SELECT=True) for c in out]
         if M > DEQUANT_MIN_M or _INTERPRET:
             for bn, bk, w in ([(32, 32, 1)] if _INTERPRET else DEQUANT_CONFIGS):
@@ -200,10 +205,13 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
     return wt
 
 
-def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts=None):
-    wt = dequantize_t(tw, x2.dtype, cfg, ts)
+def _cublas(x2, wt, bias, out_dtype):
     y = torch.addmm(bias.to(x2.dtype), x2, wt) if bias is not None else torch.mm(x2, wt)
     return y if y.dtype == out_dtype else y.to(out_dtype)
+
+
+def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts=None):
+    return _cublas(x2, dequantize_t(tw, x2.dtype, cfg, ts), bias, out_dtype)
 
 
 def _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts):
@@ -220,8 +228,7 @@ def _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts):
     xa = torch.empty((M, K + tp), device=x2.device, dtype=x2.dtype)
     ts_onehot_cat_kernel[(M + tp, triton.cdiv(max(K + tp, N), 1024))](
         x2, xa, t, bounds, tb, wt, M, K, N, bounds.numel(), T, tp, x2.stride(0), xa.stride(0), BLOCK=1024)
-    y = torch.addmm(bias.to(x2.dtype), xa, wt) if bias is not None else torch.mm(xa, wt)
-    return y if y.dtype == out_dtype else y.to(out_dtype)
+    return _cublas(xa, wt, bias, out_dtype)
 
 
 def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> dict:
