@@ -1,6 +1,7 @@
 // Host-side shape rules shared by every kernel.
 #include <mutex>
-#include <unordered_set>
+#include <set>
+#include <utility>
 
 #include "dispatch.cuh"
 
@@ -19,18 +20,20 @@ const char* check_weight(const LutWeight& w) {
     return nullptr;
 }
 
-// Opt in to the device's full dynamic shared memory once per kernel (cudaFuncSetAttribute is not a
-// stream operation, but it stays out of CUDA-graph capture and off the hot path after warm-up).
+// Opt in to the device's full dynamic shared memory once per (device, kernel): the attribute is per
+// device. cudaFuncSetAttribute is not a stream operation, but it stays out of CUDA-graph capture and
+// off the hot path after warm-up.
 cudaError_t allow_smem_once(const void* kernel) {
     static std::mutex mu;
-    static std::unordered_set<const void*> done;
-    std::lock_guard<std::mutex> lock(mu);
-    if (done.count(kernel)) return cudaSuccess;
+    static std::set<std::pair<int, const void*>> done;
     int dev = 0, optin = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
-    if (err == cudaSuccess) done.insert(kernel);
+    cudaError_t err = cudaGetDevice(&dev);
+    if (err != cudaSuccess) return err;
+    std::lock_guard<std::mutex> lock(mu);
+    if (done.count({dev, kernel})) return cudaSuccess;
+    err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (err == cudaSuccess) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+    if (err == cudaSuccess) done.insert({dev, kernel});
     return err;
 }
 

@@ -30,6 +30,7 @@
 // of a tile to arrive (a per-tile semaphore, reset by that block) sums them in a fixed order --
 // deterministic, one launch, no memset, graph-capturable.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -138,22 +139,46 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
-// Ring stages per warp: a super-chunk is 1 KB per warp for 2/4-bit (two tiles), 3 KB for 3-bit.
-// (2-bit at M <= 8 carries x for two chunks per stage: 3 stages keep the block within 48 KB.)
-template <int BITS, int NT> constexpr int kStages = BITS == 3 || (BITS == 2 && NT == 1) ? 3 : 4;
+// Per-warp ring of S stages, each one super-chunk: the codes of both tiles (1 KB for 2/4-bit, 3 KB
+// for 3-bit) and, with 2/4-bit codes (kXRing), the chunk's x for the NT token tiles and the scales.
+// x rode in registers at NT >= 2 (one chunk ahead at NT = 2/4, none at NT = 8): every chunk waited
+// an L2 round trip, and M = 64 took 2x M = 32. In the ring it arrives with the codes, S - 1
+// super-chunks ahead, and holds no registers while in flight. S is the most stages (<= 4) whose
+// block fits the budget below (kRingBudget: two blocks per SM on sm_80's 164 KB, three on sm_90's
+// 228 KB at NT = 4).
+template <int BITS> constexpr int kVecs = Layout<BITS>::kWords / 4;  // 16-byte code vectors per lane per tile
+constexpr int kRingBudget = 80 * 1024;
+constexpr int stage_bytes(int bits, int nt, bool xring) {  // per warp
+    const int ch = bits == 4 ? 1 : bits == 2 ? 2 : 4, v = bits * ch / 4;
+    return (kMT * v + (xring ? 2 * ch * nt : 0)) * 32 * 16 + (xring ? kMT * ch * 32 * 8 : 0);
+}
+constexpr int ring_stages(int bits, int nt, bool xring) {
+    if (!xring) return 3;  // 3-bit (3 KB stages) and 2-bit NT = 8: codes only
+    // NT = 1 keeps its measured 48 KB; NT = 2 (110-123 registers: 4 blocks per SM) takes <= 56 KB so
+    // that shared memory allows 4 blocks on sm_90 too
+    const int budget = nt == 1 ? 48 * 1024 : nt == 2 ? 56 * 1024 : kRingBudget;
+    for (int s = 4; s > 1; --s)
+        if (kWarps * s * stage_bytes(bits, nt, true) <= budget) return s;
+    return 0;
+}
+constexpr bool x_ring(int bits, int nt) { return bits != 3 && ring_stages(bits, nt, true) >= 2; }
+template <int BITS, int NT> constexpr bool kXRing = x_ring(BITS, NT);
+template <int BITS, int NT> constexpr int kStages = ring_stages(BITS, NT, kXRing<BITS, NT>);
+static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3 && kStages<3, 1> == 3, "M <= 8 keeps its measured rings");
+static_assert(kXRing<4, 8> && kXRing<2, 4> && !kXRing<2, 8> && !kXRing<3, 2>, "ring budget");
 
 // Lane-private ring slots: (warp, stage, tile, vec) -> 32 lanes x 16 bytes, so a lane reads back only
 // what it copied itself (no barrier) and a warp's 16-byte reads cover 512 contiguous bytes.
 template <int BITS, int NT>
 __device__ __forceinline__ uint32_t ring_slot(uint32_t ring, int warp, int stage, int i, int v, int lane) {
-    constexpr int V = Layout<BITS>::kWords / 4;
+    constexpr int V = kVecs<BITS>;
     return ring + ((((warp * kStages<BITS, NT> + stage) * kMT + i) * V + v) * 32 + lane) * 16;
 }
 
 template <int BITS, int NT>
 __device__ __forceinline__ void issue_codes(const int32_t* codes, int tile0, int U, int u, int lane, uint32_t ring,
                                             int warp, int stage) {
-    constexpr int V = Layout<BITS>::kWords / 4;
+    constexpr int V = kVecs<BITS>;
 #pragma unroll
     for (int i = 0; i < kMT; ++i) {
         const uint4* src = reinterpret_cast<const uint4*>(codes) + ((static_cast<int64_t>(tile0 + i) * U + u) * 32 + lane) * V;
@@ -165,7 +190,7 @@ __device__ __forceinline__ void issue_codes(const int32_t* codes, int tile0, int
 template <int BITS, int NT>
 __device__ __forceinline__ void read_codes(uint32_t ring, int warp, int stage, int lane,
                                            uint32_t (&w)[kMT][Layout<BITS>::kWords]) {
-    constexpr int V = Layout<BITS>::kWords / 4;
+    constexpr int V = kVecs<BITS>;
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -178,38 +203,39 @@ __device__ __forceinline__ void read_codes(uint32_t ring, int warp, int stage, i
         }
 }
 
-// M <= 8 with 2- or 4-bit codes: x rides in the ring too, so it arrives with the codes. As a register
-// load issued a few chunks ahead it queued behind the code stream and was ncu's top stall.
-template <int BITS, int NT> constexpr bool kXRing = NT == 1 && BITS != 3;
-
-// x slots, after all the code slots: (warp, stage, chunk, half) -> 32 lanes x 16 bytes.
+// x slots, after all the code slots: (warp, stage, chunk, token tile, half) -> 32 lanes x 16 bytes.
 template <int BITS, int NT>
-__device__ __forceinline__ uint32_t x_slot(uint32_t ring, int warp, int stage, int c, int v, int lane) {
-    constexpr int V = Layout<BITS>::kWords / 4;
-    constexpr uint32_t codes_bytes = kWarps * kStages<BITS, NT> * kMT * V * 32 * 16;
-    return ring + codes_bytes + ((((warp * kStages<BITS, NT> + stage) * Layout<BITS>::kChunks + c) * 2 + v) * 32 + lane) * 16;
+__device__ __forceinline__ uint32_t x_slot(uint32_t ring, int warp, int stage, int c, int jn, int v, int lane) {
+    constexpr uint32_t codes_bytes = kWarps * kStages<BITS, NT> * kMT * kVecs<BITS> * 32 * 16;
+    return ring + codes_bytes +
+           (((((warp * kStages<BITS, NT> + stage) * Layout<BITS>::kChunks + c) * NT + jn) * 2 + v) * 32 + lane) * 16;
 }
 
 // Scale slots, after the x slots: (warp, stage, tile, chunk) -> 32 lanes x 8 bytes.
 template <int BITS, int NT>
 __device__ __forceinline__ uint32_t sz_slot(uint32_t ring, int warp, int stage, int i, int c, int lane) {
-    constexpr int V = Layout<BITS>::kWords / 4, CH = Layout<BITS>::kChunks, S = kStages<BITS, NT>;
-    constexpr uint32_t before = kWarps * S * (kMT * V + 2 * CH) * 32 * 16;
+    constexpr int CH = Layout<BITS>::kChunks, S = kStages<BITS, NT>;
+    constexpr uint32_t before = kWarps * S * (kMT * kVecs<BITS> + 2 * CH * NT) * 32 * 16;
     return ring + before + ((((warp * S + stage) * kMT + i) * CH + c) * 32 + lane) * 8;
 }
 
-// x and the scales of super-chunk u for this lane, into the ring (kXRing).
+// x (every token tile) and the scales of super-chunk u for this lane, into the ring (kXRing).
+// Tokens past M read row M - 1 (their columns are never stored).
 template <int BITS, int NT, typename T>
 __device__ __forceinline__ void issue_x_sz(const MmaArgs& a, const T* x, const uint2* szp, int m0, int u, int lane,
                                            uint32_t ring, int warp, int stage) {
-    const int tok = min(m0 + (lane >> 2), a.M - 1), q = lane & 3;
+    const int q = lane & 3;
 #pragma unroll
     for (int c = 0; c < Layout<BITS>::kChunks; ++c) {
         const int kc = u * Layout<BITS>::kSuper + c * 64;
         if (kc >= a.K) break;
-        const T* src = x + static_cast<int64_t>(tok) * a.K + kc + 16 * q;
-        cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, 0, lane), src);
-        cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, 1, lane), src + 8);
+#pragma unroll
+        for (int jn = 0; jn < NT; ++jn) {
+            const int tok = min(m0 + jn * 8 + (lane >> 2), a.M - 1);
+            const T* src = x + static_cast<int64_t>(tok) * a.K + kc + 16 * q;
+            cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, jn, 0, lane), src);
+            cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, jn, 1, lane), src + 8);
+        }
 #pragma unroll
         for (int i = 0; i < kMT; ++i)
             cp_async8(sz_slot<BITS, NT>(ring, warp, stage, i, c, lane),
@@ -225,12 +251,12 @@ __device__ __forceinline__ uint2 read_sz(uint32_t ring, int warp, int stage, int
 }
 
 template <int BITS, int NT>
-__device__ __forceinline__ void read_x(uint32_t ring, int warp, int stage, int c, int lane, uint32_t (&xb)[8]) {
+__device__ __forceinline__ void read_x(uint32_t ring, int warp, int stage, int c, int jn, int lane, uint32_t (&xb)[8]) {
 #pragma unroll
     for (int v = 0; v < 2; ++v)
         asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
                      : "=r"(xb[4 * v]), "=r"(xb[4 * v + 1]), "=r"(xb[4 * v + 2]), "=r"(xb[4 * v + 3])
-                     : "r"(x_slot<BITS, NT>(ring, warp, stage, c, v, lane)));
+                     : "r"(x_slot<BITS, NT>(ring, warp, stage, c, jn, v, lane)));
 }
 
 __device__ __forceinline__ void unpack8(uint32_t (&d)[8], uint4 a, uint4 b) {
@@ -254,7 +280,7 @@ __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int
 // of both tiles, in_scale and x.
 template <int NT, bool XAHEAD, bool SZREG>
 struct ChunkOps {
-    static constexpr bool kXAhead = XAHEAD;  // else x comes from the ring or, NT = 8, at chunk start
+    static constexpr bool kXAhead = XAHEAD;  // else x comes from the ring or (3-bit / 2-bit NT = 8) at chunk start
     uint2 sz[SZREG ? kMT : 1];               // else the scales come from the ring
     uint32_t is[8];
     uint32_t x[kXAhead ? NT : 1][8];
@@ -277,8 +303,8 @@ struct ChunkOps {
 // v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
 // first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
 // sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
-// a timestep table costs at M = 32; the likely cause, the per-output load -> store chain below, is
-// addressed on branch next/mma-epilogue-batch, not yet run on a GPU: NOTES 2026-11-29.)
+// a timestep table costs at M = 32, and neither did batching the epilogue's loads ahead of its
+// stores, branch next/mma-epilogue-batch: NOTES 2026-11-29, fourth session.)
 __device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
     if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
     if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
@@ -340,8 +366,9 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     // Software pipeline. Codes stream through a per-warp shared-memory ring of S stages filled by
     // cp.async (S - 1 super-chunks in flight per warp, no registers held); a chunk's scales,
     // in_scale and x are loaded into a ring of R register sets R - 1 chunks before it is computed
-    // (M <= 8: R = 4, since its chunks are short and an L2 round trip is not; with 2/4-bit codes x
-    // and the scales ride in the cp.async ring instead, see kXRing). The loop body is
+    // (M <= 8: R = 4, since its chunks are short and an L2 round trip is not). With 2/4-bit codes x
+    // and the scales ride in the cp.async ring instead (kXRing; all but 2-bit NT = 8), and the
+    // register sets carry only in_scale. The loop body is
     // instantiated V times so that every register-set index is a compile-time constant: a
     // register copy of a load in flight would stall until it arrived.
     constexpr int CH = L::kChunks, S = kStages<BITS, NT>;
@@ -370,16 +397,22 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
             if (kc + (R - 1) * 64 < kend) ops[(oi + R - 1) % R].load(a, x, szp, m0, kc + (R - 1) * 64, g, q);
             Ops& cur = ops[oi];
-            constexpr bool kXAhead = Ops::kXAhead;
-            uint32_t xl[kXAhead ? 1 : NT][8];
-            if constexpr (kXRing<BITS, NT>) read_x<BITS, NT>(ring, warp, it % S, c, lane, xl[0]);
-            else if constexpr (!kXAhead) load_x<T, NT>(a, x, m0, kc, g, q, xl);
+            constexpr bool kXAhead = Ops::kXAhead, kRingX = kXRing<BITS, NT>;
+            // x registers for the whole chunk: the NT = 1 ring and the un-prefetched NT = 8 path. With
+            // NT >= 2 rings, each token tile's x is read from the ring just before its mmas.
+            constexpr int XL = kXAhead || (kRingX && NT > 1) ? 1 : NT;
+            uint32_t xl[XL][8];
+            if constexpr (kRingX && NT == 1) read_x<BITS, NT>(ring, warp, it % S, c, 0, lane, xl[0]);
+            else if constexpr (!kXAhead && !kRingX) load_x<T, NT>(a, x, m0, kc, g, q, xl);
             uint32_t A[kMT][4][4];
             if constexpr (!kPost) {
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
-                    const typename P::T2 sc[2] = {P::lo(cur.sz[i].x), P::hi(cur.sz[i].x)};
-                    const typename P::T2 zr[2] = {P::lo(cur.sz[i].y), P::hi(cur.sz[i].y)};
+                    uint2 szv;
+                    if constexpr (kRingX) szv = read_sz<BITS, NT>(ring, warp, it % S, i, c, lane);
+                    else szv = cur.sz[i];
+                    const typename P::T2 sc[2] = {P::lo(szv.x), P::hi(szv.x)};
+                    const typename P::T2 zr[2] = {P::lo(szv.y), P::hi(szv.y)};
 #pragma unroll
                     for (int st = 0; st < 4; ++st)
 #pragma unroll
@@ -399,7 +432,9 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
                 if (m0 + jn * 8 >= a.M) continue;  // warp-uniform
                 // in place: a copy of a loaded register (xb = x; if (in_scale) xb *= is) waits for the
                 // load where it is written, which was ncu's top stall at M = 1
-                uint32_t (&xb)[8] = kXAhead ? cur.x[kXAhead ? jn : 0] : xl[kXAhead ? 0 : jn];
+                uint32_t xr[8];
+                if constexpr (kRingX && NT > 1) read_x<BITS, NT>(ring, warp, it % S, c, jn, lane, xr);
+                uint32_t (&xb)[8] = kXAhead ? cur.x[kXAhead ? jn : 0] : (kRingX && NT > 1) ? xr : xl[XL == 1 ? 0 : jn];
                 if (a.in_scale) {
 #pragma unroll
                     for (int e = 0; e < 8; ++e) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
@@ -420,7 +455,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
                     uint2 szv;
-                    if constexpr (kXRing<BITS, NT>) szv = read_sz<BITS, NT>(ring, warp, it % S, i, c, lane);
+                    if constexpr (kRingX) szv = read_sz<BITS, NT>(ring, warp, it % S, i, c, lane);
                     else szv = cur.sz[i];
                     const float2 sc = P::f2(szv.x), zr = P::f2(szv.y);
                     const float s_lo = sc.x, s_hi = sc.y * (1.f / D::kFactorHi);
@@ -513,8 +548,16 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     }
 }
 
-// Token tiles per block: 8 * nt tokens (more M runs more grid.y tiles).
-int nt_of(int M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
+// Token tiles per block: 8 * nt tokens (more M runs more grid.y tiles). QUANTDLLM_MMA_MAX_NT (1, 2, 4
+// or 8) caps nt, for benchmarks that compare one wide token tile against several narrow ones.
+int nt_of(int M) {
+    int nt = M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8;
+    if (const char* cap = std::getenv("QUANTDLLM_MMA_MAX_NT")) {
+        const int c = std::atoi(cap);
+        if (c == 1 || c == 2 || c == 4 || c == 8) nt = std::min(nt, c);
+    }
+    return nt;
+}
 
 }  // namespace
 
@@ -549,11 +592,8 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
 
 size_t smem_bytes(const MmaPlan& p, int bits) {
     const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
-    const int stages = bits == 3 ? kStages<3, 1> : bits == 2 && p.nt == 1 ? kStages<2, 1> : kStages<4, 1>;
-    const int chunks = mma_super_k(bits) / 64;
-    const bool x_ring = p.nt == 1 && bits != 3;  // kXRing
-    const size_t ring = static_cast<size_t>(kWarps) * stages *
-                        ((kMT * (bits * chunks / 4) + (x_ring ? 2 * chunks : 0)) * 32 * 16 + (x_ring ? kMT * chunks * 32 * 8 : 0));
+    const bool xr = x_ring(bits, p.nt);  // kXRing, kStages
+    const size_t ring = static_cast<size_t>(kWarps) * ring_stages(bits, p.nt, xr) * stage_bytes(bits, p.nt, xr);
     // past the reduction tile: the last-block flag, then one timestep bucket per token
     return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
 }
@@ -573,7 +613,8 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
     int per_sm = 0;
     with_kernel(dt, bits, p.nt, [&](auto kernel) {
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
+        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
             per_sm = 0;
     });
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
@@ -594,6 +635,8 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     const dim3 grid(p.grid_x, p.grid_y, p.ksplit);
     cudaError_t err = cudaErrorInvalidValue;
     with_kernel(a.x_dtype, a.bits, p.nt, [&](auto kernel) {
+        err = allow_smem_once(reinterpret_cast<const void*>(kernel));  // rings of NT >= 2 pass 48 KB
+        if (err != cudaSuccess) return;
         kernel<<<grid, kThreads, smem_bytes(p, a.bits), stream>>>(a, p.wn, p.ksplit);
         err = cudaGetLastError();
     });
