@@ -153,7 +153,7 @@ constexpr int stage_bytes(int bits, int nt, bool xring) {  // per warp
     return (kMT * v + (xring ? 2 * ch * nt : 0)) * 32 * 16 + (xring ? kMT * ch * 32 * 8 : 0);
 }
 constexpr int ring_stages(int bits, int nt, bool xring) {
-    if (!xring) return 3;  // 3-bit (3 KB stages) and 2-bit NT = 8: codes only
+    if (!xring) return 3;  // 3-bit (3 KB stages): codes only
     // NT = 1 keeps its measured 48 KB; NT = 2 (110-123 registers: 4 blocks per SM) takes <= 56 KB so
     // that shared memory allows 4 blocks on sm_90 too
     const int budget = nt == 1 ? 48 * 1024 : nt == 2 ? 56 * 1024 : kRingBudget;
@@ -165,7 +165,7 @@ constexpr bool x_ring(int bits, int nt) { return bits != 3 && ring_stages(bits, 
 template <int BITS, int NT> constexpr bool kXRing = x_ring(BITS, NT);
 template <int BITS, int NT> constexpr int kStages = ring_stages(BITS, NT, kXRing<BITS, NT>);
 static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3 && kStages<3, 1> == 3, "M <= 8 keeps its measured rings");
-static_assert(kXRing<4, 8> && kXRing<2, 4> && !kXRing<2, 8> && !kXRing<3, 2>, "ring budget");
+static_assert(kXRing<4, 4> && kXRing<2, 4> && !kXRing<3, 2>, "ring budget");
 
 // Lane-private ring slots: (warp, stage, tile, vec) -> 32 lanes x 16 bytes, so a lane reads back only
 // what it copied itself (no barrier) and a warp's 16-byte reads cover 512 contiguous bytes.
@@ -280,7 +280,7 @@ __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int
 // of both tiles, in_scale and x.
 template <int NT, bool XAHEAD, bool SZREG>
 struct ChunkOps {
-    static constexpr bool kXAhead = XAHEAD;  // else x comes from the ring or (3-bit / 2-bit NT = 8) at chunk start
+    static constexpr bool kXAhead = XAHEAD;  // else x comes from the ring (or, a wider NT, at chunk start)
     uint2 sz[SZREG ? kMT : 1];               // else the scales come from the ring
     uint32_t is[8];
     uint32_t x[kXAhead ? NT : 1][8];
@@ -336,7 +336,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const int tiles = (a.N + 31) / 32 * 2;
     const int tile0 = (blockIdx.x * wn_count + wn) * kMT;
     const int m0 = blockIdx.y * toks;
-    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 64 < kThreads
+    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     // K: blocks split it (grid.z), then the block's warps take contiguous runs of super-chunks.
     const int per = (U + ksplit - 1) / ksplit;
@@ -367,8 +367,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     // cp.async (S - 1 super-chunks in flight per warp, no registers held); a chunk's scales,
     // in_scale and x are loaded into a ring of R register sets R - 1 chunks before it is computed
     // (M <= 8: R = 4, since its chunks are short and an L2 round trip is not). With 2/4-bit codes x
-    // and the scales ride in the cp.async ring instead (kXRing; all but 2-bit NT = 8), and the
-    // register sets carry only in_scale. The loop body is
+    // and the scales ride in the cp.async ring instead (kXRing), and the register sets carry only
+    // in_scale. The loop body is
     // instantiated V times so that every register-set index is a compile-time constant: a
     // register copy of a load in flight would stall until it arrived.
     constexpr int CH = L::kChunks, S = kStages<BITS, NT>;
@@ -398,7 +398,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             if (kc + (R - 1) * 64 < kend) ops[(oi + R - 1) % R].load(a, x, szp, m0, kc + (R - 1) * 64, g, q);
             Ops& cur = ops[oi];
             constexpr bool kXAhead = Ops::kXAhead, kRingX = kXRing<BITS, NT>;
-            // x registers for the whole chunk: the NT = 1 ring and the un-prefetched NT = 8 path. With
+            // x registers for the whole chunk: the NT = 1 ring (and an un-prefetched wider NT). With
             // NT >= 2 rings, each token tile's x is read from the ring just before its mmas.
             constexpr int XL = kXAhead || (kRingX && NT > 1) ? 1 : NT;
             uint32_t xl[XL][8];
@@ -548,13 +548,16 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     }
 }
 
-// Token tiles per block: 8 * nt tokens (more M runs more grid.y tiles). QUANTDLLM_MMA_MAX_NT (1, 2, 4
-// or 8) caps nt, for benchmarks that compare one wide token tile against several narrow ones.
+// Token tiles per block: 8 * nt tokens, nt <= 4; more M runs more grid.y tiles. One 64-token tile
+// (nt = 8) lost to two 32-token tiles everywhere it was timed (H200, lut_mma v3: (4096, 12288) w4
+// M = 64 64.1 vs 49.4 µs, (4096, 4096) 50.1 vs 32.4, w2 70.7 vs 31.1): its ring fits only 2 stages
+// and 2 blocks per SM, and x is re-read by each tile either way. QUANTDLLM_MMA_MAX_NT (1, 2 or 4)
+// caps nt further, for benchmarks.
 int nt_of(int M) {
-    int nt = M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8;
+    int nt = M <= 8 ? 1 : M <= 16 ? 2 : 4;
     if (const char* cap = std::getenv("QUANTDLLM_MMA_MAX_NT")) {
         const int c = std::atoi(cap);
-        if (c == 1 || c == 2 || c == 4 || c == 8) nt = std::min(nt, c);
+        if (c == 1 || c == 2) nt = std::min(nt, c);
     }
     return nt;
 }
@@ -576,7 +579,6 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
                 case 1: f(lut_mma_kernel<T, B, 1>); break;
                 case 2: f(lut_mma_kernel<T, B, 2>); break;
                 case 4: f(lut_mma_kernel<T, B, 4>); break;
-                case 8: f(lut_mma_kernel<T, B, 8>); break;
                 default: ok = false;
             }
         };

@@ -72,8 +72,8 @@ def test_dispatch_table_takes_each_backends_latest_measurement(tmp_path, monkeyp
 
 
 def test_dispatch_prefers_the_running_gpus_measurements(tmp_path):
-    """Rows of the GPU model in use decide where it was measured; other GPUs' rows serve where it
-    was not; a table of one's own replaces the packaged one and a bad one is refused on load."""
+    """Rows of the GPU model in use decide where it measured the kind at a shape within 2x; other
+    GPUs' rows serve where it did not; a table of one's own replaces the packaged one and a bad one is refused on load."""
     import json
     from quantdllm_kernels import load_dispatch_table
     from quantdllm_kernels.dispatch import _measured_rows, measured_choice
@@ -100,6 +100,16 @@ def test_dispatch_prefers_the_running_gpus_measurements(tmp_path):
         assert load_dispatch_table(str(kinds)) == 2
         assert measured_choice(names, 12288, 4096, 4, "table", 1, "GPU A") == "triton"
         assert measured_choice(names, 12288, 4096, 4, "scaled", 1, "GPU A") == "cuda"
+        # GPU A measured only (4096, 12288): at a shape more than 2x away, (4096, 4096) and the
+        # transposed (12288, 4096), GPU B's row of that shape decides
+        shapes = tmp_path / "shapes.json"
+        shapes.write_text(json.dumps({"rows": [row("GPU A", "cuda", 32), dict(row("GPU B", "triton", 32), N=4096),
+                                               dict(row("GPU B", "triton", 32), N=4096, K=12288)]}))
+        assert load_dispatch_table(str(shapes)) == 3
+        assert measured_choice(names, 12288, 4096, 4, "scaled", 32, "GPU A") == "cuda"
+        assert measured_choice(names, 14336, 4096, 4, "scaled", 32, "GPU A") == "cuda"   # within 2x: own rows
+        assert measured_choice(names, 4096, 4096, 4, "scaled", 32, "GPU A") == "triton"
+        assert measured_choice(names, 4096, 12288, 4, "scaled", 32, "GPU A") == "triton"
         assert load_dispatch_table(str(path)) == 3
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps({"rows": [{"K": 1}]}))

@@ -155,25 +155,32 @@ def _gpu_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else ""
 
 
+def _shape_distance(N: int, K: int, r) -> float:
+    """Log-distance between (N, K) and a row's shape, per dimension: (4096, 12288) and (12288, 4096)
+    split K differently, so they are not one point."""
+    return abs(math.log2(N / r["N"])) + abs(math.log2(K / r["K"]))
+
+
 @functools.lru_cache(maxsize=4096)
 def measured_choice(names: tuple, N: int, K: int, bits: int, lut_kind: str, M: int, gpu: str = "") -> Optional[str]:
     """The backend in ``names`` measured fastest at the nearest benchmarked point (log-distance in
-    M and in weight size; same bits and LUT kind preferred), or None without measurements. Rows
-    measured on ``gpu`` (a device name) for this LUT kind are used alone when there are any: the
-    fastest backend differs between GPU models. Where ``gpu`` has no row of the kind, every GPU's
-    rows serve: a kind runs different kernels (CUDA's tensor-core path takes affine weights only),
-    so another GPU's rows of the same kind say more than this GPU's rows of another kind."""
+    M, N and K; same bits and LUT kind preferred), or None without measurements. Rows measured on
+    ``gpu`` (a device name) are used alone when they hold this LUT kind at a shape within 2x
+    (distance <= 1): the fastest backend differs between GPU models. Otherwise every GPU's rows
+    serve: a kind runs different kernels (CUDA's tensor-core path takes affine weights only), and
+    the backends' order moves with the shape (on the H200, M = 32: CUDA wins (4096, 12288) and
+    Triton (4096, 4096)), so another GPU's rows of the same kind and shape say more."""
     best, best_d = None, math.inf
     method = _METHOD_OF_KIND.get(lut_kind)
     rows = _measured_rows()
     if gpu:
         own = tuple(r for r in rows if r["device"] == gpu)
-        if any(r["method"] == method for r in own):
+        if any(r["method"] == method and _shape_distance(N, K, r) <= 1.0 for r in own):
             rows = own
     for r in rows:
         if r["backend"] not in names:
             continue
-        d = (abs(math.log2(max(M, 1) / r["M"])) + abs(math.log2(N * K / (r["N"] * r["K"])))
+        d = (abs(math.log2(max(M, 1) / r["M"])) + _shape_distance(N, K, r)
              + 2.0 * abs(bits - r["bits"]) + (0.5 if r["method"] != method else 0.0))
         if d < best_d:
             best, best_d = r["backend"], d
