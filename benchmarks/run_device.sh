@@ -3,7 +3,7 @@
 # sm_90a), run the tests (GPU tests included), a compute-sanitizer memcheck of the CUDA kernels,
 # then the kernel benchmark. Everything lands in $OUT. Knobs: PYTEST_ARGS (word-split: no spaces inside
 # one argument), PYTEST_K (one -k expression, spaces allowed), TEST_TIMEOUT, TEST_TUNE,
-# SANITIZE=0, PROFILE=1 (ncu), BENCH=0, BENCH_ARGS, BENCH_TIMEOUT, TEST=0, SHARDS=n (parallel pytest processes), EXTRA (a command run after the tests), TRAIN=1 (small dLLM,
+# SANITIZE=0, PROFILE=1 (ncu; PROFILE_ARGS for profile_cuda.py), BENCH=0, BENCH_ARGS, BENCH_TIMEOUT, TEST=0, SHARDS=n (parallel pytest processes), EXTRA (a command run after the tests), TRAIN=1 (small dLLM,
 # TRAIN_SECONDS), E2E=1 (E2E_ARGS), CALIB=1 (CALIB_ARGS). Carry .prebuilt to reuse an extension
 # built by an earlier call from the same sources.
 set -uo pipefail
@@ -78,7 +78,7 @@ if [ "${SANITIZE:-1}" = 1 ]; then
 fi
 if [ "${PROFILE:-0}" = 1 ]; then
   timeout 120 ncu --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
-    -k regex:lut_ python3 benchmarks/profile_cuda.py > "$OUT/ncu.txt" 2>&1
+    -k regex:lut_ python3 benchmarks/profile_cuda.py ${PROFILE_ARGS:-} > "$OUT/ncu.txt" 2>&1
   echo "ncu rc=$?"; grep -E "lut_|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Stall|DRAM Throughput" "$OUT/ncu.txt" | head -60
 fi
 if [ "${BENCH:-1}" = 1 ]; then
