@@ -303,8 +303,8 @@ struct ChunkOps {
 // v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
 // first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
 // sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
-// a timestep table costs at M = 32, and neither did batching the epilogue's loads ahead of its
-// stores, branch next/mma-epilogue-batch: NOTES 2026-11-29, fourth session.)
+// a timestep table costs at M = 32; batching the epilogue's loads ahead of its stores took it to
+// +4.2%, on a branch: NOTES 2026-11-29, fourth session.)
 __device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
     if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
     if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
@@ -551,8 +551,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 // Token tiles per block: 8 * nt tokens, nt <= 4; more M runs more grid.y tiles. One 64-token tile
 // (nt = 8) lost to two 32-token tiles everywhere it was timed (H200, lut_mma v3: (4096, 12288) w4
 // M = 64 64.1 vs 49.4 µs, (4096, 4096) 50.1 vs 32.4, w2 70.7 vs 31.1): its ring fits only 2 stages
-// and 2 blocks per SM, and x is re-read by each tile either way. QUANTDLLM_MMA_MAX_NT (1, 2 or 4)
-// caps nt further, for benchmarks.
+// and 2 blocks per SM, and x is re-read by each tile either way. QUANTDLLM_MMA_MAX_NT (1 or 2) caps
+// nt further, for benchmarks.
 int nt_of(int M) {
     int nt = M <= 8 ? 1 : M <= 16 ? 2 : 4;
     if (const char* cap = std::getenv("QUANTDLLM_MMA_MAX_NT")) {
