@@ -57,6 +57,19 @@ def test_mixed_precision_segments(gen):
         assert rel_error(lut_matmul(x, qw, backend="cuda"), exact(x, qw)) <= tol(torch.float16, 512) * 2
 
 
+def test_mixed_affine_segments_with_one_bit(gen):
+    """Affine 1/2/3-bit segments (as ABMP makes them): up to 16 tokens the 1-bit segment runs the
+    GEMV, from 17 to 64 the tensor-core path in the 2-bit layout, past 64 the dequant path."""
+    from quantdllm_kernels import MixedQuantizedWeight
+    qw = random_mixed_qweight(96, widths=((1, 256), (2, 128), (3, 128)), lut_kind="scaled", group_size=64,
+                              generator=gen)
+    segs = [s._replace(codebook=(torch.arange(1 << s.bits) * 0.5 - 0.25).to(s.lut_dtype)) for s in qw.segments]
+    qw = MixedQuantizedWeight(qw.perm, segs).to("cuda")
+    for M in (1, 16, 17, 40, 64, 65):
+        x = torch.randn(M, 512, generator=gen).half().cuda()
+        assert rel_error(lut_matmul(x, qw, backend="cuda"), exact(x, qw)) <= tol(torch.float16, 512) * 2, M
+
+
 def _with_tables(qw, gen, luts: bool):
     T, N = 5, qw.out_features
     bounds = torch.tensor([0.1, 0.3, 0.6, 0.9])

@@ -35,6 +35,18 @@ def test_emulated_kernel_is_exact_on_rtn_codebooks(bits, group_size, dtype, gen)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_one_bit_segments_take_the_two_bit_layout(dtype, gen):
+    """A 1-bit affine weight (a mixed-precision segment) packs as 2-bit codes 0/1 with its own
+    scale and zero, and the emulated kernel is exact on it."""
+    qw = affine_qweight(40, 256, 1, 64, gen, dtype=dtype, step=2.0, cb0=-1.0)
+    assert mma_support(qw)[0]
+    mw = pack_for_mma(qw, dtype)
+    assert mw.bits == 2
+    x = torch.randn(5, 256, generator=gen).to(dtype)
+    assert rel_error(emulate_lut_mma(mw, x), reference(x, qw)) <= kernel_tolerance(dtype, 256)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("bits", [3, 4])
 def test_folded_progression_in_scale_and_dtype(bits, dtype, gen):
     # codebook cb0 + i*step is folded into (scale, zero): one more rounding per weight at most

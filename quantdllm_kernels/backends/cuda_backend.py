@@ -148,7 +148,9 @@ def _op_fields(qw: QuantizedWeight, use_ts_luts: bool):
 
 
 def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_luts: bool):
-    if x2.shape[0] <= MMA_MAX_M and not use_ts_luts:
+    # 1-bit segments: the GEMV reads their codes as stored up to GEMV_MAX_M; past it the tensor-core
+    # path (2-bit layout) instead of a dequantized copy and cuBLAS
+    if x2.shape[0] <= MMA_MAX_M and not use_ts_luts and (qw.bits != 1 or x2.shape[0] > GEMV_MAX_M):
         mw = mma_pack(qw, x2.dtype)
         if mw is not None:
             bias = None if bias is None else bias.contiguous()

@@ -46,6 +46,13 @@ class MmaWeight:
     in_scale: Optional[torch.Tensor] = None  # (K,) in the activation dtype
 
 
+def _layout_bits(bits: int) -> int:
+    """Code width in the layout: 1-bit codes (mixed-precision segments) take the 2-bit layout, codes
+    0/1 with the same scale and zero. Twice the code bytes of the 1-bit GEMV, but the tensor-core
+    path, where the alternative at 17-64 tokens is a dequantized fp16 copy and cuBLAS."""
+    return 2 if bits == 1 else bits
+
+
 def _group_shift(g: int, K: int) -> Optional[int]:
     if g == K:
         return 31
@@ -73,8 +80,8 @@ def mma_support(qw: QuantizedWeight) -> Tuple[bool, str]:
     N, K = qw.shape
     if qw.lut_kind != "scaled":
         return False, f"the tensor-core path runs the affine `scaled` kind, not `{qw.lut_kind}`"
-    if qw.bits not in _CHUNKS:
-        return False, f"the tensor-core path runs 2, 3 and 4 bits, not {qw.bits}"
+    if _layout_bits(qw.bits) not in _CHUNKS:
+        return False, f"the tensor-core path runs 1 (as 2), 2, 3 and 4 bits, not {qw.bits}"
     if K % 64:
         return False, f"in_features ({K}) must be a multiple of 64 for the tensor-core path"
     if _group_shift(qw.group_size, K) is None:
@@ -119,7 +126,8 @@ def pack_for_mma(qw: QuantizedWeight, dtype: torch.dtype, tile_batch: int = 512)
     if not ok:
         raise ValueError(why)
     N, K = qw.shape
-    bits, SK = qw.bits, super_k(qw.bits)
+    bits = _layout_bits(qw.bits)
+    SK = super_k(bits)
     Np, Kp = -(-N // 32) * 32, -(-K // SK) * SK
     tiles, U, words = Np // 16, Kp // SK, bits * _CHUNKS[bits]
     dev = qw.codes.device
