@@ -44,6 +44,12 @@ namespace {
 constexpr int kMT = 2;        // 16-row tiles per warp
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
+// Outputs per thread written together in the epilogue, their loads all in flight before the first
+// store: every output of a two-warp-column block (64 rows x 8 NT tokens / 128 threads), so one
+// L2 round trip per block end instead of one per output (ptxas: 151 registers at 4-bit NT = 4,
+// where shared memory already caps the SM at 3 blocks). NT = 1 keeps one: the 4-bit kernel spilled
+// at 2.
+template <int NT> constexpr int kOut = NT == 1 ? 1 : NT == 2 ? 4 : 16;
 
 template <int BITS>
 struct Layout {
@@ -300,20 +306,26 @@ struct ChunkOps {
     }
 };
 
-// v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
-// first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
-// sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
-// a timestep table costs at M = 32, and neither did batching the epilogue's loads ahead of its
-// stores, branch next/mma-epilogue-batch: NOTES 2026-11-29, fourth session.)
-__device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
-    if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
-    if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
-    return v;
+// The epilogue's terms bias[n] + ts_bias[bucket][n] (`bucket`: token m's, from the block's table),
+// in two steps: raw loads (no conversion, so kOut outputs' loads are all in flight before the first
+// use), then the sum. Under split K the first K slice adds them to its partial sum, so their loads
+// overlap across blocks instead of sitting on the last block's serial reduction.
+struct EpilogueRaw {
+    uint32_t bias = 0, ts = 0;
+};
+__device__ __forceinline__ EpilogueRaw epilogue_load(const MmaArgs& a, int n, int bucket) {
+    EpilogueRaw r;
+    if (a.bias) r.bias = dev::ld_raw(a.bias, n, a.bias_dtype);
+    if (a.ts_bias) r.ts = dev::ld_raw(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
+    return r;
+}
+__device__ __forceinline__ float epilogue_sum(const MmaArgs& a, const EpilogueRaw& r) {
+    return (a.bias ? dev::raw_to_f(r.bias, a.bias_dtype) : 0.f) + (a.ts_bias ? dev::raw_to_f(r.ts, a.ts_bias_dtype) : 0.f);
 }
 
-// Timestep bucket of the block's token threadIdx.x (threads < toks), computed before the main loop
-// so its loads overlap the pipeline rather than add a round trip to every block's tail (the M = 32
-// overhead stayed at +6.6% either way, H200: not the cause, but no cost). It goes to a table in dynamic shared
+// Timestep bucket of the block's token threadIdx.x (threads < toks), computed after the ring's first
+// stages are issued and before the main loop, so its loads overlap the ring fill rather than delay
+// warp 0's start or add a round trip to every block's tail. It goes to a table in dynamic shared
 // memory past the reduction tile and the last-block flag (smem_bytes counts it): static shared
 // memory would push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without
 // the opt-in (H200 run, 2026-11-29).
@@ -336,7 +348,6 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const int tiles = (a.N + 31) / 32 * 2;
     const int tile0 = (blockIdx.x * wn_count + wn) * kMT;
     const int m0 = blockIdx.y * toks;
-    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     // K: blocks split it (grid.z), then the block's warps take contiguous runs of super-chunks.
     const int per = (U + ksplit - 1) / ksplit;
@@ -478,7 +489,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         return more;
     };
     int u = u_begin;
-    if (tile0 < tiles && u < u_end) {
+    const bool work = tile0 < tiles && u < u_end;
+    if (work) {
 #pragma unroll
         for (int st = 0; st < S - 1; ++st) {
             if (u + st < u_end) {
@@ -487,6 +499,13 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             }
             cp_async_commit();
         }
+    }
+    // After the ring's first stages are issued, so the bucket's loads and compares overlap their
+    // arrival. Computed before them (SASS: 1 + 16 LDG and their compares ahead of the first
+    // LDGSTS), warp 0 started its pipeline a memory round trip or two late, and the block waits
+    // for its slowest warp: the likely cause of the 2-3.5 µs a table cost at M = 16-64.
+    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
+    if (work) {
 #pragma unroll
         for (int r = 0; r < R - 1; ++r)
             if (u * L::kSuper + r * 64 < kend) ops[r].load(a, x, szp, m0, u * L::kSuper + r * 64, g, q);
@@ -513,16 +532,29 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     __syncthreads();
     const int n0 = blockIdx.x * rows;
     T* y = static_cast<T*>(a.y);
-    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
-        const int tl = idx / rows, r = idx - tl * rows;
-        const int n = n0 + r, m = m0 + tl;
-        if (n >= a.N || m >= a.M) continue;
-        float v = 0.f;
-        for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
-        const int64_t o = static_cast<int64_t>(m) * a.N + n;
-        if (ksplit == 1) y[o] = dev::from_f<T>(epilogue_terms(a, v, n, bucket[tl]));
-        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] =
-            blockIdx.z == 0 ? epilogue_terms(a, v, n, bucket[tl]) : v;
+    // The outputs are written kOut per thread at a time, their global loads (bias, timestep rows;
+    // the split-K partials below) all issued before the first store: one output per iteration
+    // waited a full L2 round trip per output, stores ordering every load after them (SASS, sm_90a).
+    const bool terms = ksplit == 1 || blockIdx.z == 0;  // bias terms: once, with K slice 0
+    for (int base = threadIdx.x; base < rows * toks; base += kThreads * kOut<NT>) {
+        EpilogueRaw raw[kOut<NT>];
+#pragma unroll
+        for (int e = 0; e < kOut<NT>; ++e) {
+            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
+            if (terms && idx < rows * toks && n0 + r < a.N && m0 + tl < a.M)
+                raw[e] = epilogue_load(a, n0 + r, bucket[tl]);
+        }
+#pragma unroll
+        for (int e = 0; e < kOut<NT>; ++e) {
+            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
+            const int n = n0 + r, m = m0 + tl;
+            if (idx >= rows * toks || n >= a.N || m >= a.M) continue;
+            float v = terms ? epilogue_sum(a, raw[e]) : 0.f;
+            for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
+            const int64_t o = static_cast<int64_t>(m) * a.N + n;
+            if (ksplit == 1) y[o] = dev::from_f<T>(v);
+            else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
+        }
     }
     if (ksplit == 1) return;
 
@@ -537,14 +569,22 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
-        const int tl = idx / rows, r = idx - tl * rows;
-        const int n = n0 + r, m = m0 + tl;
-        if (n >= a.N || m >= a.M) continue;
-        const int64_t o = static_cast<int64_t>(m) * a.N + n;
-        float v = 0.f;
-        for (int z = 0; z < ksplit; ++z) v += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
-        y[o] = dev::from_f<T>(v);  // bias terms came with slice 0
+    for (int base = threadIdx.x; base < rows * toks; base += kThreads * kOut<NT>) {
+        float v[kOut<NT>];
+#pragma unroll
+        for (int e = 0; e < kOut<NT>; ++e) {
+            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
+            v[e] = 0.f;
+            if (idx >= rows * toks || n0 + r >= a.N || m0 + tl >= a.M) continue;
+            const int64_t o = static_cast<int64_t>(m0 + tl) * a.N + n0 + r;
+            for (int z = 0; z < ksplit; ++z) v[e] += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
+        }
+#pragma unroll
+        for (int e = 0; e < kOut<NT>; ++e) {
+            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
+            if (idx >= rows * toks || n0 + r >= a.N || m0 + tl >= a.M) continue;
+            y[static_cast<int64_t>(m0 + tl) * a.N + n0 + r] = dev::from_f<T>(v[e]);  // bias terms came with slice 0
+        }
     }
 }
 
