@@ -32,6 +32,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -640,6 +643,33 @@ size_t smem_bytes(const MmaPlan& p, int bits) {
     return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
 }
 
+// Blocks of this plan's kernel resident per SM, asked of the runtime once per (device, dtype, bits,
+// nt, wn) and then cached: the query (and the shared-memory opt-in) cost a few µs of host time on
+// every eager launch.
+int resident_blocks(const MmaPlan& p, int bits, DType dt) {
+    static std::mutex mu;
+    static std::map<std::tuple<int, int, int, int, int>, int> cache;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    const auto key = std::make_tuple(dev, static_cast<int>(dt), bits, p.nt, p.wn);
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        const auto it = cache.find(key);
+        if (it != cache.end()) return it->second;
+    }
+    int per_sm = 0;
+    with_kernel(dt, bits, p.nt, [&](auto kernel) {
+        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
+            per_sm = 0;
+    });
+    if (per_sm > 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        cache[key] = per_sm;
+    }
+    return per_sm;
+}
+
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     MmaPlan p;
     p.nt = nt_of(M);
@@ -653,12 +683,7 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     // Split K so the grid fills the resident slots in one wave (a second, partial wave would
     // double the time of the SMs that run it), each warp keeping >= 2 super-chunks, and the fp32
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
-    int per_sm = 0;
-    with_kernel(dt, bits, p.nt, [&](auto kernel) {
-        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
-            per_sm = 0;
-    });
+    const int per_sm = resident_blocks(p, bits, dt);
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
     long long ks = std::max<long long>(1, slots / blocks);
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
