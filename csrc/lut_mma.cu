@@ -594,8 +594,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 // Token tiles per block: 8 * nt tokens, nt <= 4; more M runs more grid.y tiles. One 64-token tile
 // (nt = 8) lost to two 32-token tiles everywhere it was timed (H200, lut_mma v3: (4096, 12288) w4
 // M = 64 64.1 vs 49.4 µs, (4096, 4096) 50.1 vs 32.4, w2 70.7 vs 31.1): its ring fits only 2 stages
-// and 2 blocks per SM, and x is re-read by each tile either way. QUANTDLLM_MMA_MAX_NT (1, 2 or 4)
-// caps nt further, for benchmarks.
+// and 2 blocks per SM, and x is re-read by each tile either way. QUANTDLLM_MMA_MAX_NT (1 or 2) caps
+// nt further, for benchmarks.
 int nt_of(int M) {
     int nt = M <= 8 ? 1 : M <= 16 ? 2 : 4;
     if (const char* cap = std::getenv("QUANTDLLM_MMA_MAX_NT")) {
