@@ -56,6 +56,25 @@ def test_shapes_and_k_split(M, NK, gen):
     assert int(cb._semaphores(x.device).abs().sum()) == 0
 
 
+@pytest.mark.parametrize("cap", ["1", "2"])
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_capped_token_tiles_match(cap, bits, gen, monkeypatch):
+    """QUANTDLLM_MMA_MAX_NT runs M = 40 as five 8-token or three 16-token tiles (grid.y > 1 at the
+    narrow tiles, which the plan alone never does), with bias and a per-row timestep table."""
+    N, K = 96, 1024
+    qw = rtn(N, K, bits, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    bias = torch.randn(N, generator=gen).half().cuda()
+    bounds = torch.tensor([0.25, 0.5, 0.75], device="cuda")
+    ts_bias = torch.randn(4, N, generator=gen).half().cuda()
+    x = torch.randn(40, K, generator=gen).half().cuda()
+    t = torch.rand(40, generator=gen).cuda()
+    want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].float()
+    monkeypatch.setenv("QUANTDLLM_MMA_MAX_NT", cap)
+    y = run_op(x, mw, bias, t, bounds, ts_bias)
+    assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
+
+
 def test_small_groups_take_the_lookup_kernels(gen):
     # groups of 32 straddle the mma's k steps: no tensor-core pack, the GEMV / dequant path runs
     qw = rtn(96, 512, 4, 32, torch.float16, gen)
