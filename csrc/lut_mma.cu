@@ -48,10 +48,10 @@ constexpr int kMT = 2;        // 16-row tiles per warp
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 // Outputs per thread written together in the epilogue, their loads all in flight before the first
-// store: every output of a two-warp-column block (64 rows x 8 NT tokens / 128 threads), so one
-// L2 round trip per block end instead of one per output (ptxas: 151 registers at 4-bit NT = 4,
-// where shared memory already caps the SM at 3 blocks). NT = 1 keeps one: the 4-bit kernel spilled
-// at 2.
+// store. At NT = 4 that is every output of the block (64 rows x 32 tokens / 128 threads = 16), so
+// one L2 round trip per block end instead of one per output (ptxas: 151 registers at 4-bit, where
+// shared memory already caps the SM at 3 blocks). NT = 2 takes 4 (8 spilled 24 bytes at 96
+// registers); NT = 1 takes one (the 4-bit kernel spilled at 2).
 template <int NT> constexpr int kOut = NT == 1 ? 1 : NT == 2 ? 4 : 16;
 
 template <int BITS>
