@@ -80,12 +80,9 @@ __global__ void ts_bias_add_kernel(const TsBiasArgs a, const bool vec) {
     if (vec) {
         for (int n = (blockIdx.x * blockDim.x + threadIdx.x) * 8; n < a.N; n += step * 8) {
             uint4 v = *reinterpret_cast<const uint4*>(y + n);
-            uint32_t raw[8];  // all eight loads in flight before the first conversion
-#pragma unroll
-            for (int i = 0; i < 8; ++i) raw[i] = dev::ld_raw(a.ts_bias, tb + n + i, a.ts_bias_dtype);
             T* e = reinterpret_cast<T*>(&v);
 #pragma unroll
-            for (int i = 0; i < 8; ++i) e[i] = dev::from_f<T>(dev::to_f<T>(e[i]) + dev::raw_to_f(raw[i], a.ts_bias_dtype));
+            for (int i = 0; i < 8; ++i) e[i] = dev::from_f<T>(dev::to_f<T>(e[i]) + dev::ldf(a.ts_bias, tb + n + i, a.ts_bias_dtype));
             *reinterpret_cast<uint4*>(y + n) = v;
         }
         return;

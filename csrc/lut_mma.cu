@@ -32,9 +32,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <map>
-#include <mutex>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -47,12 +44,6 @@ namespace {
 constexpr int kMT = 2;        // 16-row tiles per warp
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-// Outputs per thread written together in the epilogue, their loads all in flight before the first
-// store. At NT = 4 that is every output of the block (64 rows x 32 tokens / 128 threads = 16), so
-// one L2 round trip per block end instead of one per output (ptxas: 151 registers at 4-bit, where
-// shared memory already caps the SM at 3 blocks). NT = 2 takes 4 (8 spilled 24 bytes at 96
-// registers); NT = 1 takes one (the 4-bit kernel spilled at 2).
-template <int NT> constexpr int kOut = NT == 1 ? 1 : NT == 2 ? 4 : 16;
 
 template <int BITS>
 struct Layout {
@@ -309,21 +300,15 @@ struct ChunkOps {
     }
 };
 
-// The epilogue's terms bias[n] + ts_bias[bucket][n] (`bucket`: token m's, from the block's table),
-// in two steps: raw loads (no conversion, so kOut outputs' loads are all in flight before the first
-// use), then the sum. Under split K the first K slice adds them to its partial sum, so their loads
-// overlap across blocks instead of sitting on the last block's serial reduction.
-struct EpilogueRaw {
-    uint32_t bias = 0, ts = 0;
-};
-__device__ __forceinline__ EpilogueRaw epilogue_load(const MmaArgs& a, int n, int bucket) {
-    EpilogueRaw r;
-    if (a.bias) r.bias = dev::ld_raw(a.bias, n, a.bias_dtype);
-    if (a.ts_bias) r.ts = dev::ld_raw(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
-    return r;
-}
-__device__ __forceinline__ float epilogue_sum(const MmaArgs& a, const EpilogueRaw& r) {
-    return (a.bias ? dev::raw_to_f(r.bias, a.bias_dtype) : 0.f) + (a.ts_bias ? dev::raw_to_f(r.ts, a.ts_bias_dtype) : 0.f);
+// v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
+// first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
+// sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
+// a timestep table costs at M = 32; batching the epilogue's loads ahead of its stores took it to
+// +4.2%, on a branch: NOTES 2026-11-29, fourth session.)
+__device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
+    if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
+    if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
+    return v;
 }
 
 // Timestep bucket of the block's token threadIdx.x (threads < toks), computed after the ring's first
@@ -506,7 +491,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     // After the ring's first stages are issued, so the bucket's loads and compares overlap their
     // arrival. Computed before them (SASS: 1 + 16 LDG and their compares ahead of the first
     // LDGSTS), warp 0 started its pipeline a memory round trip or two late, and the block waits
-    // for its slowest warp: the likely cause of the 2-3.5 µs a table cost at M = 16-64.
+    // for its slowest warp.
     const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
     if (work) {
 #pragma unroll
@@ -535,29 +520,16 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     __syncthreads();
     const int n0 = blockIdx.x * rows;
     T* y = static_cast<T*>(a.y);
-    // The outputs are written kOut per thread at a time, their global loads (bias, timestep rows;
-    // the split-K partials below) all issued before the first store: one output per iteration
-    // waited a full L2 round trip per output, stores ordering every load after them (SASS, sm_90a).
-    const bool terms = ksplit == 1 || blockIdx.z == 0;  // bias terms: once, with K slice 0
-    for (int base = threadIdx.x; base < rows * toks; base += kThreads * kOut<NT>) {
-        EpilogueRaw raw[kOut<NT>];
-#pragma unroll
-        for (int e = 0; e < kOut<NT>; ++e) {
-            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
-            if (terms && idx < rows * toks && n0 + r < a.N && m0 + tl < a.M)
-                raw[e] = epilogue_load(a, n0 + r, bucket[tl]);
-        }
-#pragma unroll
-        for (int e = 0; e < kOut<NT>; ++e) {
-            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
-            const int n = n0 + r, m = m0 + tl;
-            if (idx >= rows * toks || n >= a.N || m >= a.M) continue;
-            float v = terms ? epilogue_sum(a, raw[e]) : 0.f;
-            for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
-            const int64_t o = static_cast<int64_t>(m) * a.N + n;
-            if (ksplit == 1) y[o] = dev::from_f<T>(v);
-            else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
-        }
+    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
+        const int tl = idx / rows, r = idx - tl * rows;
+        const int n = n0 + r, m = m0 + tl;
+        if (n >= a.N || m >= a.M) continue;
+        float v = 0.f;
+        for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
+        const int64_t o = static_cast<int64_t>(m) * a.N + n;
+        if (ksplit == 1) y[o] = dev::from_f<T>(epilogue_terms(a, v, n, bucket[tl]));
+        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] =
+            blockIdx.z == 0 ? epilogue_terms(a, v, n, bucket[tl]) : v;
     }
     if (ksplit == 1) return;
 
@@ -572,22 +544,14 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int base = threadIdx.x; base < rows * toks; base += kThreads * kOut<NT>) {
-        float v[kOut<NT>];
-#pragma unroll
-        for (int e = 0; e < kOut<NT>; ++e) {
-            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
-            v[e] = 0.f;
-            if (idx >= rows * toks || n0 + r >= a.N || m0 + tl >= a.M) continue;
-            const int64_t o = static_cast<int64_t>(m0 + tl) * a.N + n0 + r;
-            for (int z = 0; z < ksplit; ++z) v[e] += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
-        }
-#pragma unroll
-        for (int e = 0; e < kOut<NT>; ++e) {
-            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
-            if (idx >= rows * toks || n0 + r >= a.N || m0 + tl >= a.M) continue;
-            y[static_cast<int64_t>(m0 + tl) * a.N + n0 + r] = dev::from_f<T>(v[e]);  // bias terms came with slice 0
-        }
+    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
+        const int tl = idx / rows, r = idx - tl * rows;
+        const int n = n0 + r, m = m0 + tl;
+        if (n >= a.N || m >= a.M) continue;
+        const int64_t o = static_cast<int64_t>(m) * a.N + n;
+        float v = 0.f;
+        for (int z = 0; z < ksplit; ++z) v += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
+        y[o] = dev::from_f<T>(v);  // bias terms came with slice 0
     }
 }
 
@@ -643,33 +607,6 @@ size_t smem_bytes(const MmaPlan& p, int bits) {
     return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
 }
 
-// Blocks of this plan's kernel resident per SM, asked of the runtime once per (device, dtype, bits,
-// nt, wn) and then cached: the query (and the shared-memory opt-in) cost a few µs of host time on
-// every eager launch.
-int resident_blocks(const MmaPlan& p, int bits, DType dt) {
-    static std::mutex mu;
-    static std::map<std::tuple<int, int, int, int, int>, int> cache;
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
-    const auto key = std::make_tuple(dev, static_cast<int>(dt), bits, p.nt, p.wn);
-    {
-        std::lock_guard<std::mutex> lock(mu);
-        const auto it = cache.find(key);
-        if (it != cache.end()) return it->second;
-    }
-    int per_sm = 0;
-    with_kernel(dt, bits, p.nt, [&](auto kernel) {
-        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
-            per_sm = 0;
-    });
-    if (per_sm > 0) {
-        std::lock_guard<std::mutex> lock(mu);
-        cache[key] = per_sm;
-    }
-    return per_sm;
-}
-
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     MmaPlan p;
     p.nt = nt_of(M);
@@ -683,7 +620,12 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     // Split K so the grid fills the resident slots in one wave (a second, partial wave would
     // double the time of the SMs that run it), each warp keeping >= 2 super-chunks, and the fp32
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
-    const int per_sm = resident_blocks(p, bits, dt);
+    int per_sm = 0;
+    with_kernel(dt, bits, p.nt, [&](auto kernel) {
+        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
+            per_sm = 0;
+    });
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
     long long ks = std::max<long long>(1, slots / blocks);
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
