@@ -32,6 +32,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -560,13 +564,18 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 // M = 64 64.1 vs 49.4 µs, (4096, 4096) 50.1 vs 32.4, w2 70.7 vs 31.1): its ring fits only 2 stages
 // and 2 blocks per SM, and x is re-read by each tile either way. QUANTDLLM_MMA_MAX_NT (1 or 2) caps
 // nt further, for benchmarks.
+// A benchmark knob: the environment variable's value if it is one of `allowed`, else 0.
+int env_knob(const char* name, std::initializer_list<int> allowed) {
+    const char* s = std::getenv(name);
+    if (!s) return 0;
+    const int v = std::atoi(s);
+    return std::find(allowed.begin(), allowed.end(), v) != allowed.end() ? v : 0;
+}
+
 int nt_of(int M) {
-    int nt = M <= 8 ? 1 : M <= 16 ? 2 : 4;
-    if (const char* cap = std::getenv("QUANTDLLM_MMA_MAX_NT")) {
-        const int c = std::atoi(cap);
-        if (c == 1 || c == 2) nt = std::min(nt, c);
-    }
-    return nt;
+    const int nt = M <= 8 ? 1 : M <= 16 ? 2 : 4;
+    const int cap = env_knob("QUANTDLLM_MMA_MAX_NT", {1, 2});
+    return cap ? std::min(nt, cap) : nt;
 }
 
 }  // namespace
@@ -607,10 +616,40 @@ size_t smem_bytes(const MmaPlan& p, int bits) {
     return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
 }
 
+// Blocks of this plan's kernel resident per SM, asked of the runtime once per (device, dtype, bits,
+// nt, wn) and then cached: the query (and the shared-memory opt-in) cost a few µs of host time on
+// every eager launch.
+int resident_blocks(const MmaPlan& p, int bits, DType dt) {
+    static std::mutex mu;
+    static std::map<std::tuple<int, int, int, int, int>, int> cache;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    const auto key = std::make_tuple(dev, static_cast<int>(dt), bits, p.nt, p.wn);
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        const auto it = cache.find(key);
+        if (it != cache.end()) return it->second;
+    }
+    int per_sm = 0;
+    with_kernel(dt, bits, p.nt, [&](auto kernel) {
+        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
+            per_sm = 0;
+    });
+    if (per_sm > 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        cache[key] = per_sm;
+    }
+    return per_sm;
+}
+
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     MmaPlan p;
     p.nt = nt_of(M);
-    p.wn = M <= 4 ? 1 : 2;  // larger M: two warps share each x load through L1
+    // Warps along N per block (the rest split the block's K range). Larger M: warps sharing a K range
+    // share each x load through L1. QUANTDLLM_MMA_WN (1, 2, 4) overrides, for benchmarks.
+    p.wn = env_knob("QUANTDLLM_MMA_WN", {1, 2, 4});
+    if (!p.wn) p.wn = M <= 4 ? 1 : 2;
     p.wk = kWarps / p.wn;
     const int rows = p.wn * kMT * 16;
     p.grid_x = ((N + 31) / 32 * 32 + rows - 1) / rows;
@@ -620,17 +659,13 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     // Split K so the grid fills the resident slots in one wave (a second, partial wave would
     // double the time of the SMs that run it), each warp keeping >= 2 super-chunks, and the fp32
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
-    int per_sm = 0;
-    with_kernel(dt, bits, p.nt, [&](auto kernel) {
-        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
-            per_sm = 0;
-    });
+    const int per_sm = resident_blocks(p, bits, dt);
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
     long long ks = std::max<long long>(1, slots / blocks);
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
     ks = std::min<long long>(ks, std::max(1LL, static_cast<long long>(K) * bits / (256LL * M)));
     ks = std::max<long long>(ks, 1);
+    if (const int forced = env_knob("QUANTDLLM_MMA_KSPLIT", {1, 2, 3, 4, 6, 8})) ks = std::min(forced, U);
     const int per = static_cast<int>((U + ks - 1) / ks);
     p.ksplit = (U + per - 1) / per;
     return p;

@@ -75,6 +75,30 @@ def test_capped_token_tiles_match(cap, bits, gen, monkeypatch):
     assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
 
 
+@pytest.mark.parametrize("wn,ksplit", [("1", None), ("4", None), ("4", "3"), ("2", "8")])
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_plan_knobs_match(wn, ksplit, bits, gen, monkeypatch):
+    """QUANTDLLM_MMA_WN / QUANTDLLM_MMA_KSPLIT (the benchmarks' A/B knobs) give plans the default rule
+    does not: 4 warps along N (no cross-warp K reduction, 128-row blocks past N = 300) and forced
+    K splits. Bias and a per-row timestep table ride along; the semaphores must end zeroed."""
+    N, K = 300, 1536
+    qw = rtn(N, K, bits, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    bias = torch.randn(N, generator=gen).half().cuda()
+    bounds = torch.tensor([0.3, 0.6], device="cuda")
+    ts_bias = torch.randn(3, N, generator=gen).half().cuda()
+    monkeypatch.setenv("QUANTDLLM_MMA_WN", wn)
+    if ksplit:
+        monkeypatch.setenv("QUANTDLLM_MMA_KSPLIT", ksplit)
+    for M in (5, 16, 40):
+        x = torch.randn(M, K, generator=gen).half().cuda()
+        t = torch.rand(M, generator=gen).cuda()
+        want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].float()
+        y = run_op(x, mw, bias, t, bounds, ts_bias)
+        assert rel_error(y, want) <= kernel_tolerance(torch.float16, K), M
+    assert int(cb._semaphores(x.device).abs().sum()) == 0
+
+
 def test_small_groups_take_the_lookup_kernels(gen):
     # groups of 32 straddle the mma's k steps: no tensor-core pack, the GEMV / dequant path runs
     qw = rtn(96, 512, 4, 32, torch.float16, gen)
