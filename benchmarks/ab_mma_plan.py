@@ -16,8 +16,9 @@ import quantdllm_kernels as qd
 from bench_kernels import measure_bandwidth, time_fn, with_tables
 
 # name -> environment; "" = the default plan
-PLANS = {"default": {}, "wn4": {"QUANTDLLM_MMA_WN": "4"}, "wn4-ks4": {"QUANTDLLM_MMA_WN": "4", "QUANTDLLM_MMA_KSPLIT": "4"},
-         "wn2-ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}, "nt2": {"QUANTDLLM_MMA_MAX_NT": "2"}}
+PLANS = {"default": {}, "nt4": {"QUANTDLLM_MMA_MAX_NT": "4"}, "nt2": {"QUANTDLLM_MMA_MAX_NT": "2"},
+         "wn4": {"QUANTDLLM_MMA_WN": "4"}, "wn4-ks4": {"QUANTDLLM_MMA_WN": "4", "QUANTDLLM_MMA_KSPLIT": "4"},
+         "wn2-ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}}
 KNOBS = ("QUANTDLLM_MMA_WN", "QUANTDLLM_MMA_KSPLIT", "QUANTDLLM_MMA_MAX_NT")
 
 
@@ -26,7 +27,7 @@ def main():
     ap.add_argument("--shapes", nargs="*", default=["4096x12288", "4096x4096"], help="KxN")
     ap.add_argument("--ms", nargs="*", type=int, default=[16, 32, 64])
     ap.add_argument("--bits", nargs="*", type=int, default=[4, 2])
-    ap.add_argument("--plans", nargs="*", default=list(PLANS))
+    ap.add_argument("--plans", nargs="*", default=list(PLANS), choices=list(PLANS))
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
     bw = measure_bandwidth()

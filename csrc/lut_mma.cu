@@ -167,6 +167,17 @@ constexpr int ring_stages(int bits, int nt, bool xring) {
 }
 constexpr bool x_ring(int bits, int nt) { return bits != 3 && ring_stages(bits, nt, true) >= 2; }
 template <int BITS, int NT> constexpr bool kXRing = x_ring(BITS, NT);
+constexpr size_t ring_bytes(int bits, int nt) {
+    const bool xr = x_ring(bits, nt);
+    return static_cast<size_t>(kWarps) * ring_stages(bits, nt, xr) * stage_bytes(bits, nt, xr);
+}
+// Dynamic shared memory: the ring, reused after the main loop as the reduction tile (`red_floats`
+// floats) and the last-block flag; then, past both, one timestep bucket per token, written before
+// the main loop.
+__host__ __device__ constexpr size_t bucket_offset(int bits, int nt, size_t red_floats) {
+    return red_floats * sizeof(float) + sizeof(int) > ring_bytes(bits, nt) ? red_floats * sizeof(float) + sizeof(int)
+                                                                            : ring_bytes(bits, nt);
+}
 template <int BITS, int NT> constexpr int kStages = ring_stages(BITS, NT, kXRing<BITS, NT>);
 static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3 && kStages<3, 1> == 3, "M <= 8 keeps its measured rings");
 static_assert(kXRing<4, 4> && kXRing<2, 4> && !kXRing<3, 2>, "ring budget");
@@ -304,23 +315,20 @@ struct ChunkOps {
     }
 };
 
-// v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
-// first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
-// sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
-// a timestep table costs at M = 32; batching the epilogue's loads ahead of its stores took it to
-// +4.2%, on a branch: NOTES 2026-11-29, fourth session.)
-__device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
-    if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
-    if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
-    return v;
-}
+// Outputs per thread whose timestep-bias element is loaded before the main loop: all of them at
+// wn <= 2 (rows * toks / kThreads = 2 * wn * NT), as registers held across the loop (16 at NT = 4).
+// In the epilogue, one dependent L2 load per output cost 2-2.5 µs at M = 16-64 (+5-13%, H200); a
+// batch of all 16 ahead of the stores took it to 1.2 µs but cost the 4-bit NT = 4 kernel 25
+// registers and 14 µs at M = 32 (NOTES, fifth session).
+// NT = 1 takes 2 (4-bit: 127 -> 122 registers against 4), and the 3-bit NT = 1 kernel none: at 166 ->
+// 186 registers it would drop from 3 blocks per SM to 2.
+template <int BITS, int NT> constexpr int kPre = NT > 1 ? 4 * NT : BITS == 3 ? 0 : 2;
 
 // Timestep bucket of the block's token threadIdx.x (threads < toks), computed after the ring's first
-// stages are issued and before the main loop, so its loads overlap the ring fill rather than delay
-// warp 0's start or add a round trip to every block's tail. It goes to a table in dynamic shared
-// memory past the reduction tile and the last-block flag (smem_bytes counts it): static shared
-// memory would push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without
-// the opt-in (H200 run, 2026-11-29).
+// stages are issued, so its loads overlap the ring fill rather than delay warp 0's start (SASS: 1 + 16
+// LDG and their compares ran ahead of the first LDGSTS). It goes to a table in dynamic shared memory
+// past the ring (bucket_offset; smem_bytes counts it): static shared memory would push the 2-bit
+// M <= 8 ring, exactly 48 KB, past the limit a launch gets without the opt-in (H200, 2026-11-29).
 __device__ __forceinline__ int token_bucket(const MmaArgs& a, int m0, int toks) {
     if (!a.ts_bias || static_cast<int>(threadIdx.x) >= toks) return 0;
     const int m = min(m0 + static_cast<int>(threadIdx.x), a.M - 1);
@@ -492,11 +500,30 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             cp_async_commit();
         }
     }
-    // After the ring's first stages are issued, so the bucket's loads and compares overlap their
-    // arrival. Computed before them (SASS: 1 + 16 LDG and their compares ahead of the first
-    // LDGSTS), warp 0 started its pipeline a memory round trip or two late, and the block waits
-    // for its slowest warp.
-    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
+    // (recomputed after the main loop rather than held across it: registers)
+    const auto bucket_table = [&] {
+        return reinterpret_cast<int*>(reinterpret_cast<char*>(red) +
+                                      bucket_offset(BITS, NT, static_cast<size_t>(wk_count) * rows * (toks + 1)));
+    };
+    // bias terms (bias, timestep rows): added once, by K slice 0
+    const auto with_terms = [&] { return ksplit == 1 || blockIdx.z == 0; };
+    uint32_t ts_raw[kPre<BITS, NT> ? kPre<BITS, NT> : 1];
+#pragma unroll
+    for (int e = 0; e < kPre<BITS, NT>; ++e) ts_raw[e] = 0;
+    if (a.ts_bias) {  // uniform across the block: the barrier is safe
+        int* bucket = bucket_table();
+        const int n0 = blockIdx.x * rows;
+        if (static_cast<int>(threadIdx.x) < toks) bucket[threadIdx.x] = token_bucket(a, m0, toks);
+        if constexpr (kPre<BITS, NT> > 0) {  // else the barriers after the main loop publish the table
+            __syncthreads();
+#pragma unroll
+            for (int e = 0; e < kPre<BITS, NT>; ++e) {
+                const int idx = threadIdx.x + e * kThreads, tl = idx / rows, r = idx - tl * rows;
+                if (with_terms() && idx < rows * toks && n0 + r < a.N && m0 + tl < a.M)
+                    ts_raw[e] = dev::ld_raw(a.ts_bias, static_cast<int64_t>(bucket[tl]) * a.N + n0 + r, a.ts_bias_dtype);
+            }
+        }
+    }
     if (work) {
 #pragma unroll
         for (int r = 0; r < R - 1; ++r)
@@ -509,9 +536,9 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     __syncthreads();  // the ring is reused for the reduction below
 
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
-    const int tp = toks + 1;
-    int* bucket = reinterpret_cast<int*>(red + wk_count * rows * tp) + 1;  // past the last-block flag
-    if (static_cast<int>(threadIdx.x) < toks) bucket[threadIdx.x] = my_bucket;  // ring free (barrier above)
+    const int tp = toks + 1, n0 = blockIdx.x * rows;
+    const int* bucket = bucket_table();
+    const bool terms = with_terms();
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -522,19 +549,26 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
                 red[(wk * rows + r) * tp + jn * 8 + 2 * q + (e & 1)] = acc[i][jn][e];
             }
     __syncthreads();
-    const int n0 = blockIdx.x * rows;
     T* y = static_cast<T*>(a.y);
-    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
+    // one output: the warps' K partials, then (K slice 0) bias[n] + ts_bias[bucket][n], the latter
+    // preloaded (`pre`) for the first kPre outputs; under split K, to the fp32 workspace
+    auto emit = [&](int idx, uint32_t ts_pre, bool pre) {
         const int tl = idx / rows, r = idx - tl * rows;
         const int n = n0 + r, m = m0 + tl;
-        if (n >= a.N || m >= a.M) continue;
+        if (idx >= rows * toks || n >= a.N || m >= a.M) return;
         float v = 0.f;
         for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
+        if (terms && a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
+        if (terms && a.ts_bias)
+            v += pre ? dev::raw_to_f(ts_pre, a.ts_bias_dtype)
+                     : dev::ldf(a.ts_bias, static_cast<int64_t>(bucket[tl]) * a.N + n, a.ts_bias_dtype);
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
-        if (ksplit == 1) y[o] = dev::from_f<T>(epilogue_terms(a, v, n, bucket[tl]));
-        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] =
-            blockIdx.z == 0 ? epilogue_terms(a, v, n, bucket[tl]) : v;
-    }
+        if (ksplit == 1) y[o] = dev::from_f<T>(v);
+        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
+    };
+#pragma unroll
+    for (int e = 0; e < kPre<BITS, NT>; ++e) emit(threadIdx.x + e * kThreads, ts_raw[e], true);
+    for (int idx = threadIdx.x + kPre<BITS, NT> * kThreads; idx < rows * toks; idx += kThreads) emit(idx, 0u, false);
     if (ksplit == 1) return;
 
     int& last = *reinterpret_cast<int*>(red + wk_count * rows * tp);  // past the reduction tile (smem_bytes)
@@ -563,7 +597,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 // (nt = 8) lost to two 32-token tiles everywhere it was timed (H200, lut_mma v3: (4096, 12288) w4
 // M = 64 64.1 vs 49.4 µs, (4096, 4096) 50.1 vs 32.4, w2 70.7 vs 31.1): its ring fits only 2 stages
 // and 2 blocks per SM, and x is re-read by each tile either way. QUANTDLLM_MMA_MAX_NT (1 or 2) caps
-// nt further, for benchmarks.
+// nt further, for benchmarks; 4 keeps 32-token tiles where mma_plan's rule would take 16.
 // A benchmark knob: the environment variable's value if it is one of `allowed`, else 0.
 int env_knob(const char* name, std::initializer_list<int> allowed) {
     const char* s = std::getenv(name);
@@ -574,7 +608,7 @@ int env_knob(const char* name, std::initializer_list<int> allowed) {
 
 int nt_of(int M) {
     const int nt = M <= 8 ? 1 : M <= 16 ? 2 : 4;
-    const int cap = env_knob("QUANTDLLM_MMA_MAX_NT", {1, 2});
+    const int cap = env_knob("QUANTDLLM_MMA_MAX_NT", {1, 2, 4});  // 4: no cap, and no NT = 2 rule (mma_plan)
     return cap ? std::min(nt, cap) : nt;
 }
 
@@ -609,11 +643,8 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
 }
 
 size_t smem_bytes(const MmaPlan& p, int bits) {
-    const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
-    const bool xr = x_ring(bits, p.nt);  // kXRing, kStages
-    const size_t ring = static_cast<size_t>(kWarps) * ring_stages(bits, p.nt, xr) * stage_bytes(bits, p.nt, xr);
-    // past the reduction tile: the last-block flag, then one timestep bucket per token
-    return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
+    const size_t red_floats = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1);
+    return bucket_offset(bits, p.nt, red_floats) + sizeof(int) * p.nt * 8;  // + one bucket per token
 }
 
 // Blocks of this plan's kernel resident per SM, asked of the runtime once per (device, dtype, bits,
@@ -643,11 +674,14 @@ int resident_blocks(const MmaPlan& p, int bits, DType dt) {
     return per_sm;
 }
 
-MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
+namespace {
+// The plan at token tile nt; `waves`: rounds of resident slots its grid takes before any K split.
+MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, long long& waves) {
     MmaPlan p;
-    p.nt = nt_of(M);
+    p.nt = nt;
     // Warps along N per block (the rest split the block's K range). Larger M: warps sharing a K range
-    // share each x load through L1. QUANTDLLM_MMA_WN (1, 2, 4) overrides, for benchmarks.
+    // share each x load through L1. QUANTDLLM_MMA_WN (1, 2, 4) overrides, for benchmarks (wn = 4 lost
+    // everywhere it was timed: 62.1 vs 41.9 µs at M = 32 on (4096, 12288), H200).
     p.wn = env_knob("QUANTDLLM_MMA_WN", {1, 2, 4});
     if (!p.wn) p.wn = M <= 4 ? 1 : 2;
     p.wk = kWarps / p.wn;
@@ -661,6 +695,7 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
     const int per_sm = resident_blocks(p, bits, dt);
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
+    waves = (blocks + slots - 1) / slots;
     long long ks = std::max<long long>(1, slots / blocks);
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
     ks = std::min<long long>(ks, std::max(1LL, static_cast<long long>(K) * bits / (256LL * M)));
@@ -669,6 +704,20 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     const int per = static_cast<int>((U + ks - 1) / ks);
     p.ksplit = (U + per - 1) / per;
     return p;
+}
+}  // namespace
+
+MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
+    long long waves = 0, waves2 = 0;
+    const MmaPlan p = plan_at(nt_of(M), M, N, K, bits, num_sms, dt, waves);
+    if (p.nt != 4 || env_knob("QUANTDLLM_MMA_MAX_NT", {4})) return p;
+    // M = 17-64: 16-token tiles whenever they take no more waves than 32-token ones. They read each
+    // code twice (the second time mostly from L2) but skip the K split and its serial tail, and
+    // hold 4 blocks per SM where NT = 4 holds 2-3. H200, w4 / w2 (µs, NT = 4 -> 2): (4096, 12288)
+    // M = 32 41.9 -> 34.8 / 38.4 -> 32.6, w2 M = 64 71.0 -> 58.8; (4096, 4096) M = 32 31.5 -> 23.7,
+    // M = 64 31.5 -> 26.7. (4096, 12288) w4 M = 64 takes 2 waves at NT = 2 and lost: 49.2 -> 61.8.
+    const MmaPlan q = plan_at(2, M, N, K, bits, num_sms, dt, waves2);
+    return waves2 <= waves ? q : p;
 }
 
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream) {

@@ -56,11 +56,11 @@ def test_shapes_and_k_split(M, NK, gen):
     assert int(cb._semaphores(x.device).abs().sum()) == 0
 
 
-@pytest.mark.parametrize("cap", ["1", "2"])
+@pytest.mark.parametrize("cap", ["1", "2", "4"])
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_capped_token_tiles_match(cap, bits, gen, monkeypatch):
-    """QUANTDLLM_MMA_MAX_NT runs M = 40 as five 8-token or three 16-token tiles (grid.y > 1 at the
-    narrow tiles, which the plan alone never does), with bias and a per-row timestep table."""
+    """QUANTDLLM_MMA_MAX_NT runs M = 40 as five 8-token, three 16-token or two 32-token tiles (the
+    plan alone takes 16 here: grid.y > 1 at every tiling), with bias and a per-row timestep table."""
     N, K = 96, 1024
     qw = rtn(N, K, bits, 128, torch.float16, gen)
     mw = cb.mma_pack(qw, torch.float16)
