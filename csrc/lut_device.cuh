@@ -110,6 +110,22 @@ __device__ __forceinline__ int bucket_of(float v, const float* bounds, int nboun
     return b;
 }
 
+// bucket_of for NP values at once: each step's eight boundaries are loaded once for all of them.
+template <int NP>
+__device__ __forceinline__ void buckets_of(const float (&v)[NP], int (&b)[NP], const float* bounds, int nbounds) {
+#pragma unroll
+    for (int p = 0; p < NP; ++p) b[p] = 0;
+    for (int i0 = 0; i0 < nbounds; i0 += 8) {
+        float bd[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) bd[j] = i0 + j < nbounds ? __ldg(bounds + i0 + j) : __int_as_float(0x7f800000);
+#pragma unroll
+        for (int p = 0; p < NP; ++p)
+#pragma unroll
+            for (int j = 0; j < 8; ++j) b[p] += bd[j] <= v[p];
+    }
+}
+
 __device__ __forceinline__ LutFields bucket_fields(const LutWeight& w) {
     LutFields r;
     const bool per_bucket = w.bucket_stride[0] | w.bucket_stride[1] | w.bucket_stride[2];

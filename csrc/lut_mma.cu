@@ -171,13 +171,6 @@ constexpr size_t ring_bytes(int bits, int nt) {
     const bool xr = x_ring(bits, nt);
     return static_cast<size_t>(kWarps) * ring_stages(bits, nt, xr) * stage_bytes(bits, nt, xr);
 }
-// Dynamic shared memory: the ring, reused after the main loop as the reduction tile (`red_floats`
-// floats) and the last-block flag; then, past both, one timestep bucket per token, written before
-// the main loop.
-__host__ __device__ constexpr size_t bucket_offset(int bits, int nt, size_t red_floats) {
-    return red_floats * sizeof(float) + sizeof(int) > ring_bytes(bits, nt) ? red_floats * sizeof(float) + sizeof(int)
-                                                                            : ring_bytes(bits, nt);
-}
 template <int BITS, int NT> constexpr int kStages = ring_stages(BITS, NT, kXRing<BITS, NT>);
 static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3 && kStages<3, 1> == 3, "M <= 8 keeps its measured rings");
 static_assert(kXRing<4, 4> && kXRing<2, 4> && !kXRing<3, 2>, "ring budget");
@@ -327,16 +320,20 @@ template <int BITS, int NT> constexpr int kPre = NT > 1 ? 4 * NT : BITS == 3 ? 0
 // Timestep bucket of the block's token threadIdx.x (threads < toks), computed after the ring's first
 // stages are issued, so its loads overlap the ring fill rather than delay warp 0's start (SASS: 1 + 16
 // LDG and their compares ran ahead of the first LDGSTS). It goes to a table in dynamic shared memory
-// past the ring (bucket_offset; smem_bytes counts it): static shared memory would push the 2-bit
-// M <= 8 ring, exactly 48 KB, past the limit a launch gets without the opt-in (H200, 2026-11-29).
+// past the reduction tile and the last-block flag (smem_bytes counts it): static shared memory would
+// push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without the opt-in.
 __device__ __forceinline__ int token_bucket(const MmaArgs& a, int m0, int toks) {
     if (!a.ts_bias || static_cast<int>(threadIdx.x) >= toks) return 0;
     const int m = min(m0 + static_cast<int>(threadIdx.x), a.M - 1);
     return dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
 }
 
+// The 3-bit M <= 8 kernel is held to 3 blocks per SM (168 registers; 186 unbounded, where lut_mma v3
+// had 166 and ran M = 1 in 26.4 µs against 32.8 at 2 blocks per SM, H200).
+template <int BITS, int NT> constexpr int kMinBlocks = BITS == 3 && NT == 1 ? 3 : 1;
+
 template <typename T, int BITS, int NT>
-__global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks<BITS, NT>) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
     using P = Pair<T>;
     using L = Layout<BITS>;
     extern __shared__ float red[];
@@ -500,30 +497,39 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             cp_async_commit();
         }
     }
-    // (recomputed after the main loop rather than held across it: registers)
-    const auto bucket_table = [&] {
-        return reinterpret_cast<int*>(reinterpret_cast<char*>(red) +
-                                      bucket_offset(BITS, NT, static_cast<size_t>(wk_count) * rows * (toks + 1)));
-    };
     // bias terms (bias, timestep rows): added once, by K slice 0
     const auto with_terms = [&] { return ksplit == 1 || blockIdx.z == 0; };
+    // Timestep-bias elements of this thread's first kPre outputs, issued now and held in registers
+    // across the main loop. Each thread finds its own tokens' buckets (their t and the boundaries
+    // load together, one round trip that overlaps the ring's first stages): a block-wide table
+    // behind a barrier made every warp wait for warp 0's loads at the block's start (+1.5-2.2 µs
+    // at M = 16-64, H200, fifth session), as a per-output load in the epilogue did at its end.
     uint32_t ts_raw[kPre<BITS, NT> ? kPre<BITS, NT> : 1];
 #pragma unroll
     for (int e = 0; e < kPre<BITS, NT>; ++e) ts_raw[e] = 0;
-    if (a.ts_bias) {  // uniform across the block: the barrier is safe
-        int* bucket = bucket_table();
-        const int n0 = blockIdx.x * rows;
-        if (static_cast<int>(threadIdx.x) < toks) bucket[threadIdx.x] = token_bucket(a, m0, toks);
-        if constexpr (kPre<BITS, NT> > 0) {  // else the barriers after the main loop publish the table
-            __syncthreads();
+    if constexpr (kPre<BITS, NT> > 0) {
+        if (a.ts_bias && with_terms()) {
+            float tv[kPre<BITS, NT>];
+            int bk[kPre<BITS, NT>];
+#pragma unroll
+            for (int e = 0; e < kPre<BITS, NT>; ++e) {
+                const int tl = (threadIdx.x + e * kThreads) / rows;
+                tv[e] = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + tl, a.M - 1)));
+            }
+            dev::buckets_of(tv, bk, a.bounds, a.nbounds);
+            const int n0 = blockIdx.x * rows;
 #pragma unroll
             for (int e = 0; e < kPre<BITS, NT>; ++e) {
                 const int idx = threadIdx.x + e * kThreads, tl = idx / rows, r = idx - tl * rows;
-                if (with_terms() && idx < rows * toks && n0 + r < a.N && m0 + tl < a.M)
-                    ts_raw[e] = dev::ld_raw(a.ts_bias, static_cast<int64_t>(bucket[tl]) * a.N + n0 + r, a.ts_bias_dtype);
+                if (idx < rows * toks && n0 + r < a.N && m0 + tl < a.M)
+                    ts_raw[e] = dev::ld_raw(a.ts_bias, static_cast<int64_t>(bk[e]) * a.N + n0 + r, a.ts_bias_dtype);
             }
         }
     }
+    // The block's token buckets, for outputs past kPre (the 3-bit NT = 1 kernel; wn = 4): a table
+    // written after the main loop, published by its barriers.
+    const bool late_terms = a.ts_bias && rows * toks > kPre<BITS, NT> * kThreads;
+    const int my_bucket = late_terms ? token_bucket(a, m0, toks) : 0;
     if (work) {
 #pragma unroll
         for (int r = 0; r < R - 1; ++r)
@@ -537,7 +543,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
     const int tp = toks + 1, n0 = blockIdx.x * rows;
-    const int* bucket = bucket_table();
+    int* bucket = reinterpret_cast<int*>(red + wk_count * rows * tp) + 1;  // past the last-block flag
+    if (late_terms && static_cast<int>(threadIdx.x) < toks) bucket[threadIdx.x] = my_bucket;  // ring free
     const bool terms = with_terms();
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
@@ -643,8 +650,9 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
 }
 
 size_t smem_bytes(const MmaPlan& p, int bits) {
-    const size_t red_floats = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1);
-    return bucket_offset(bits, p.nt, red_floats) + sizeof(int) * p.nt * 8;  // + one bucket per token
+    const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
+    // past the reduction tile: the last-block flag, then one timestep bucket per token
+    return std::max(red + sizeof(int) * (1 + p.nt * 8), ring_bytes(bits, p.nt));
 }
 
 // Blocks of this plan's kernel resident per SM, asked of the runtime once per (device, dtype, bits,
