@@ -27,19 +27,6 @@ __device__ __forceinline__ float ldf(const void* p, int64_t i, DType dt) {
     }
 }
 
-// ldf in two steps, for loads that should all be in flight before the first use: the element's bits
-// (16 or 32, no conversion), then its value.
-__device__ __forceinline__ uint32_t ld_raw(const void* p, int64_t i, DType dt) {
-    return dt == DType::F32 ? static_cast<const uint32_t*>(p)[i] : static_cast<const uint16_t*>(p)[i];
-}
-__device__ __forceinline__ float raw_to_f(uint32_t r, DType dt) {
-    switch (dt) {
-        case DType::F16: return __half2float(__ushort_as_half(static_cast<unsigned short>(r)));
-        case DType::BF16: return __uint_as_float(r << 16);
-        default: return __uint_as_float(r);
-    }
-}
-
 __device__ __forceinline__ int dtype_size(DType dt) { return dt == DType::F32 ? 4 : 2; }
 
 template <typename T> __device__ __forceinline__ float to_f(T v);
@@ -108,22 +95,6 @@ __device__ __forceinline__ int bucket_of(float v, const float* bounds, int nboun
         for (int j = 0; j < 8; ++j) b += bd[j] <= v;
     }
     return b;
-}
-
-// bucket_of for NP values at once: each step's eight boundaries are loaded once for all of them.
-template <int NP>
-__device__ __forceinline__ void buckets_of(const float (&v)[NP], int (&b)[NP], const float* bounds, int nbounds) {
-#pragma unroll
-    for (int p = 0; p < NP; ++p) b[p] = 0;
-    for (int i0 = 0; i0 < nbounds; i0 += 8) {
-        float bd[8];
-#pragma unroll
-        for (int j = 0; j < 8; ++j) bd[j] = i0 + j < nbounds ? __ldg(bounds + i0 + j) : __int_as_float(0x7f800000);
-#pragma unroll
-        for (int p = 0; p < NP; ++p)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) b[p] += bd[j] <= v[p];
-    }
 }
 
 __device__ __forceinline__ LutFields bucket_fields(const LutWeight& w) {

@@ -167,10 +167,6 @@ constexpr int ring_stages(int bits, int nt, bool xring) {
 }
 constexpr bool x_ring(int bits, int nt) { return bits != 3 && ring_stages(bits, nt, true) >= 2; }
 template <int BITS, int NT> constexpr bool kXRing = x_ring(BITS, NT);
-constexpr size_t ring_bytes(int bits, int nt) {
-    const bool xr = x_ring(bits, nt);
-    return static_cast<size_t>(kWarps) * ring_stages(bits, nt, xr) * stage_bytes(bits, nt, xr);
-}
 template <int BITS, int NT> constexpr int kStages = ring_stages(BITS, NT, kXRing<BITS, NT>);
 static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3 && kStages<3, 1> == 3, "M <= 8 keeps its measured rings");
 static_assert(kXRing<4, 4> && kXRing<2, 4> && !kXRing<3, 2>, "ring budget");
@@ -308,32 +304,31 @@ struct ChunkOps {
     }
 };
 
-// Outputs per thread whose timestep-bias element is loaded before the main loop: all of them at
-// wn <= 2 (rows * toks / kThreads = 2 * wn * NT), as registers held across the loop (16 at NT = 4).
-// In the epilogue, one dependent L2 load per output cost 2-2.5 µs at M = 16-64 (+5-13%, H200); a
-// batch of all 16 ahead of the stores took it to 1.2 µs but cost the 4-bit NT = 4 kernel 25
-// registers and 14 µs at M = 32 (NOTES, fifth session).
-// NT = 1 takes 2 (4-bit: 127 -> 122 registers against 4), and the 3-bit NT = 1 kernel none: at 166 ->
-// 186 registers it would drop from 3 blocks per SM to 2.
-template <int BITS, int NT> constexpr int kPre = NT > 1 ? 4 * NT : BITS == 3 ? 0 : 2;
+// v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
+// first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
+// sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
+// a timestep table costs at M = 32; batching the epilogue's loads ahead of its stores took it to
+// +4.2%, on a branch: NOTES 2026-11-29, fourth session.)
+__device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
+    if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
+    if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
+    return v;
+}
 
 // Timestep bucket of the block's token threadIdx.x (threads < toks), computed after the ring's first
-// stages are issued, so its loads overlap the ring fill rather than delay warp 0's start (SASS: 1 + 16
-// LDG and their compares ran ahead of the first LDGSTS). It goes to a table in dynamic shared memory
-// past the reduction tile and the last-block flag (smem_bytes counts it): static shared memory would
-// push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without the opt-in.
+// stages are issued and before the main loop, so its loads overlap the ring fill rather than delay
+// warp 0's start or add a round trip to every block's tail. It goes to a table in dynamic shared
+// memory past the reduction tile and the last-block flag (smem_bytes counts it): static shared
+// memory would push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without
+// the opt-in (H200 run, 2026-11-29).
 __device__ __forceinline__ int token_bucket(const MmaArgs& a, int m0, int toks) {
     if (!a.ts_bias || static_cast<int>(threadIdx.x) >= toks) return 0;
     const int m = min(m0 + static_cast<int>(threadIdx.x), a.M - 1);
     return dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
 }
 
-// The 3-bit M <= 8 kernel is held to 3 blocks per SM (168 registers; 186 unbounded, where lut_mma v3
-// had 166 and ran M = 1 in 26.4 µs against 32.8 at 2 blocks per SM, H200).
-template <int BITS, int NT> constexpr int kMinBlocks = BITS == 3 && NT == 1 ? 3 : 1;
-
 template <typename T, int BITS, int NT>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<BITS, NT>) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
+__global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
     using P = Pair<T>;
     using L = Layout<BITS>;
     extern __shared__ float red[];
@@ -497,39 +492,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<BITS, NT>) lut_mma_kernel
             cp_async_commit();
         }
     }
-    // bias terms (bias, timestep rows): added once, by K slice 0
-    const auto with_terms = [&] { return ksplit == 1 || blockIdx.z == 0; };
-    // Timestep-bias elements of this thread's first kPre outputs, issued now and held in registers
-    // across the main loop. Each thread finds its own tokens' buckets (their t and the boundaries
-    // load together, one round trip that overlaps the ring's first stages): a block-wide table
-    // behind a barrier made every warp wait for warp 0's loads at the block's start (+1.5-2.2 µs
-    // at M = 16-64, H200, fifth session), as a per-output load in the epilogue did at its end.
-    uint32_t ts_raw[kPre<BITS, NT> ? kPre<BITS, NT> : 1];
-#pragma unroll
-    for (int e = 0; e < kPre<BITS, NT>; ++e) ts_raw[e] = 0;
-    if constexpr (kPre<BITS, NT> > 0) {
-        if (a.ts_bias && with_terms()) {
-            float tv[kPre<BITS, NT>];
-            int bk[kPre<BITS, NT>];
-#pragma unroll
-            for (int e = 0; e < kPre<BITS, NT>; ++e) {
-                const int tl = (threadIdx.x + e * kThreads) / rows;
-                tv[e] = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + tl, a.M - 1)));
-            }
-            dev::buckets_of(tv, bk, a.bounds, a.nbounds);
-            const int n0 = blockIdx.x * rows;
-#pragma unroll
-            for (int e = 0; e < kPre<BITS, NT>; ++e) {
-                const int idx = threadIdx.x + e * kThreads, tl = idx / rows, r = idx - tl * rows;
-                if (idx < rows * toks && n0 + r < a.N && m0 + tl < a.M)
-                    ts_raw[e] = dev::ld_raw(a.ts_bias, static_cast<int64_t>(bk[e]) * a.N + n0 + r, a.ts_bias_dtype);
-            }
-        }
-    }
-    // The block's token buckets, for outputs past kPre (the 3-bit NT = 1 kernel; wn = 4): a table
-    // written after the main loop, published by its barriers.
-    const bool late_terms = a.ts_bias && rows * toks > kPre<BITS, NT> * kThreads;
-    const int my_bucket = late_terms ? token_bucket(a, m0, toks) : 0;
+    // After the ring's first stages are issued, so the bucket's loads and compares overlap their
+    // arrival (computed before them, SASS showed 1 + 16 LDG and their compares ahead of the first
+    // LDGSTS). Measured (H200, fifth session): this, a block-wide table behind a barrier with each
+    // thread's timestep rows preloaded before the main loop, per-thread buckets with the same
+    // preload, and a batched epilogue all left a table's cost at 1.5-2.5 µs at M = 16-64 in the
+    // benchmark (graph replay, L2 flushed); ncu timed the plain and +ts kernels equal at M = 32.
+    // This simplest form holds the fewest registers.
+    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
     if (work) {
 #pragma unroll
         for (int r = 0; r < R - 1; ++r)
@@ -542,10 +512,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<BITS, NT>) lut_mma_kernel
     __syncthreads();  // the ring is reused for the reduction below
 
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
-    const int tp = toks + 1, n0 = blockIdx.x * rows;
+    const int tp = toks + 1;
     int* bucket = reinterpret_cast<int*>(red + wk_count * rows * tp) + 1;  // past the last-block flag
-    if (late_terms && static_cast<int>(threadIdx.x) < toks) bucket[threadIdx.x] = my_bucket;  // ring free
-    const bool terms = with_terms();
+    if (static_cast<int>(threadIdx.x) < toks) bucket[threadIdx.x] = my_bucket;  // ring free (barrier above)
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -556,26 +525,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<BITS, NT>) lut_mma_kernel
                 red[(wk * rows + r) * tp + jn * 8 + 2 * q + (e & 1)] = acc[i][jn][e];
             }
     __syncthreads();
+    const int n0 = blockIdx.x * rows;
     T* y = static_cast<T*>(a.y);
-    // one output: the warps' K partials, then (K slice 0) bias[n] + ts_bias[bucket][n], the latter
-    // preloaded (`pre`) for the first kPre outputs; under split K, to the fp32 workspace
-    auto emit = [&](int idx, uint32_t ts_pre, bool pre) {
+    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
         const int tl = idx / rows, r = idx - tl * rows;
         const int n = n0 + r, m = m0 + tl;
-        if (idx >= rows * toks || n >= a.N || m >= a.M) return;
+        if (n >= a.N || m >= a.M) continue;
         float v = 0.f;
         for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
-        if (terms && a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
-        if (terms && a.ts_bias)
-            v += pre ? dev::raw_to_f(ts_pre, a.ts_bias_dtype)
-                     : dev::ldf(a.ts_bias, static_cast<int64_t>(bucket[tl]) * a.N + n, a.ts_bias_dtype);
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
-        if (ksplit == 1) y[o] = dev::from_f<T>(v);
-        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
-    };
-#pragma unroll
-    for (int e = 0; e < kPre<BITS, NT>; ++e) emit(threadIdx.x + e * kThreads, ts_raw[e], true);
-    for (int idx = threadIdx.x + kPre<BITS, NT> * kThreads; idx < rows * toks; idx += kThreads) emit(idx, 0u, false);
+        if (ksplit == 1) y[o] = dev::from_f<T>(epilogue_terms(a, v, n, bucket[tl]));
+        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] =
+            blockIdx.z == 0 ? epilogue_terms(a, v, n, bucket[tl]) : v;
+    }
     if (ksplit == 1) return;
 
     int& last = *reinterpret_cast<int*>(red + wk_count * rows * tp);  // past the reduction tile (smem_bytes)
@@ -651,8 +613,10 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
 
 size_t smem_bytes(const MmaPlan& p, int bits) {
     const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
+    const bool xr = x_ring(bits, p.nt);  // kXRing, kStages
+    const size_t ring = static_cast<size_t>(kWarps) * ring_stages(bits, p.nt, xr) * stage_bytes(bits, p.nt, xr);
     // past the reduction tile: the last-block flag, then one timestep bucket per token
-    return std::max(red + sizeof(int) * (1 + p.nt * 8), ring_bytes(bits, p.nt));
+    return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
 }
 
 // Blocks of this plan's kernel resident per SM, asked of the runtime once per (device, dtype, bits,
