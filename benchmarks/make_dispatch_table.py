@@ -9,6 +9,8 @@ GPU it runs on where that GPU was measured.
 
 Files are read in order and a later file's time for a (GPU, shape, bits, method, M, backend)
 replaces an earlier one: a kernel that changed is judged by its latest measurement, not its best.
+``FILE!SERIES,SERIES`` reads FILE without those series: a series timed on one backend only (say
+cuda-w3-rtn, with no Triton 3-bit in the run) would otherwise decide its rows alone on that GPU.
 """
 import argparse
 import json
@@ -23,11 +25,13 @@ def main(paths, out=OUT):
     latest = {}  # (device, K, N, bits, method, M) -> {backend: us}, later files replacing earlier ones
     devices = set()
     for p in paths:
+        p, _, skip = p.partition("!")
+        skip = set(filter(None, skip.split(",")))
         res = json.load(open(p))
         device = res["device"]
         devices.add(device)
         for r in res["rows"]:
-            if r["series"].split("-")[0] not in ("cuda", "triton"):
+            if r["series"].split("-")[0] not in ("cuda", "triton") or r["series"] in skip:
                 continue
             backend, bits, method, variant = parse_series(r["series"])
             if variant:

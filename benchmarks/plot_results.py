@@ -2,6 +2,9 @@
 HBM roofline of the 4-bit packed weight for reference.
 
     python benchmarks/plot_results.py benchmarks/results/kernels_<gpu>_<date>.json
+    python benchmarks/plot_results.py --merge --tag v4 OLDER.json NEWER.json
+        # one figure per shape from several runs of one GPU: a later file's (series, M) point
+        # replaces an earlier one (a kernel that changed, re-timed), others are kept (peers, fp16)
 """
 import json
 import os
@@ -13,8 +16,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot(path: str) -> list:
-    res = json.load(open(path))
+def merged(paths: list) -> dict:
+    res, points = None, {}
+    for p in paths:
+        r = json.load(open(p))
+        if res is not None and r["device"] != res["device"]:
+            raise ValueError(f"{p} is from {r['device']}, not {res['device']}")
+        res = r
+        for row in r["rows"]:
+            points[(tuple(row["shape"]), row["series"], row["M"])] = row
+    return dict(res, rows=list(points.values()))
+
+
+def plot(path: str, res: dict = None, tag: str = "") -> list:
+    res = res or json.load(open(path))
     out = []
     for shape in sorted({tuple(r["shape"]) for r in res["rows"]}):
         rows = [r for r in res["rows"] if tuple(r["shape"]) == shape]
@@ -35,7 +50,7 @@ def plot(path: str) -> list:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        png = os.path.join(os.path.dirname(path), f"plot_{shape[0]}x{shape[1]}_{res['device'].replace(' ', '_')}_{res['date']}.png")
+        png = os.path.join(os.path.dirname(path), f"plot_{shape[0]}x{shape[1]}_{res['device'].replace(' ', '_')}_{res['date']}{tag}.png")
         fig.savefig(png, dpi=110)
         plt.close(fig)
         out.append(png)
@@ -43,5 +58,14 @@ def plot(path: str) -> list:
 
 
 if __name__ == "__main__":
-    for p in sys.argv[1:]:
-        print("\n".join(plot(p)))
+    args = sys.argv[1:]
+    tag = ""
+    if "--tag" in args:
+        i = args.index("--tag")
+        tag = "_" + args[i + 1]
+        del args[i:i + 2]
+    if args and args[0] == "--merge":
+        print("\n".join(plot(args[-1], merged(args[1:]), tag)))
+    else:
+        for p in args:
+            print("\n".join(plot(p, tag=tag)))

@@ -32,6 +32,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -311,9 +315,9 @@ __device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n
     return v;
 }
 
-// Timestep bucket of the block's token threadIdx.x (threads < toks), computed before the main loop
-// so its loads overlap the pipeline rather than add a round trip to every block's tail (the M = 32
-// overhead stayed at +6.6% either way, H200: not the cause, but no cost). It goes to a table in dynamic shared
+// Timestep bucket of the block's token threadIdx.x (threads < toks), computed after the ring's first
+// stages are issued and before the main loop, so its loads overlap the ring fill rather than delay
+// warp 0's start or add a round trip to every block's tail. It goes to a table in dynamic shared
 // memory past the reduction tile and the last-block flag (smem_bytes counts it): static shared
 // memory would push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without
 // the opt-in (H200 run, 2026-11-29).
@@ -336,7 +340,6 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     const int tiles = (a.N + 31) / 32 * 2;
     const int tile0 = (blockIdx.x * wn_count + wn) * kMT;
     const int m0 = blockIdx.y * toks;
-    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     // K: blocks split it (grid.z), then the block's warps take contiguous runs of super-chunks.
     const int per = (U + ksplit - 1) / ksplit;
@@ -478,7 +481,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
         return more;
     };
     int u = u_begin;
-    if (tile0 < tiles && u < u_end) {
+    const bool work = tile0 < tiles && u < u_end;
+    if (work) {
 #pragma unroll
         for (int st = 0; st < S - 1; ++st) {
             if (u + st < u_end) {
@@ -487,6 +491,16 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             }
             cp_async_commit();
         }
+    }
+    // After the ring's first stages are issued, so the bucket's loads and compares overlap their
+    // arrival (computed before them, SASS showed 1 + 16 LDG and their compares ahead of the first
+    // LDGSTS). Measured (H200, fifth session): this, a block-wide table behind a barrier with each
+    // thread's timestep rows preloaded before the main loop, per-thread buckets with the same
+    // preload, and a batched epilogue all left a table's cost at 1.5-2.5 µs at M = 16-64 in the
+    // benchmark (graph replay, L2 flushed); ncu timed the plain and +ts kernels equal at M = 32.
+    // This simplest form holds the fewest registers.
+    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
+    if (work) {
 #pragma unroll
         for (int r = 0; r < R - 1; ++r)
             if (u * L::kSuper + r * 64 < kend) ops[r].load(a, x, szp, m0, u * L::kSuper + r * 64, g, q);
@@ -552,14 +566,19 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 // (nt = 8) lost to two 32-token tiles everywhere it was timed (H200, lut_mma v3: (4096, 12288) w4
 // M = 64 64.1 vs 49.4 µs, (4096, 4096) 50.1 vs 32.4, w2 70.7 vs 31.1): its ring fits only 2 stages
 // and 2 blocks per SM, and x is re-read by each tile either way. QUANTDLLM_MMA_MAX_NT (1 or 2) caps
-// nt further, for benchmarks.
+// nt further, for benchmarks; 4 keeps 32-token tiles where mma_plan's rule would take 16.
+// A benchmark knob: the environment variable's value if it is one of `allowed`, else 0.
+int env_knob(const char* name, std::initializer_list<int> allowed) {
+    const char* s = std::getenv(name);
+    if (!s) return 0;
+    const int v = std::atoi(s);
+    return std::find(allowed.begin(), allowed.end(), v) != allowed.end() ? v : 0;
+}
+
 int nt_of(int M) {
-    int nt = M <= 8 ? 1 : M <= 16 ? 2 : 4;
-    if (const char* cap = std::getenv("QUANTDLLM_MMA_MAX_NT")) {
-        const int c = std::atoi(cap);
-        if (c == 1 || c == 2) nt = std::min(nt, c);
-    }
-    return nt;
+    const int nt = M <= 8 ? 1 : M <= 16 ? 2 : 4;
+    const int cap = env_knob("QUANTDLLM_MMA_MAX_NT", {1, 2, 4});  // 4: no cap, and no NT = 2 rule (mma_plan)
+    return cap ? std::min(nt, cap) : nt;
 }
 
 }  // namespace
@@ -600,10 +619,43 @@ size_t smem_bytes(const MmaPlan& p, int bits) {
     return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
 }
 
-MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
+// Blocks of this plan's kernel resident per SM, asked of the runtime once per (device, dtype, bits,
+// nt, wn) and then cached: the query (and the shared-memory opt-in) cost a few µs of host time on
+// every eager launch.
+int resident_blocks(const MmaPlan& p, int bits, DType dt) {
+    static std::mutex mu;
+    static std::map<std::tuple<int, int, int, int, int>, int> cache;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    const auto key = std::make_tuple(dev, static_cast<int>(dt), bits, p.nt, p.wn);
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        const auto it = cache.find(key);
+        if (it != cache.end()) return it->second;
+    }
+    int per_sm = 0;
+    with_kernel(dt, bits, p.nt, [&](auto kernel) {
+        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
+            per_sm = 0;
+    });
+    if (per_sm > 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        cache[key] = per_sm;
+    }
+    return per_sm;
+}
+
+namespace {
+// The plan at token tile nt; `waves`: rounds of resident slots its grid takes before any K split.
+MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, long long& waves) {
     MmaPlan p;
-    p.nt = nt_of(M);
-    p.wn = M <= 4 ? 1 : 2;  // larger M: two warps share each x load through L1
+    p.nt = nt;
+    // Warps along N per block (the rest split the block's K range). Larger M: warps sharing a K range
+    // share each x load through L1. QUANTDLLM_MMA_WN (1, 2, 4) overrides, for benchmarks (wn = 4 lost
+    // everywhere it was timed: 62.1 vs 41.9 µs at M = 32 on (4096, 12288), H200).
+    p.wn = env_knob("QUANTDLLM_MMA_WN", {1, 2, 4});
+    if (!p.wn) p.wn = M <= 4 ? 1 : 2;
     p.wk = kWarps / p.wn;
     const int rows = p.wn * kMT * 16;
     p.grid_x = ((N + 31) / 32 * 32 + rows - 1) / rows;
@@ -613,20 +665,31 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
     // Split K so the grid fills the resident slots in one wave (a second, partial wave would
     // double the time of the SMs that run it), each warp keeping >= 2 super-chunks, and the fp32
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
-    int per_sm = 0;
-    with_kernel(dt, bits, p.nt, [&](auto kernel) {
-        if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
-            per_sm = 0;
-    });
+    const int per_sm = resident_blocks(p, bits, dt);
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
+    waves = (blocks + slots - 1) / slots;
     long long ks = std::max<long long>(1, slots / blocks);
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
     ks = std::min<long long>(ks, std::max(1LL, static_cast<long long>(K) * bits / (256LL * M)));
     ks = std::max<long long>(ks, 1);
+    if (const int forced = env_knob("QUANTDLLM_MMA_KSPLIT", {1, 2, 3, 4, 6, 8})) ks = std::min(forced, U);
     const int per = static_cast<int>((U + ks - 1) / ks);
     p.ksplit = (U + per - 1) / per;
     return p;
+}
+}  // namespace
+
+MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
+    long long waves = 0, waves2 = 0;
+    const MmaPlan p = plan_at(nt_of(M), M, N, K, bits, num_sms, dt, waves);
+    if (p.nt != 4 || env_knob("QUANTDLLM_MMA_MAX_NT", {4})) return p;
+    // M = 17-64: 16-token tiles whenever they take no more waves than 32-token ones. They read each
+    // code twice (the second time mostly from L2) but skip the K split and its serial tail, and
+    // hold 4 blocks per SM where NT = 4 holds 2-3. H200, w4 / w2 (µs, NT = 4 -> 2): (4096, 12288)
+    // M = 32 41.9 -> 34.8 / 38.4 -> 32.6, w2 M = 64 71.0 -> 58.8; (4096, 4096) M = 32 31.5 -> 23.7,
+    // M = 64 31.5 -> 26.7. (4096, 12288) w4 M = 64 takes 2 waves at NT = 2 and lost: 49.2 -> 61.8.
+    const MmaPlan q = plan_at(2, M, N, K, bits, num_sms, dt, waves2);
+    return waves2 <= waves ? q : p;
 }
 
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream) {

@@ -56,11 +56,11 @@ def test_shapes_and_k_split(M, NK, gen):
     assert int(cb._semaphores(x.device).abs().sum()) == 0
 
 
-@pytest.mark.parametrize("cap", ["1", "2"])
+@pytest.mark.parametrize("cap", ["1", "2", "4"])
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_capped_token_tiles_match(cap, bits, gen, monkeypatch):
-    """QUANTDLLM_MMA_MAX_NT runs M = 40 as five 8-token or three 16-token tiles (grid.y > 1 at the
-    narrow tiles, which the plan alone never does), with bias and a per-row timestep table."""
+    """QUANTDLLM_MMA_MAX_NT runs M = 40 as five 8-token, three 16-token or two 32-token tiles (the
+    plan alone takes 16 here: grid.y > 1 at every tiling), with bias and a per-row timestep table."""
     N, K = 96, 1024
     qw = rtn(N, K, bits, 128, torch.float16, gen)
     mw = cb.mma_pack(qw, torch.float16)
@@ -73,6 +73,30 @@ def test_capped_token_tiles_match(cap, bits, gen, monkeypatch):
     monkeypatch.setenv("QUANTDLLM_MMA_MAX_NT", cap)
     y = run_op(x, mw, bias, t, bounds, ts_bias)
     assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
+
+
+@pytest.mark.parametrize("wn,ksplit", [("1", None), ("4", None), ("4", "3"), ("2", "8")])
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_plan_knobs_match(wn, ksplit, bits, gen, monkeypatch):
+    """QUANTDLLM_MMA_WN / QUANTDLLM_MMA_KSPLIT (the benchmarks' A/B knobs) give plans the default rule
+    does not: 4 warps along N (no cross-warp K reduction, 128-row blocks past N = 300) and forced
+    K splits. Bias and a per-row timestep table ride along; the semaphores must end zeroed."""
+    N, K = 300, 1536
+    qw = rtn(N, K, bits, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    bias = torch.randn(N, generator=gen).half().cuda()
+    bounds = torch.tensor([0.3, 0.6], device="cuda")
+    ts_bias = torch.randn(3, N, generator=gen).half().cuda()
+    monkeypatch.setenv("QUANTDLLM_MMA_WN", wn)
+    if ksplit:
+        monkeypatch.setenv("QUANTDLLM_MMA_KSPLIT", ksplit)
+    for M in (5, 16, 40):
+        x = torch.randn(M, K, generator=gen).half().cuda()
+        t = torch.rand(M, generator=gen).cuda()
+        want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].float()
+        y = run_op(x, mw, bias, t, bounds, ts_bias)
+        assert rel_error(y, want) <= kernel_tolerance(torch.float16, K), M
+    assert int(cb._semaphores(x.device).abs().sum()) == 0
 
 
 def test_small_groups_take_the_lookup_kernels(gen):

@@ -1,0 +1,66 @@
+"""A/B of lut_mma launch plans through the benchmark knobs (QUANTDLLM_MMA_WN, QUANTDLLM_MMA_KSPLIT,
+QUANTDLLM_MMA_MAX_NT), interleaved per (shape, M, bits) so clock drift hits every plan alike.
+Timing as bench_kernels.py: median µs, L2 flushed, best of eager and graph replay. Each plan is
+also run with a per-row timestep bias table (T = 8), the issue-5 overhead under that plan.
+
+    python benchmarks/ab_mma_plan.py --out DIR [--shapes 4096x12288 4096x4096] [--ms 16 32 64]
+"""
+import argparse
+import datetime
+import json
+import os
+
+import torch
+
+import quantdllm_kernels as qd
+from bench_kernels import measure_bandwidth, time_fn, with_tables
+
+# name -> environment; "" = the default plan
+PLANS = {"default": {}, "nt4": {"QUANTDLLM_MMA_MAX_NT": "4"}, "nt2": {"QUANTDLLM_MMA_MAX_NT": "2"},
+         "wn4": {"QUANTDLLM_MMA_WN": "4"}, "wn4-ks4": {"QUANTDLLM_MMA_WN": "4", "QUANTDLLM_MMA_KSPLIT": "4"},
+         "wn2-ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}}
+KNOBS = ("QUANTDLLM_MMA_WN", "QUANTDLLM_MMA_KSPLIT", "QUANTDLLM_MMA_MAX_NT")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shapes", nargs="*", default=["4096x12288", "4096x4096"], help="KxN")
+    ap.add_argument("--ms", nargs="*", type=int, default=[16, 32, 64])
+    ap.add_argument("--bits", nargs="*", type=int, default=[4, 2])
+    ap.add_argument("--plans", nargs="*", default=list(PLANS), choices=list(PLANS))
+    ap.add_argument("--out", default="benchmarks/results")
+    a = ap.parse_args()
+    bw = measure_bandwidth()
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for shape in a.shapes:
+        K, N = map(int, shape.split("x"))
+        W = torch.randn(N, K, generator=gen).half()
+        for bits in a.bits:
+            qw = qd.quantize_weight(W, bits=bits, group_size=128, method="rtn").to("cuda")
+            qts = with_tables(qw, "ts")
+            for M in a.ms:
+                x = torch.randn(M, K, generator=gen).half().cuda()
+                t = torch.rand(M, generator=gen).cuda()
+                for plan in a.plans:
+                    for k in KNOBS:
+                        os.environ.pop(k, None)
+                    os.environ.update(PLANS[plan])
+                    plain = time_fn(lambda: qd.lut_matmul(x, qw, backend="cuda"))["us"]
+                    ts = time_fn(lambda: qd.lut_matmul(x, qts, timestep=t, backend="cuda"))["us"]
+                    roof = (qw.nbytes + 2 * M * (K + N)) / bw * 1e6
+                    rows.append({"K": K, "N": N, "M": M, "bits": bits, "plan": plan, "us": plain, "ts_us": ts,
+                                 "ts_overhead_pct": 100 * (ts / plain - 1), "pct_hbm": 100 * roof / plain})
+                    print(f"{K}x{N} M={M:4d} w{bits} {plan:8s} {plain:7.1f} us  +ts {ts:7.1f} us "
+                          f"({100 * (ts / plain - 1):+5.1f}%)  {100 * roof / plain:5.1f}% HBM", flush=True)
+    for k in KNOBS:
+        os.environ.pop(k, None)
+    name = torch.cuda.get_device_name().replace(" ", "_")
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, f"ab_mma_plan_{name}_{datetime.date.today()}.json"), "w") as f:
+        json.dump({"device": torch.cuda.get_device_name(), "copy_bw": bw, "torch": torch.__version__,
+                   "plans": {p: PLANS[p] for p in a.plans}, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
