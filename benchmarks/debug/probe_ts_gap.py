@@ -22,29 +22,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import quantdllm_kernels as qd  # noqa: E402
 from bench_kernels import time_fn, with_tables  # noqa: E402
+from bench_rotating import graph_us  # noqa: E402
 
 
-def back_to_back_us(fn, R=20, reps=15):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(R):
-            fn()
-    g.replay()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        torch.cuda.synchronize()
-        ts.append(a.elapsed_time(b) * 1e3 / R)
-    return sorted(ts)[len(ts) // 2]
+def back_to_back_us(fn, R=20):
+    return graph_us([fn] * R, reps=15)  # one graph of R calls, µs per call
 
 
 def main():
