@@ -7,7 +7,7 @@
   fed to ``tl.dot`` with fp32 accumulation; optional split-K for small M.
 * ``lut_dequant_kernel``: W^T once into a scratch buffer, for cuBLAS at large M (the tuner
   picks it only where it measures faster); per-row timestep bias rides in the same GEMM as more
-  K columns (``ts_onehot_cat_kernel``).
+  K columns, written by extra programs of the same launch (``HAS_XCAT``).
 
 A K tile never spans two groups: BLOCK_K divides group_size (or the weight has one group).
 Split-K programs ``atomic_add`` fp32 partial sums into a zeroed fp32 buffer (the first K slice
@@ -197,24 +197,27 @@ def _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS: t
 
 
 @triton.jit
-def ts_onehot_cat_kernel(x_ptr, xa_ptr, t_ptr, bounds_ptr, tb_ptr, wt_ptr, M, K, N, NB, T, TP,
-                         stride_xm, stride_am, BLOCK: tl.constexpr):
-    """Programs m < M: xa[m] = [x[m], onehot(bucket(t[m]), TP)]. Programs M + j: row K + j of W^T,
-    the bias table's row j (zeros past T). With those rows the dequant + cuBLAS path adds each row's
-    timestep bias inside the GEMM: one copy of x (M x K) instead of a read and a write of y (M x N)
-    after it, and one launch for both."""
-    m = tl.program_id(0)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    if m < M:
-        b = tl.max(_buckets(t_ptr, bounds_ptr, m + tl.arange(0, 1), M, NB, True), axis=0)
-        x = tl.load(x_ptr + m * stride_xm + offs, mask=offs < K, other=0.0)
-        hot = tl.where(offs - K == b, 1.0, 0.0).to(x.dtype)   # via fp32: the interpreter botches bool -> bf16
-        v = tl.where(offs < K, x, hot)
-        tl.store(xa_ptr + m * stride_am + offs, v, mask=offs < K + TP)
-    else:
-        j = m - M
-        v = tl.load(tb_ptr + j * N + offs, mask=(offs < N) & (offs * 0 + j < T), other=0.0)
-        tl.store(wt_ptr + (K + j).to(tl.int64) * N + offs, v.to(wt_ptr.dtype.element_ty), mask=offs < N)
+def _onehot_cat_row(r, x_ptr, xa_ptr, t_ptr, bounds_ptr, tb_ptr, wt_ptr, M, K, N, NB, T, TP, stride_xm, stride_am,
+                    BLOCK: tl.constexpr):
+    """Row r < M: xa[r] = [x[r], onehot(bucket(t[r]), TP)]. Row M + j (j < TP): row K + j of W^T, the
+    bias table's row j (zeros past T). With those rows the dequant + cuBLAS path adds each row's
+    timestep bias inside the GEMM: one copy of x (M x K) instead of a read and a write of y (M x N)."""
+    if r < M:
+        b = tl.max(_buckets(t_ptr, bounds_ptr, r + tl.arange(0, 1), M, NB, True), axis=0)
+        xrow = x_ptr + r.to(tl.int64) * stride_xm
+        arow = xa_ptr + r.to(tl.int64) * stride_am
+        for c0 in range(0, K + TP, BLOCK):
+            offs = c0 + tl.arange(0, BLOCK)
+            x = tl.load(xrow + offs, mask=offs < K, other=0.0)
+            hot = tl.where(offs - K == b, 1.0, 0.0).to(x.dtype)   # via fp32: the interpreter botches bool -> bf16
+            tl.store(arow + offs, tl.where(offs < K, x, hot), mask=offs < K + TP)
+    elif r < M + TP:
+        j = r - M
+        wrow = wt_ptr + (K + j).to(tl.int64) * N
+        for c0 in range(0, N, BLOCK):
+            offs = c0 + tl.arange(0, BLOCK)
+            v = tl.load(tb_ptr + j * N + offs, mask=(offs < N) & (offs * 0 + j < T), other=0.0)
+            tl.store(wrow + offs, v.to(wt_ptr.dtype.element_ty), mask=offs < N)
 
 
 @triton.jit
@@ -368,15 +371,12 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
 
 
 @triton.jit
-def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr, NB,
-                       SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
-                       BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
-                       HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False, EVEN_K: tl.constexpr = False,
-                       EVEN_N: tl.constexpr = False):
-    """W^T (K, N) in wt's dtype, in_scale folded in: for large M, one pass over the codes and then
-    cuBLAS beats a fused kernel whose dequant is repeated for every M tile. HAS_TS_LUTS: the LUT
-    set of t[0]'s bucket (one timestep for the launch; per-row timesteps take the GEMM kernel)."""
+def _dequant_program(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr, NB,
+                     SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
+                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
+                     HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
+                     BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr):
+    """The (BLOCK_K, BLOCK_N) tile (program_id(0), program_id(1)) of W^T."""
     if HAS_TS_LUTS:
         b = tl.max(_buckets(ts_t_ptr, ts_bounds_ptr, tl.arange(0, 1), 1, NB, False), axis=0)
         scale_ptr, zero_ptr, lut_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
@@ -390,3 +390,32 @@ def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut
         w = w * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)[:, None]
     tl.store(wt_ptr + offs_k[:, None] * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),
              mask=(offs_k[:, None] < K) & mask_n[None, :])
+
+
+@triton.jit
+def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr, NB,
+                       SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
+                       x_ptr, xa_ptr, tb_ptr, M, T, TP, stride_xm, stride_am,
+                       BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
+                       HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
+                       BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False, EVEN_K: tl.constexpr = False,
+                       EVEN_N: tl.constexpr = False, HAS_XCAT: tl.constexpr = False, CAT_BLOCK: tl.constexpr = 1024):
+    """W^T (K, N) in wt's dtype, in_scale folded in: for large M, one pass over the codes and then
+    cuBLAS beats a fused kernel whose dequant is repeated for every M tile. HAS_TS_LUTS: the LUT
+    set of t[0]'s bucket (one timestep for the launch; per-row timesteps take the GEMM kernel).
+    HAS_XCAT (per-row timestep bias): programs past W^T's K tiles, rows of them in grid dim 0, write
+    xa = [x, onehot(bucket)] and W^T's rows K.. (``_onehot_cat_row``) in this launch, not a second one."""
+    if HAS_XCAT:
+        nk = tl.cdiv(K, BLOCK_K)
+        if tl.program_id(0) < nk:
+            _dequant_program(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr,
+                             NB, SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO,
+                             HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N)
+        else:
+            r = (tl.program_id(0) - nk) * tl.num_programs(1) + tl.program_id(1)
+            _onehot_cat_row(r, x_ptr, xa_ptr, ts_t_ptr, ts_bounds_ptr, tb_ptr, wt_ptr, M, K, N, NB, T, TP,
+                            stride_xm, stride_am, CAT_BLOCK)
+    else:
+        _dequant_program(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr,
+                         NB, SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO,
+                         HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N)
