@@ -197,15 +197,17 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
     scale, zero, lut, strides, ts_luts = _lut_args(tw, ts)
     t_args = (ts[0], ts[1], ts[1].numel()) if ts is not None else (dummy, dummy, 0)
     nk, nn = triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(tw.N, cfg["BLOCK_N"])
+    cat_block = 64 if _INTERPRET else 1024
     if cat is not None:
         x, xa, tp = cat
         if ts is None or ts[2] is None or wt.shape[0] < tw.K + tp or xa.shape[1] != tw.K + tp:
             raise ValueError("dequantize_t(cat=...) needs per-row ts with a bias table and buffers of K + tp")
-        cat_args = (x, xa, ts[2], x.shape[0], ts[2].shape[0], tp, x.stride(0), xa.stride(0))
-        grid = (nk + triton.cdiv(x.shape[0] + tp, nn), nn)   # past the K tiles: one program per xa / table row
+        pieces = x.shape[0] * triton.cdiv(tw.K + tp, cat_block) + tp * triton.cdiv(tw.N, cat_block)
+        nc = triton.cdiv(pieces, nn)   # program rows of pieces, ahead of the K tiles in each grid row
+        cat_args = (x, xa, ts[2], x.shape[0], ts[2].shape[0], tp, nc, x.stride(0), xa.stride(0))
     else:
-        cat_args = (dummy, dummy, dummy, 0, 0, 0, 0, 0)
-        grid = (nk, nn)
+        nc, cat_args = 0, (dummy, dummy, dummy, 0, 0, 0, 0, 0, 0)
+    grid = (nc + nk, nn)
     lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, scale,
                              zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size, *cat_args,
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1,
@@ -213,7 +215,7 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
                              BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts,
                              EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=tw.N % cfg["BLOCK_N"] == 0,
-                             HAS_XCAT=cat is not None, CAT_BLOCK=64 if _INTERPRET else 1024)
+                             HAS_XCAT=cat is not None, CAT_BLOCK=cat_block)
     return wt
 
 
