@@ -15,7 +15,7 @@ import torch
 import quantdllm_kernels as qd
 from bench_kernels import measure_bandwidth, time_fn, with_tables
 
-# name -> environment; "" = the default plan
+# name -> the knobs it sets; "default" sets none (mma_plan's own rule)
 PLANS = {"default": {}, "nt4": {"QUANTDLLM_MMA_MAX_NT": "4"}, "nt2": {"QUANTDLLM_MMA_MAX_NT": "2"},
          "wn4": {"QUANTDLLM_MMA_WN": "4"}, "wn4-ks4": {"QUANTDLLM_MMA_WN": "4", "QUANTDLLM_MMA_KSPLIT": "4"},
          "wn2-ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}}

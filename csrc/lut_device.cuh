@@ -27,6 +27,19 @@ __device__ __forceinline__ float ldf(const void* p, int64_t i, DType dt) {
     }
 }
 
+// ldf in two steps, for loads that should all be in flight before the first use: the element's bits
+// (16 or 32, no conversion), then its value.
+__device__ __forceinline__ uint32_t ld_raw(const void* p, int64_t i, DType dt) {
+    return dt == DType::F32 ? static_cast<const uint32_t*>(p)[i] : static_cast<const uint16_t*>(p)[i];
+}
+__device__ __forceinline__ float raw_to_f(uint32_t r, DType dt) {
+    switch (dt) {
+        case DType::F16: return __half2float(__ushort_as_half(static_cast<unsigned short>(r)));
+        case DType::BF16: return __uint_as_float(r << 16);
+        default: return __uint_as_float(r);
+    }
+}
+
 __device__ __forceinline__ int dtype_size(DType dt) { return dt == DType::F32 ? 4 : 2; }
 
 template <typename T> __device__ __forceinline__ float to_f(T v);

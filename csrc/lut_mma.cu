@@ -304,27 +304,37 @@ struct ChunkOps {
     }
 };
 
-// v + bias[n] + ts_bias[bucket][n]; `bucket` is token m's, from the block's table. Under split K the
-// first K slice adds these terms to its partial sum, so their loads overlap across blocks instead of
-// sitting on the last block's serial reduction. (Measured on the H200: this did not move the +5-7%
-// a timestep table costs at M = 32; batching the epilogue's loads ahead of its stores took it to
-// +4.2%, on a branch: NOTES 2026-11-29, fourth session.)
-__device__ __forceinline__ float epilogue_terms(const MmaArgs& a, float v, int n, int bucket) {
-    if (a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
-    if (a.ts_bias) v += dev::ldf(a.ts_bias, static_cast<int64_t>(bucket) * a.N + n, a.ts_bias_dtype);
-    return v;
-}
-
 // Timestep bucket of the block's token threadIdx.x (threads < toks), computed after the ring's first
 // stages are issued and before the main loop, so its loads overlap the ring fill rather than delay
 // warp 0's start or add a round trip to every block's tail. It goes to a table in dynamic shared
 // memory past the reduction tile and the last-block flag (smem_bytes counts it): static shared
 // memory would push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without
 // the opt-in (H200 run, 2026-11-29).
-__device__ __forceinline__ int token_bucket(const MmaArgs& a, int m0, int toks) {
+//
+// Branch next/ts-late-compare: the loads (t and the first 8 boundaries) are issued before the main
+// loop and compared after it, so no warp waits on them before its pipeline starts. A compare right
+// after them made warp 0 wait a memory round trip, and the block ends with its slowest warp: the
+// remaining suspect for the 1.0-1.6 µs a table costs with everything in L2 (H200, fifth session).
+struct BucketLoads {
+    float t = 0.f, bd[8];
+};
+__device__ __forceinline__ BucketLoads bucket_loads(const MmaArgs& a, int m0, int toks) {
+    BucketLoads r;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) r.bd[j] = __int_as_float(0x7f800000);
+    if (!a.ts_bias || static_cast<int>(threadIdx.x) >= toks) return r;
+    r.t = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + static_cast<int>(threadIdx.x), a.M - 1)));
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+        if (j < a.nbounds) r.bd[j] = __ldg(a.bounds + j);
+    return r;
+}
+__device__ __forceinline__ int token_bucket(const MmaArgs& a, const BucketLoads& r, int toks) {
     if (!a.ts_bias || static_cast<int>(threadIdx.x) >= toks) return 0;
-    const int m = min(m0 + static_cast<int>(threadIdx.x), a.M - 1);
-    return dev::bucket_of(a.t[a.t_numel == 1 ? 0 : m], a.bounds, a.nbounds);
+    int b = 0;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) b += r.bd[j] <= r.t;
+    return a.nbounds > 8 ? b + dev::bucket_of(r.t, a.bounds + 8, a.nbounds - 8) : b;
 }
 
 template <typename T, int BITS, int NT>
@@ -499,7 +509,10 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     // preload, and a batched epilogue all left a table's cost at 1.5-2.5 µs at M = 16-64 in the
     // benchmark (graph replay, L2 flushed); ncu timed the plain and +ts kernels equal at M = 32.
     // This simplest form holds the fewest registers.
-    const int my_bucket = token_bucket(a, m0, toks);  // toks <= 32 < kThreads
+    const BucketLoads bucket_in = bucket_loads(a, m0, toks);  // toks <= 32 < kThreads
+    // M <= 8 (NT = 1) compares at once: holding the loads across its loop cost 24-35 registers or
+    // spills, and its table costs +2.5% at M = 1 as it is
+    const int early_bucket = NT == 1 ? token_bucket(a, bucket_in, toks) : 0;
     if (work) {
 #pragma unroll
         for (int r = 0; r < R - 1; ++r)
@@ -514,7 +527,7 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
     const int tp = toks + 1;
     int* bucket = reinterpret_cast<int*>(red + wk_count * rows * tp) + 1;  // past the last-block flag
-    if (static_cast<int>(threadIdx.x) < toks) bucket[threadIdx.x] = my_bucket;  // ring free (barrier above)
+    if (static_cast<int>(threadIdx.x) < toks) bucket[threadIdx.x] = NT == 1 ? early_bucket : token_bucket(a, bucket_in, toks);  // ring free
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -527,16 +540,34 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     __syncthreads();
     const int n0 = blockIdx.x * rows;
     T* y = static_cast<T*>(a.y);
-    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
-        const int tl = idx / rows, r = idx - tl * rows;
-        const int n = n0 + r, m = m0 + tl;
-        if (n >= a.N || m >= a.M) continue;
-        float v = 0.f;
-        for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
-        const int64_t o = static_cast<int64_t>(m) * a.N + n;
-        if (ksplit == 1) y[o] = dev::from_f<T>(epilogue_terms(a, v, n, bucket[tl]));
-        else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] =
-            blockIdx.z == 0 ? epilogue_terms(a, v, n, bucket[tl]) : v;
+    // kB outputs at a time, their timestep-row loads issued together ahead of the first store (one
+    // per output waited a dependent L2 round trip each: 8-16 per thread at NT = 2-4). v3's batch of
+    // 16 with bias too cost 25 registers; 4 raw 16-bit values, timestep rows only, fit the main
+    // loop's budget.
+    constexpr int kB = NT == 1 ? 1 : 4;  // NT = 1 (M <= 8): 4 spilled 24-48 bytes (sm_90a)
+    const bool terms = ksplit == 1 || blockIdx.z == 0;  // bias terms: once, with K slice 0
+    for (int base = threadIdx.x; base < rows * toks; base += kThreads * kB) {
+        uint32_t ts[kB];
+#pragma unroll
+        for (int e = 0; e < kB; ++e) {
+            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
+            ts[e] = a.ts_bias && terms && idx < rows * toks && n0 + r < a.N && m0 + tl < a.M
+                        ? dev::ld_raw(a.ts_bias, static_cast<int64_t>(bucket[tl]) * a.N + n0 + r, a.ts_bias_dtype)
+                        : 0u;
+        }
+#pragma unroll
+        for (int e = 0; e < kB; ++e) {
+            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
+            const int n = n0 + r, m = m0 + tl;
+            if (idx >= rows * toks || n >= a.N || m >= a.M) continue;
+            float v = 0.f;
+            for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
+            if (terms && a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
+            if (terms && a.ts_bias) v += dev::raw_to_f(ts[e], a.ts_bias_dtype);
+            const int64_t o = static_cast<int64_t>(m) * a.N + n;
+            if (ksplit == 1) y[o] = dev::from_f<T>(v);
+            else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
+        }
     }
     if (ksplit == 1) return;
 

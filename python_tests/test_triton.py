@@ -307,25 +307,32 @@ def test_dequant_path_adds_timestep_rows_inside_the_gemm(T, dtype, with_bias, ge
     assert y.dtype == dtype and rel_error(y, ref) <= tol(dtype, K)
 
 
-def test_onehot_kernel_writes_x_onehot_and_the_table_rows(gen):
-    """The helper of the path above, alone: xa = [x, onehot(bucket)], and W^T's rows past K are
-    the bias table then zeros, whatever the buffers held before (NaN here)."""
-    import triton
-    from quantdllm_kernels.triton.kernels import ts_onehot_cat_kernel
-    M, K, N, T, tp = 5, 96, 40, 3, 64
+@pytest.mark.parametrize("M", [1, 5, 70])
+def test_dequant_launch_writes_x_onehot_and_the_table_rows(M, gen):
+    """The extra programs of the dequant launch (HAS_XCAT), past its K tiles: xa = [x, onehot(bucket)],
+    and W^T's rows past K are the bias table then zeros, whatever the buffers held before (NaN
+    here); W^T's first K rows are the plain dequant's. M = 70 needs several program rows of them."""
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton.ops import dequantize_t
+    K, N, T, tp = 96, 40, 3, 64
+    qw = random_qweight(N, K, bits=4, group_size=32, lut_dtype=torch.float16, generator=gen).to(DEV)
+    tw = pack_for(qw)
     x = torch.randn(M, K, generator=gen).half().to(DEV)
-    t = torch.tensor([0.0, 0.3, 0.5, 0.99, 0.7]).to(DEV)
+    t = torch.rand(M, generator=gen).to(DEV)
+    t[0] = 0.5   # on a boundary: searchsorted right puts it above
     bounds = torch.tensor([0.25, 0.5]).to(DEV)
     tb = torch.randn(T, N, generator=gen).half().to(DEV)
     xa = torch.full((M, K + tp), float("nan"), dtype=torch.float16, device=DEV)
     wt = torch.full((K + tp, N), float("nan"), dtype=torch.float16, device=DEV)
-    ts_onehot_cat_kernel[(M + tp, triton.cdiv(max(K + tp, N), 64))](
-        x, xa, t, bounds, tb, wt, M, K, N, bounds.numel(), T, tp, x.stride(0), xa.stride(0), BLOCK=64)
+    cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=1)
+    dequantize_t(tw, torch.float16, cfg, (t, bounds, tb), out=wt, cat=(x, xa, tp))
     hot = torch.zeros(M, tp, dtype=torch.float16, device=DEV)
     hot[torch.arange(M), torch.searchsorted(bounds, t, right=True)] = 1
     assert torch.equal(xa, torch.cat([x, hot], 1))
     assert torch.equal(wt[K:K + T], tb) and torch.equal(wt[K + T:], torch.zeros_like(wt[K + T:]))
-    assert torch.isnan(wt[:K]).all()   # the dequantized rows are not its to write
+    assert torch.equal(wt[:K], dequantize_t(tw, torch.float16, cfg))
+    with pytest.raises(ValueError, match="K \\+ tp"):
+        dequantize_t(tw, torch.float16, cfg, (t, bounds, tb), out=wt[:K + 1], cat=(x, xa, tp))
 
 
 _TS_CFGS = [

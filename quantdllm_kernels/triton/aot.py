@@ -73,11 +73,11 @@ VARIANTS: List[Tuple[str, int, int, bool, str]] = [
 ]
 
 
-# further instantiations, (label, kernel, constexprs, activation dtype): the helper kernel, one
+# further instantiations, (label, kernel, constexprs, activation dtype): the dequant launch that
+# also writes [x, onehot] (per-row timestep bias at large M), one
 # timestep for the whole launch with LUT sets (VARIANTS' fused ones have per-row t), the affine
 # GEMV's word-row form, whole K / N tiles (EVEN_K / EVEN_N: no masks), and the table select tree
 AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
-    ("ts_onehot_cat", "ts_onehot_cat_kernel", dict(BLOCK=1024), "*fp16"),
     ("gemm_one_t_lut_sets", "lut_gemm_kernel",
      dict(variant_consts("lut_gemm_kernel", 4, AFFINE, True), TS_PER_ROW=False), "*fp16"),
     ("gemv_word_rows_even_k", "lut_gemv_kernel",
@@ -90,6 +90,8 @@ AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
      "*fp16"),
     ("dequant_even_k", "lut_dequant_kernel", dict(variant_consts("lut_dequant_kernel", 2, TABLE, True), EVEN_K=True),
      "*fp16"),
+    ("dequant_onehot_cat", "lut_dequant_kernel",
+     dict(variant_consts("lut_dequant_kernel", 4, AFFINE, False), HAS_XCAT=True, CAT_BLOCK=1024), "*fp16"),
 ]
 
 
@@ -168,7 +170,7 @@ def main(argv=None):
             print(f"sm_{cc} {kernel:18s} bits={bits} lut_mode={mode} fused={int(fused)} {act[1:]:4s} "
                   f"smem={c.metadata.shared} | {ptxas_report(c, cc)}")
         for label, name, consts, act in AUX_KERNELS:
-            c = _compile(getattr(kernels, name), consts, act, cc, 4, 1 if name == "ts_onehot_cat_kernel" else 3)
+            c = _compile(getattr(kernels, name), consts, act, cc, 4, 3)
             print(f"sm_{cc} {label} {act[1:]} smem={c.metadata.shared} | {ptxas_report(c, cc)}")
 
 

@@ -7,7 +7,7 @@
   fed to ``tl.dot`` with fp32 accumulation; optional split-K for small M.
 * ``lut_dequant_kernel``: W^T once into a scratch buffer, for cuBLAS at large M (the tuner
   picks it only where it measures faster); per-row timestep bias rides in the same GEMM as more
-  K columns (``ts_onehot_cat_kernel``).
+  K columns, written by extra programs of the same launch (``HAS_XCAT``).
 
 A K tile never spans two groups: BLOCK_K divides group_size (or the weight has one group).
 Split-K programs ``atomic_add`` fp32 partial sums into a zeroed fp32 buffer (the first K slice
@@ -197,24 +197,28 @@ def _epilogue(acc, y_ptr, bias_ptr, offs_m, offs_n, M, N, stride_ym, HAS_BIAS: t
 
 
 @triton.jit
-def ts_onehot_cat_kernel(x_ptr, xa_ptr, t_ptr, bounds_ptr, tb_ptr, wt_ptr, M, K, N, NB, T, TP,
-                         stride_xm, stride_am, BLOCK: tl.constexpr):
-    """Programs m < M: xa[m] = [x[m], onehot(bucket(t[m]), TP)]. Programs M + j: row K + j of W^T,
-    the bias table's row j (zeros past T). With those rows the dequant + cuBLAS path adds each row's
-    timestep bias inside the GEMM: one copy of x (M x K) instead of a read and a write of y (M x N)
-    after it, and one launch for both."""
-    m = tl.program_id(0)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    if m < M:
-        b = tl.max(_buckets(t_ptr, bounds_ptr, m + tl.arange(0, 1), M, NB, True), axis=0)
-        x = tl.load(x_ptr + m * stride_xm + offs, mask=offs < K, other=0.0)
+def _onehot_cat_piece(p, x_ptr, xa_ptr, t_ptr, bounds_ptr, tb_ptr, wt_ptr, M, K, N, NB, T, TP, stride_xm, stride_am,
+                      BLOCK: tl.constexpr):
+    """Piece p of the per-row timestep extension, BLOCK elements: pieces of xa = [x, onehot(bucket(t))]
+    (M rows of K + TP), then of W^T's rows K..K + TP (the bias table, zeros past T). One piece per
+    program, so none holds a chain of round trips: a loop over a row per program (12 of them for a
+    table row of N = 12288) made the launch 4.1 µs longer at M = 256 (H200, probe_ts_dequant)."""
+    cx = tl.cdiv(K + TP, BLOCK)
+    if p < M * cx:
+        r = p // cx
+        offs = (p - r * cx) * BLOCK + tl.arange(0, BLOCK)
+        b = tl.max(_buckets(t_ptr, bounds_ptr, r + tl.arange(0, 1), M, NB, True), axis=0)
+        x = tl.load(x_ptr + r.to(tl.int64) * stride_xm + offs, mask=offs < K, other=0.0)
         hot = tl.where(offs - K == b, 1.0, 0.0).to(x.dtype)   # via fp32: the interpreter botches bool -> bf16
-        v = tl.where(offs < K, x, hot)
-        tl.store(xa_ptr + m * stride_am + offs, v, mask=offs < K + TP)
+        tl.store(xa_ptr + r.to(tl.int64) * stride_am + offs, tl.where(offs < K, x, hot), mask=offs < K + TP)
     else:
-        j = m - M
-        v = tl.load(tb_ptr + j * N + offs, mask=(offs < N) & (offs * 0 + j < T), other=0.0)
-        tl.store(wt_ptr + (K + j).to(tl.int64) * N + offs, v.to(wt_ptr.dtype.element_ty), mask=offs < N)
+        cn = tl.cdiv(N, BLOCK)
+        q = p - M * cx
+        j = q // cn
+        if j < TP:
+            offs = (q - j * cn) * BLOCK + tl.arange(0, BLOCK)
+            v = tl.load(tb_ptr + j * N + offs, mask=(offs < N) & (offs * 0 + j < T), other=0.0)
+            tl.store(wt_ptr + (K + j).to(tl.int64) * N + offs, v.to(wt_ptr.dtype.element_ty), mask=offs < N)
 
 
 @triton.jit
@@ -368,19 +372,16 @@ def lut_gemm_kernel(x_ptr, y_ptr, bias_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, 
 
 
 @triton.jit
-def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr, NB,
-                       SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
-                       BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
-                       HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False, EVEN_K: tl.constexpr = False,
-                       EVEN_N: tl.constexpr = False):
-    """W^T (K, N) in wt's dtype, in_scale folded in: for large M, one pass over the codes and then
-    cuBLAS beats a fused kernel whose dequant is repeated for every M tile. HAS_TS_LUTS: the LUT
-    set of t[0]'s bucket (one timestep for the launch; per-row timesteps take the GEMM kernel)."""
+def _dequant_program(kt, wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr, NB,
+                     SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
+                     BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
+                     HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
+                     BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr):
+    """The (BLOCK_K, BLOCK_N) tile (kt, program_id(1)) of W^T."""
     if HAS_TS_LUTS:
         b = tl.max(_buckets(ts_t_ptr, ts_bounds_ptr, tl.arange(0, 1), 1, NB, False), axis=0)
         scale_ptr, zero_ptr, lut_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
-    k0 = tl.program_id(0) * BLOCK_K
+    k0 = kt * BLOCK_K
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = _n_mask(offs_n, N, BLOCK_N, EVEN_N)
     offs_k = k0 + tl.arange(0, BLOCK_K)
@@ -390,3 +391,31 @@ def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut
         w = w * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)[:, None]
     tl.store(wt_ptr + offs_k[:, None] * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),
              mask=(offs_k[:, None] < K) & mask_n[None, :])
+
+
+@triton.jit
+def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr, NB,
+                       SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
+                       x_ptr, xa_ptr, tb_ptr, M, T, TP, NC, stride_xm, stride_am,
+                       BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
+                       HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
+                       BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False, EVEN_K: tl.constexpr = False,
+                       EVEN_N: tl.constexpr = False, HAS_XCAT: tl.constexpr = False, CAT_BLOCK: tl.constexpr = 1024):
+    """W^T (K, N) in wt's dtype, in_scale folded in: for large M, one pass over the codes and then
+    cuBLAS beats a fused kernel whose dequant is repeated for every M tile. HAS_TS_LUTS: the LUT
+    set of t[0]'s bucket (one timestep for the launch; per-row timesteps take the GEMM kernel).
+    HAS_XCAT (per-row timestep bias): the first NC programs of each grid row write BLOCK-element
+    pieces of xa = [x, onehot(bucket)] and W^T's rows K.. (``_onehot_cat_piece``, piece
+    pid0 * grid1 + pid1) in this launch, not a second one; the rest dequantize K tile pid0 - NC."""
+    if HAS_XCAT:
+        if tl.program_id(0) < NC:
+            _onehot_cat_piece(tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), x_ptr, xa_ptr, ts_t_ptr,
+                              ts_bounds_ptr, tb_ptr, wt_ptr, M, K, N, NB, T, TP, stride_xm, stride_am, CAT_BLOCK)
+        else:
+            _dequant_program(tl.program_id(0) - NC, wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr,
+                             ts_t_ptr, ts_bounds_ptr, NB, SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE, BITS, B0,
+                             B1, LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N)
+    else:
+        _dequant_program(tl.program_id(0), wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr,
+                         ts_bounds_ptr, NB, SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE, BITS, B0, B1, LUT_MODE,
+                         HAS_ZERO, HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N)

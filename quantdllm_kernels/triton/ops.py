@@ -17,7 +17,7 @@ import torch
 import triton
 
 from ..timing import median_ms
-from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel, ts_onehot_cat_kernel
+from .kernels import lut_dequant_kernel, lut_gemm_kernel, lut_gemv_kernel
 from .layout import BINARY, TABLE, TABLE_SELECT, TritonWeight
 
 GEMV_MAX_M = 1
@@ -183,10 +183,12 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
 
 
 def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = None, ts=None,
-                 out: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 out: Optional[torch.Tensor] = None, cat=None) -> torch.Tensor:
     """W^T ``(K, N)`` in ``dtype`` (in_scale folded in), from the Triton layout; with ``ts`` (as in
     ``_launch``, one timestep) and per-bucket LUT sets, those of the timestep's bucket. ``out``: a
-    contiguous ``(>= K, N)`` buffer whose first K rows receive it."""
+    contiguous ``(>= K, N)`` buffer whose first K rows receive it. ``cat = (x, xa, tp)`` with per-row
+    ``ts`` and a bias table: the same launch also writes ``xa = [x, onehot(bucket(t))]`` (tp columns)
+    and the table as ``out``'s rows K..K + tp (zeros past T)."""
     cfg = cfg or dict(BLOCK_N=128, BLOCK_K=min(64, tw.group_size if tw.groups > 1 else 64), num_warps=4)
     if ts is not None and tw.ts_luts is not None and ts[0].numel() != 1:
         raise ValueError("dequantize_t takes one timestep: per-row timesteps need the fused GEMM")
@@ -194,14 +196,26 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
     dummy = tw.plane1
     scale, zero, lut, strides, ts_luts = _lut_args(tw, ts)
     t_args = (ts[0], ts[1], ts[1].numel()) if ts is not None else (dummy, dummy, 0)
-    grid = (triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(tw.N, cfg["BLOCK_N"]))
+    nk, nn = triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(tw.N, cfg["BLOCK_N"])
+    cat_block = 64 if _INTERPRET else 1024
+    if cat is not None:
+        x, xa, tp = cat
+        if ts is None or ts[2] is None or wt.shape[0] < tw.K + tp or xa.shape[1] != tw.K + tp:
+            raise ValueError("dequantize_t(cat=...) needs per-row ts with a bias table and buffers of K + tp")
+        pieces = x.shape[0] * triton.cdiv(tw.K + tp, cat_block) + tp * triton.cdiv(tw.N, cat_block)
+        nc = triton.cdiv(pieces, nn)   # program rows of pieces, ahead of the K tiles in each grid row
+        cat_args = (x, xa, ts[2], x.shape[0], ts[2].shape[0], tp, nc, x.stride(0), xa.stride(0))
+    else:
+        nc, cat_args = 0, (dummy, dummy, dummy, 0, 0, 0, 0, 0, 0)
+    grid = (nc + nk, nn)
     lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, scale,
-                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size,
+                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size, *cat_args,
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1,
                              LUT_MODE=_kernel_mode(tw, cfg.get("LUT_SELECT", False)), HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
                              BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts,
-                             EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=tw.N % cfg["BLOCK_N"] == 0)
+                             EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=tw.N % cfg["BLOCK_N"] == 0,
+                             HAS_XCAT=cat is not None, CAT_BLOCK=cat_block)
     return wt
 
 
@@ -216,18 +230,16 @@ def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts=None):
 
 def _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts):
     """Per-row timestep bias on the cuBLAS path: [x, onehot(bucket)] @ [W^T; bias table], so the
-    bias rows join the GEMM's fp32 sum. The one-hot block is 64 wide: cuBLAS at K + 8 ran 2.8 µs
-    slower than at K, at K + 64 0.5 µs (M = 256, (4096, 12288), H200 probe). In all: +5.3% at
-    M = 256 there, against +5.9% for the pass over y (2 M N elements) this replaced."""
-    t, bounds, tb = ts
+    bias rows join the GEMM's fp32 sum; the dequant launch writes both extensions. The one-hot block
+    is 64 wide: cuBLAS at K + 8 ran 2.8 µs slower than at K, at K + 64 0.5 µs (M = 256,
+    (4096, 12288), H200 probe). With a launch of its own for [x, onehot] this cost +5.3% at M = 256
+    there, against +5.9% for the pass over y (2 M N elements) it replaced."""
     M, K = x2.shape
-    T, N = tb.shape
+    T, N = ts[2].shape
     tp = -(-T // 64) * 64
     wt = torch.empty((K + tp, N), device=x2.device, dtype=x2.dtype)
-    dequantize_t(tw, x2.dtype, cfg, ts, out=wt)
     xa = torch.empty((M, K + tp), device=x2.device, dtype=x2.dtype)
-    ts_onehot_cat_kernel[(M + tp, triton.cdiv(max(K + tp, N), 1024))](
-        x2, xa, t, bounds, tb, wt, M, K, N, bounds.numel(), T, tp, x2.stride(0), xa.stride(0), BLOCK=1024)
+    dequantize_t(tw, x2.dtype, cfg, ts, out=wt, cat=(x2, xa, tp))
     return _cublas(xa, wt, bias, out_dtype)
 
 
