@@ -164,44 +164,6 @@ def test_dequant_then_matmul_path(fmt, bits, gen):
     assert rel_error(y, exact(x, qw, bias)) <= tol(torch.float16, 160)
 
 
-@pytest.mark.parametrize("chunk", [32, 64])
-@pytest.mark.parametrize("with_bias", [False, True])
-def test_chunked_dequant_then_matmul(chunk, with_bias, gen):
-    """CHUNK_N: W^T chunk by chunk through one buffer, each GEMM writing its columns of y in place;
-    N = 150 leaves a last chunk narrower than a column tile (masked). One timestep's bias row and
-    LUT set ride along. Each chunk of dequantize_t(cols=...) is the whole W^T's columns."""
-    from quantdllm_kernels import TimestepTables
-    from quantdllm_kernels.backends.triton_backend import pack_for
-    from quantdllm_kernels.reference import lut_matmul_reference
-    from quantdllm_kernels.triton.ops import dequantize_t, triton_lut_matmul
-    N, K, M, T = 150, 128, 9, 3
-    q0 = random_qweight(N, K, bits=4, lut_kind="scaled", group_size=32, in_scale=True, generator=gen)
-    tt = TimestepTables(torch.tensor([0.3, 0.6]), bias=torch.randn(T, N, generator=gen).half(),
-                        luts={"scale": torch.stack([q0.scale * (1 + 0.1 * b) for b in range(T)])})
-    qw, qt = q0.to(DEV), q0.with_timestep_tables(tt).to(DEV)
-    tw = pack_for(qw)
-    dq = dict(BLOCK_N=32, BLOCK_K=32, num_warps=1)
-    whole = dequantize_t(tw, torch.float32, dq)
-    for n0 in range(0, N, chunk):
-        w = min(chunk, N - n0)
-        assert torch.equal(dequantize_t(tw, torch.float32, dq, cols=(n0, w)), whole[:, n0:n0 + w])
-    x = torch.randn(M, K, generator=gen).half().to(DEV)
-    bias = torch.randn(N, generator=gen).half().to(DEV) if with_bias else None
-    cfg = dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1, CHUNK_N=chunk)
-    y = triton_lut_matmul(x, tw, bias, torch.float16, config=cfg)
-    assert rel_error(y, exact(x, qw, bias)) <= tol(torch.float16, K)
-    tq = pack_for(qt)
-    t = torch.tensor([0.7], device=DEV)
-    yt = triton_lut_matmul(x, tq, bias, torch.float16, config=cfg,
-                           ts=(t, qt.timestep.boundaries.float(), qt.timestep.bias.contiguous()))
-    ref = lut_matmul_reference(x.float(), qt, None if bias is None else bias.float(), timestep=0.7)
-    assert rel_error(yt, ref) <= tol(torch.float16, K)
-    with pytest.raises(ValueError, match="column range"):
-        dequantize_t(tw, torch.float32, dq, cols=(140, 20))
-    with pytest.raises(ValueError, match="out must be"):
-        dequantize_t(tw, torch.float32, dq, out=torch.empty(K, 20, device=DEV), cols=(0, 32))
-
-
 def test_bad_inputs_named_before_launch(gen):
     qw = random_qweight(16, 64, bits=2, group_size=32, generator=gen).to(DEV)
     x = torch.randn(2, 64, generator=gen).half().to(DEV)

@@ -43,10 +43,6 @@ GEMM_CONFIGS = [
 # dequantize W^T once, then cuBLAS: (BLOCK_N, BLOCK_K, num_warps); offered for M > DEQUANT_MIN_M
 DEQUANT_CONFIGS = [(128, 64, 4), (256, 32, 4)]
 DEQUANT_MIN_M = 64
-# ... and its chunked form (``_dequant_then_cublas``), W^T through an L2-sized buffer of these sizes
-# (MB of fp16), offered from this M on (the H100 / H200 L2 is 50 MB; x and y chunks share it)
-CHUNK_BUFFER_MB = (12, 24)
-CHUNK_MIN_M = 512
 _INTERPRET_GEMV = (32, 32, 2, 1, 1)
 _INTERPRET_GEMM = (16, 32, 32, 2, 1, 1)
 
@@ -121,13 +117,6 @@ def _candidates(path: str, M: int, tw: TritonWeight) -> List[dict]:
             for bn, bk, w in ([(32, 32, 1)] if _INTERPRET else DEQUANT_CONFIGS):
                 if _legal_bk(bk, tw):
                     out.append(dict(DEQUANT=1, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=1, num_warps=w, num_stages=1))
-            if M >= CHUNK_MIN_M and not _INTERPRET:   # the chunked form of the first, per buffer size
-                base = next((c for c in out if c.get("DEQUANT")), None)
-                for mb in CHUNK_BUFFER_MB:
-                    nc = max(base["BLOCK_N"], (mb << 20) // (2 * tw.K) // base["BLOCK_N"] * base["BLOCK_N"]) \
-                        if base else 0
-                    if base and nc < tw.N:
-                        out.append(dict(base, CHUNK_N=nc))
     if not out:  # group size 32: only 32-wide K tiles are legal
         if path == "gemv":
             out.append(dict(BLOCK_N=128, BLOCK_K=32, SPLIT_K=min(8, k_tiles(32)), num_warps=4, num_stages=3))
@@ -194,30 +183,24 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
 
 
 def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = None, ts=None,
-                 out: Optional[torch.Tensor] = None, cat=None, cols: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+                 out: Optional[torch.Tensor] = None, cat=None) -> torch.Tensor:
     """W^T ``(K, N)`` in ``dtype`` (in_scale folded in), from the Triton layout; with ``ts`` (as in
     ``_launch``, one timestep) and per-bucket LUT sets, those of the timestep's bucket. ``out``: a
-    contiguous ``(>= K, N)`` buffer whose first K rows receive it. ``cols = (n0, w)``: columns
-    n0..n0 + w only, into a contiguous ``(>= K, w)`` ``out`` (a chunk of W^T). ``cat = (x, xa, tp)`` with per-row
+    contiguous ``(>= K, N)`` buffer whose first K rows receive it. ``cat = (x, xa, tp)`` with per-row
     ``ts`` and a bias table: the same launch also writes ``xa = [x, onehot(bucket(t))]`` (tp columns)
     and the table as ``out``'s rows K..K + tp (zeros past T)."""
     cfg = cfg or dict(BLOCK_N=128, BLOCK_K=min(64, tw.group_size if tw.groups > 1 else 64), num_warps=4)
     if ts is not None and tw.ts_luts is not None and ts[0].numel() != 1:
         raise ValueError("dequantize_t takes one timestep: per-row timesteps need the fused GEMM")
-    n0, width = cols if cols is not None else (0, tw.N)
-    if not (0 <= n0 and width > 0 and n0 + width <= tw.N):
-        raise ValueError(f"cols {cols} is not a column range of W^T's {tw.N} columns")
-    wt = out if out is not None else torch.empty((tw.K, width), device=tw.plane0.device, dtype=dtype)
-    if wt.dim() != 2 or wt.shape[0] < tw.K or wt.shape[1] != width or not wt.is_contiguous():
-        raise ValueError(f"out must be a contiguous (>= {tw.K}, {width}) tensor, got {tuple(wt.shape)}")
+    wt = out if out is not None else torch.empty((tw.K, tw.N), device=tw.plane0.device, dtype=dtype)
     dummy = tw.plane1
     scale, zero, lut, strides, ts_luts = _lut_args(tw, ts)
     t_args = (ts[0], ts[1], ts[1].numel()) if ts is not None else (dummy, dummy, 0)
-    nk, nn = triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(width, cfg["BLOCK_N"])
+    nk, nn = triton.cdiv(tw.K, cfg["BLOCK_K"]), triton.cdiv(tw.N, cfg["BLOCK_N"])
     cat_block = 64 if _INTERPRET else 1024
     if cat is not None:
         x, xa, tp = cat
-        if ts is None or ts[2] is None or wt.shape[0] < tw.K + tp or xa.shape[1] != tw.K + tp or width != tw.N:
+        if ts is None or ts[2] is None or wt.shape[0] < tw.K + tp or xa.shape[1] != tw.K + tp:
             raise ValueError("dequantize_t(cat=...) needs per-row ts with a bias table and buffers of K + tp")
         pieces = x.shape[0] * triton.cdiv(tw.K + tp, cat_block) + tp * triton.cdiv(tw.N, cat_block)
         nc = triton.cdiv(pieces, nn)   # program rows of pieces, ahead of the K tiles in each grid row
@@ -226,13 +209,12 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
         nc, cat_args = 0, (dummy, dummy, dummy, 0, 0, 0, 0, 0, 0)
     grid = (nc + nk, nn)
     lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, scale,
-                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size, n0, n0 + width,
-                             width, *cat_args,
+                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size, *cat_args,
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1,
                              LUT_MODE=_kernel_mode(tw, cfg.get("LUT_SELECT", False)), HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
                              BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts,
-                             EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=width % cfg["BLOCK_N"] == 0,
+                             EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=tw.N % cfg["BLOCK_N"] == 0,
                              HAS_XCAT=cat is not None, CAT_BLOCK=cat_block)
     return wt
 
@@ -243,25 +225,7 @@ def _cublas(x2, wt, bias, out_dtype):
 
 
 def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts=None):
-    """W^T whole, then one GEMM; or, with config CHUNK_N, chunk by chunk of CHUNK_N columns through one
-    (K, CHUNK_N) buffer sized to stay in L2, each chunk's GEMM writing its columns of y in place
-    (cuBLAS takes the row stride): the fp16 copy of W is written to and read back from L2 instead of
-    HBM (2 bytes per weight each way), for a launch pair per chunk. A tuner candidate at large M."""
-    nc = cfg.get("CHUNK_N")
-    if not nc or nc >= tw.N:
-        return _cublas(x2, dequantize_t(tw, x2.dtype, cfg, ts), bias, out_dtype)
-    M = x2.shape[0]
-    y = torch.empty((M, tw.N), device=x2.device, dtype=x2.dtype)
-    buf = torch.empty(tw.K * nc, device=x2.device, dtype=x2.dtype)
-    b = None if bias is None else bias.to(x2.dtype)
-    for n0 in range(0, tw.N, nc):
-        w = min(nc, tw.N - n0)
-        wt = dequantize_t(tw, x2.dtype, cfg, ts, out=buf[:tw.K * w].view(tw.K, w), cols=(n0, w))
-        if b is None:
-            torch.mm(x2, wt, out=y[:, n0:n0 + w])
-        else:
-            torch.addmm(b[n0:n0 + w], x2, wt, out=y[:, n0:n0 + w])
-    return y if y.dtype == out_dtype else y.to(out_dtype)
+    return _cublas(x2, dequantize_t(tw, x2.dtype, cfg, ts), bias, out_dtype)
 
 
 def _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts):
