@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Source-level (SASS) warp-stall sampling of lut_mma, plain vs +timestep tables, for a device call:
 #   bash benchmarks/debug/ncu_stalls.sh "1 32" [4] > $OUT/ncu_stalls.txt
-# profile_cuda.py launches each case twice (plain, then +ts when asked); the second launch of each
-# is the one summarised (odd kernel indices). Prints duration / DRAM throughput / issue-active per
-# kernel, then the top stalled SASS lines of each.
+# profile_cuda.py launches each case twice, plain then +ts, per M. ncu's source page gives two tables
+# per kernel, the second with its SASS lines (odd indices): per M, 4 kernels = indices +1, +3 (plain)
+# and +5, +7 (+ts). Prints duration / DRAM throughput / occupancy per kernel, then the top stalled
+# SASS lines of each.
 set -uo pipefail
 MS=${1:-"1 32"}; BITS=${2:-4}; REP=/tmp/ncu_stalls_rep
 cd "$(dirname "$0")/.."

@@ -232,8 +232,9 @@ def _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts):
     """Per-row timestep bias on the cuBLAS path: [x, onehot(bucket)] @ [W^T; bias table], so the
     bias rows join the GEMM's fp32 sum; the dequant launch writes both extensions. The one-hot block
     is 64 wide: cuBLAS at K + 8 ran 2.8 µs slower than at K, at K + 64 0.5 µs (M = 256,
-    (4096, 12288), H200 probe). With a launch of its own for [x, onehot] this cost +5.3% at M = 256
-    there, against +5.9% for the pass over y (2 M N elements) it replaced."""
+    (4096, 12288), H200 probe). In all +2.6% at M = 256 there (+8.5% on (4096, 4096), where the copy
+    of x weighs more against a 32 µs call), against +5.9% for the pass over y (2 M N elements) it
+    replaced and +5.3% with the copy in a launch of its own."""
     M, K = x2.shape
     T, N = ts[2].shape
     tp = -(-T // 64) * 64
