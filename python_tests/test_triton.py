@@ -309,7 +309,7 @@ def test_dequant_path_adds_timestep_rows_inside_the_gemm(T, dtype, with_bias, ge
 
 @pytest.mark.parametrize("M", [1, 5, 70])
 def test_dequant_launch_writes_x_onehot_and_the_table_rows(M, gen):
-    """The extra programs of the dequant launch (HAS_XCAT), past its K tiles: xa = [x, onehot(bucket)],
+    """The extra programs of the dequant launch (HAS_XCAT), ahead of its K tiles: xa = [x, onehot(bucket)],
     and W^T's rows past K are the bias table then zeros, whatever the buffers held before (NaN
     here); W^T's first K rows are the plain dequant's. M = 70 needs several program rows of them."""
     from quantdllm_kernels.backends.triton_backend import pack_for
