@@ -304,18 +304,14 @@ struct ChunkOps {
     }
 };
 
-// Timestep bucket of the block's token threadIdx.x (threads < toks), computed after the ring's first
-// stages are issued and before the main loop, so its loads overlap the ring fill rather than delay
-// warp 0's start or add a round trip to every block's tail. It goes to a table in dynamic shared
-// memory past the reduction tile and the last-block flag (smem_bytes counts it): static shared
-// memory would push the 2-bit M <= 8 ring, exactly 48 KB, past the limit a launch gets without
-// the opt-in (H200 run, 2026-11-29).
-//
-// At NT >= 2 the loads (t and the first 8 boundaries) are issued before the main loop and compared
-// after it, so no warp waits on them before its pipeline starts (sixth session: the table's cost at
-// M = 32 back to back fell from 1.04 to 0.36 µs on (4096, 12288), H200). A compare right
-// after them made warp 0 wait a memory round trip, and the block ends with its slowest warp: the
-// remaining suspect for the 1.0-1.6 µs a table costs with everything in L2 (H200, fifth session).
+// Timestep bucket of the block's token threadIdx.x (threads < toks). Its loads (t and the first 8
+// boundaries) are issued after the ring's first stages; at NT >= 2 they are compared after the main
+// loop, so no warp waits on them before its pipeline starts (a compare right after them made warp 0
+// wait a round trip, and a block ends with its slowest warp). Sixth session, H200: the table's cost
+// at M = 32 back to back fell from 1.04 to 0.36 µs on (4096, 12288). The buckets go to a table in
+// dynamic shared memory past the reduction tile and the last-block flag (smem_bytes counts it):
+// static shared memory would push the 2-bit M <= 8 ring past the limit a launch gets without the
+// opt-in.
 struct BucketLoads {
     float t = 0.f, bd[8];
 };
