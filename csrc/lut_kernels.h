@@ -84,6 +84,7 @@ struct MmaArgs {
     int N = 0, K = 0, bits = 4;
     int group_shift = 7;       // group = k >> group_shift, >= 6 (31 for one group per row)
     int groups = 0;            // groups per padded row in sz
+    int group_mask = 0;        // set by launch_lut_mma: k & group_mask == 0 starts a group
     const void* x = nullptr;   // (M, K) contiguous
     DType x_dtype = DType::F16;
     int M = 0;
@@ -105,7 +106,8 @@ struct MmaPlan {
     int grid_x = 0, grid_y = 0;
 };
 int mma_super_k(int bits);
-MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType x_dtype);
+// in_scale: whether the launch has one (M <= 8 runs a leaner kernel without, with more blocks per SM).
+MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType x_dtype, bool in_scale);
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream);
 
 }  // namespace quantdllm

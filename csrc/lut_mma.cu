@@ -171,29 +171,41 @@ template <int BITS, int NT> constexpr int kStages = ring_stages(BITS, NT, kXRing
 static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3 && kStages<3, 1> == 3, "M <= 8 keeps its measured rings");
 static_assert(kXRing<4, 4> && kXRing<2, 4> && !kXRing<3, 2>, "ring budget");
 
-// Lane-private ring slots: (warp, stage, tile, vec) -> 32 lanes x 16 bytes, so a lane reads back only
-// what it copied itself (no barrier) and a warp's 16-byte reads cover 512 contiguous bytes.
+// Lane-private ring slots, warp-major: warp w's stages are contiguous, and each stage holds its
+// codes (tile, vec), then x (chunk, token tile, half), then the scales (chunk; both tiles' 8 bytes
+// side by side), each slot 32 lanes x 16 bytes. A lane reads back only what it copied itself (no
+// barrier), a warp's 16-byte reads cover 512 contiguous bytes, and every slot is one per-lane base
+// register plus a constant (the stage is a constant where the loop's body copies cycle through the
+// stages): the slot arithmetic was ~10 instructions of a ~150-instruction chunk at M <= 8.
 template <int BITS, int NT>
-__device__ __forceinline__ uint32_t ring_slot(uint32_t ring, int warp, int stage, int i, int v, int lane) {
-    constexpr int V = kVecs<BITS>;
-    return ring + ((((warp * kStages<BITS, NT> + stage) * kMT + i) * V + v) * 32 + lane) * 16;
-}
+struct Ring {
+    static constexpr int V = kVecs<BITS>, CH = Layout<BITS>::kChunks, S = kStages<BITS, NT>;
+    static constexpr uint32_t kStage = stage_bytes(BITS, NT, kXRing<BITS, NT>);  // per warp
+    static constexpr uint32_t kXOff = kMT * V * 512, kSzOff = kXOff + 2 * CH * NT * 512;
+    static_assert(kMT == 2 && kStage == (kXRing<BITS, NT> ? kSzOff + CH * 512 : kXOff), "stage_bytes");
+    uint32_t base;  // this lane's 16 bytes of slot 0 of stage 0
+    __device__ __forceinline__ Ring(uint32_t ring, int warp, int lane) : base(ring + warp * S * kStage + lane * 16) {}
+    __device__ __forceinline__ uint32_t code(int stage, int i, int v) const { return base + stage * kStage + (i * V + v) * 512; }
+    __device__ __forceinline__ uint32_t x(int stage, int c, int jn, int v) const {
+        return base + stage * kStage + kXOff + ((c * NT + jn) * 2 + v) * 512;
+    }
+    __device__ __forceinline__ uint32_t sz(int stage, int i, int c) const { return base + stage * kStage + kSzOff + c * 512 + i * 8; }
+};
 
 template <int BITS, int NT>
-__device__ __forceinline__ void issue_codes(const int32_t* codes, int tile0, int U, int u, int lane, uint32_t ring,
-                                            int warp, int stage) {
+__device__ __forceinline__ void issue_codes(const int32_t* codes, int tile0, int U, int u, int lane, const Ring<BITS, NT>& ring,
+                                            int stage) {
     constexpr int V = kVecs<BITS>;
 #pragma unroll
     for (int i = 0; i < kMT; ++i) {
         const uint4* src = reinterpret_cast<const uint4*>(codes) + ((static_cast<int64_t>(tile0 + i) * U + u) * 32 + lane) * V;
 #pragma unroll
-        for (int v = 0; v < V; ++v) cp_async16(ring_slot<BITS, NT>(ring, warp, stage, i, v, lane), src + v);
+        for (int v = 0; v < V; ++v) cp_async16(ring.code(stage, i, v), src + v);
     }
 }
 
 template <int BITS, int NT>
-__device__ __forceinline__ void read_codes(uint32_t ring, int warp, int stage, int lane,
-                                           uint32_t (&w)[kMT][Layout<BITS>::kWords]) {
+__device__ __forceinline__ void read_codes(const Ring<BITS, NT>& ring, int stage, uint32_t (&w)[kMT][Layout<BITS>::kWords]) {
     constexpr int V = kVecs<BITS>;
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
@@ -202,65 +214,79 @@ __device__ __forceinline__ void read_codes(uint32_t ring, int warp, int stage, i
             uint32_t r0, r1, r2, r3;
             asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
                          : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                         : "r"(ring_slot<BITS, NT>(ring, warp, stage, i, v, lane)));
+                         : "r"(ring.code(stage, i, v)));
             w[i][4 * v] = r0; w[i][4 * v + 1] = r1; w[i][4 * v + 2] = r2; w[i][4 * v + 3] = r3;
         }
 }
 
-// x slots, after all the code slots: (warp, stage, chunk, token tile, half) -> 32 lanes x 16 bytes.
-template <int BITS, int NT>
-__device__ __forceinline__ uint32_t x_slot(uint32_t ring, int warp, int stage, int c, int jn, int v, int lane) {
-    constexpr uint32_t codes_bytes = kWarps * kStages<BITS, NT> * kMT * kVecs<BITS> * 32 * 16;
-    return ring + codes_bytes +
-           (((((warp * kStages<BITS, NT> + stage) * Layout<BITS>::kChunks + c) * NT + jn) * 2 + v) * 32 + lane) * 16;
-}
-
-// Scale slots, after the x slots: (warp, stage, tile, chunk) -> 32 lanes x 8 bytes.
-template <int BITS, int NT>
-__device__ __forceinline__ uint32_t sz_slot(uint32_t ring, int warp, int stage, int i, int c, int lane) {
-    constexpr int CH = Layout<BITS>::kChunks, S = kStages<BITS, NT>;
-    constexpr uint32_t before = kWarps * S * (kMT * kVecs<BITS> + 2 * CH * NT) * 32 * 16;
-    return ring + before + ((((warp * S + stage) * kMT + i) * CH + c) * 32 + lane) * 8;
-}
-
-// x (every token tile) and the scales of super-chunk u for this lane, into the ring (kXRing).
-// Tokens past M read row M - 1 (their columns are never stored).
+// What the ring copies for this lane (kXRing): both tiles' codes, x of every token tile and the
+// scales, super-chunk by super-chunk, from source pointers carried from one issue to the next
+// (advanced by a constant, the scales by the group delta) rather than recomputed from tile, token
+// and group: SASS sm_90a per 64-code chunk at M <= 8, 4-bit, ~209 -> ~190 instructions. Tokens
+// past M read row M - 1 (their columns are never stored).
 template <int BITS, int NT, typename T>
-__device__ __forceinline__ void issue_x_sz(const MmaArgs& a, const T* x, const uint2* szp, int m0, int u, int lane,
-                                           uint32_t ring, int warp, int stage) {
-    const int q = lane & 3;
+struct RingFeed {
+    static constexpr int V = kVecs<BITS>;
+    const uint4* code[kMT];
+    const T* xr[NT];
+    const uint2* sz[kMT];  // tile i's scales of the group of k = kc
+    int kc;  // first k of the super-chunk at the cursor
+    __device__ __forceinline__ RingFeed(const MmaArgs& a, const T* x, const uint2* szp, int tile0, int U, int u,
+                                        int m0, int lane) {
+        kc = u * Layout<BITS>::kSuper;
 #pragma unroll
-    for (int c = 0; c < Layout<BITS>::kChunks; ++c) {
-        const int kc = u * Layout<BITS>::kSuper + c * 64;
-        if (kc >= a.K) break;
-#pragma unroll
-        for (int jn = 0; jn < NT; ++jn) {
-            const int tok = min(m0 + jn * 8 + (lane >> 2), a.M - 1);
-            const T* src = x + static_cast<int64_t>(tok) * a.K + kc + 16 * q;
-            cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, jn, 0, lane), src);
-            cp_async16_l1(x_slot<BITS, NT>(ring, warp, stage, c, jn, 1, lane), src + 8);
+        for (int i = 0; i < kMT; ++i) {
+            code[i] = reinterpret_cast<const uint4*>(a.codes) + ((static_cast<int64_t>(tile0 + i) * U + u) * 32 + lane) * V;
+            sz[i] = szp + (static_cast<int64_t>(i) * a.groups + (kc >> a.group_shift)) * 8;
         }
 #pragma unroll
-        for (int i = 0; i < kMT; ++i)
-            cp_async8(sz_slot<BITS, NT>(ring, warp, stage, i, c, lane),
-                      szp + (static_cast<int64_t>(i) * a.groups + (kc >> a.group_shift)) * 8);
+        for (int jn = 0; jn < NT; ++jn)
+            xr[jn] = x + static_cast<int64_t>(min(m0 + jn * 8 + (lane >> 2), a.M - 1)) * a.K + kc + 16 * (lane & 3);
     }
-}
+    // The cursor's super-chunk into ring stage `stage`; then the cursor moves to the next one.
+    __device__ __forceinline__ void issue(const MmaArgs& a, const Ring<BITS, NT>& ring, int stage) {
+        const int g0 = kc >> a.group_shift;
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) {
+#pragma unroll
+            for (int v = 0; v < V; ++v) cp_async16(ring.code(stage, i, v), code[i] + v);
+            code[i] += 32 * V;
+        }
+#pragma unroll
+        for (int c = 0; c < Layout<BITS>::kChunks; ++c) {
+            const int k = kc + c * 64;
+            if (Layout<BITS>::kChunks > 1 && k >= a.K) break;  // K % 64 == 0
+#pragma unroll
+            for (int jn = 0; jn < NT; ++jn) {
+                cp_async16_l1(ring.x(stage, c, jn, 0), xr[jn] + c * 64);
+                cp_async16_l1(ring.x(stage, c, jn, 1), xr[jn] + c * 64 + 8);
+            }
+#pragma unroll
+            for (int i = 0; i < kMT; ++i) cp_async8(ring.sz(stage, i, c), sz[i] + ((k >> a.group_shift) - g0) * 8);
+        }
+#pragma unroll
+        for (int jn = 0; jn < NT; ++jn) xr[jn] += Layout<BITS>::kSuper;
+        kc += Layout<BITS>::kSuper;
+        const int dg = (kc >> a.group_shift) - g0;
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) sz[i] += dg * 8;
+    }
+};
 
 template <int BITS, int NT>
-__device__ __forceinline__ uint2 read_sz(uint32_t ring, int warp, int stage, int i, int c, int lane) {
+__device__ __forceinline__ uint2 read_sz(const Ring<BITS, NT>& ring, int stage, int i, int c) {
     uint2 r;
-    asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "r"(sz_slot<BITS, NT>(ring, warp, stage, i, c, lane)));
+    asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "r"(ring.sz(stage, i, c)));
     return r;
 }
 
 template <int BITS, int NT>
-__device__ __forceinline__ void read_x(uint32_t ring, int warp, int stage, int c, int jn, int lane, uint32_t (&xb)[8]) {
+__device__ __forceinline__ void read_x(const Ring<BITS, NT>& ring, int stage, int c, int jn, uint32_t (&xb)[8]) {
 #pragma unroll
     for (int v = 0; v < 2; ++v)
         asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
                      : "=r"(xb[4 * v]), "=r"(xb[4 * v + 1]), "=r"(xb[4 * v + 2]), "=r"(xb[4 * v + 3])
-                     : "r"(x_slot<BITS, NT>(ring, warp, stage, c, jn, v, lane)));
+                     : "r"(ring.x(stage, c, jn, v)));
 }
 
 __device__ __forceinline__ void unpack8(uint32_t (&d)[8], uint4 a, uint4 b) {
@@ -282,7 +308,7 @@ __device__ __forceinline__ void load_x(const MmaArgs& a, const T* x, int m0, int
 
 // What a chunk needs besides its codes, prefetched R - 1 chunks ahead into registers: the scales
 // of both tiles, in_scale and x.
-template <int NT, bool XAHEAD, bool SZREG>
+template <int NT, bool XAHEAD, bool SZREG, bool IS>
 struct ChunkOps {
     static constexpr bool kXAhead = XAHEAD;  // else x comes from the ring (or, a wider NT, at chunk start)
     uint2 sz[SZREG ? kMT : 1];               // else the scales come from the ring
@@ -296,7 +322,7 @@ struct ChunkOps {
 #pragma unroll
             for (int i = 0; i < kMT; ++i) sz[i] = __ldg(szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
         }
-        if (a.in_scale) {
+        if (IS && a.in_scale) {
             const uint4* ip = reinterpret_cast<const uint4*>(static_cast<const T*>(a.in_scale) + kc + 16 * q);
             unpack8(is, __ldg(ip), __ldg(ip + 1));
         }
@@ -334,8 +360,21 @@ __device__ __forceinline__ int token_bucket(const MmaArgs& a, const BucketLoads&
     return a.nbounds > 8 ? b + dev::bucket_of(r.t, a.bounds + 8, a.nbounds - 8) : b;
 }
 
-template <typename T, int BITS, int NT>
-__global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
+// IS = false: the launch has no in_scale (its loads, checks and multiplies compiled out: ~10
+// instructions of a ~200-instruction chunk at M <= 8). NT >= 2 instantiates IS = true only and
+// checks a.in_scale at run time.
+// Blocks per SM asked of ptxas, so that registers do not lower what the rings' shared memory allows
+// (4-bit / 2-bit on sm_90: NT = 1 5 / 4, NT = 2 5 / 4, NT = 4 3 / 2; left alone, ptxas took 153
+// registers for 2-bit NT = 1, 3 blocks). 3-bit (codes-only ring, x and scales in registers) keeps
+// main's 3 blocks at NT <= 2 (<= 168 registers) and 2 at NT = 4, but with in_scale at NT = 1 it
+// needs 186 (168 spilled 44 bytes) and gets 2.
+template <int BITS, int NT, bool IS>
+constexpr int kMinBlocks = NT == 4 ? (BITS == 4 ? 3 : 2)
+                         : BITS == 3 ? (NT == 1 && IS ? 2 : 3)
+                         : (BITS == 4 && NT == 1 && !IS) ? 5 : 4;
+
+template <typename T, int BITS, int NT, bool IS>
+__global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
     using P = Pair<T>;
     using L = Layout<BITS>;
     extern __shared__ float red[];
@@ -359,7 +398,6 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     // cost more than they save; there w = (magic + c - magic) * s + z is built before the mma.
     constexpr bool kPost = NT == 1;
     using D = Decode<T, BITS, kPost>;
-    const int gmask = a.group_shift >= 31 ? 0x7FFFFFFF : (1 << a.group_shift) - 1;
 
     float acc[kMT][NT][4], gacc[kPost ? kMT : 1][NT][4], xs[NT][4];
 #pragma unroll
@@ -384,27 +422,31 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
     constexpr int CH = L::kChunks, S = kStages<BITS, NT>;
     constexpr int R = NT == 1 ? 4 : 2, V = R / (CH < R ? CH : R);  // CH and R are powers of two
     const int kend = min(a.K, u_end * L::kSuper);
-    const uint32_t ring = dev::smem_u32(red);
+    const Ring<BITS, NT> ring(dev::smem_u32(red), warp, lane);
     const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
     const typename P::T2 magic = P::bits(P::kMagic);
-    using Ops = ChunkOps<NT, !kXRing<BITS, NT> && NT <= 4, !kXRing<BITS, NT>>;
+    using Ops = ChunkOps<NT, !kXRing<BITS, NT> && NT <= 4, !kXRing<BITS, NT>, IS>;
+    RingFeed<BITS, NT, T> feed(a, x, szp, tile0, U, u_begin, m0, lane);
     Ops ops[R];
     auto body = [&](auto variant, int u, int it) -> bool {
         constexpr int p = decltype(variant)::value;
+        // the ring stage of this iteration: a constant when the V body copies cycle through the S
+        // stages exactly (it is a multiple of V), which saves the slot addresses' arithmetic
+        const int stage = V % S == 0 ? p % S : it % S;
         const bool more = u + 1 < u_end;
         if (u + S - 1 < u_end) {
-            issue_codes<BITS, NT>(a.codes, tile0, U, u + S - 1, lane, ring, warp, (it + S - 1) % S);
-            if constexpr (kXRing<BITS, NT>) issue_x_sz<BITS, NT>(a, x, szp, m0, u + S - 1, lane, ring, warp, (it + S - 1) % S);
+            if constexpr (kXRing<BITS, NT>) feed.issue(a, ring, (stage + S - 1) % S);
+            else issue_codes<BITS, NT>(a.codes, tile0, U, u + S - 1, lane, ring, (stage + S - 1) % S);
         }
         cp_async_commit();
         cp_async_wait<S - 1>();  // this iteration's stage has landed
         uint32_t cw[kMT][L::kWords];
-        read_codes<BITS, NT>(ring, warp, it % S, lane, cw);
+        read_codes<BITS, NT>(ring, stage, cw);
 #pragma unroll
         for (int c = 0; c < CH; ++c) {
             const int oi = (p * CH + c) % R;  // compile-time after unrolling
             const int kc = u * L::kSuper + c * 64;
-            if (kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform)
+            if (CH > 1 && kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform; K % 64 == 0)
             if (kc + (R - 1) * 64 < kend) ops[(oi + R - 1) % R].load(a, x, szp, m0, kc + (R - 1) * 64, g, q);
             Ops& cur = ops[oi];
             constexpr bool kXAhead = Ops::kXAhead, kRingX = kXRing<BITS, NT>;
@@ -412,14 +454,14 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             // NT >= 2 rings, each token tile's x is read from the ring just before its mmas.
             constexpr int XL = kXAhead || (kRingX && NT > 1) ? 1 : NT;
             uint32_t xl[XL][8];
-            if constexpr (kRingX && NT == 1) read_x<BITS, NT>(ring, warp, it % S, c, 0, lane, xl[0]);
+            if constexpr (kRingX && NT == 1) read_x<BITS, NT>(ring, stage, c, 0, xl[0]);
             else if constexpr (!kXAhead && !kRingX) load_x<T, NT>(a, x, m0, kc, g, q, xl);
             uint32_t A[kMT][4][4];
             if constexpr (!kPost) {
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
                     uint2 szv;
-                    if constexpr (kRingX) szv = read_sz<BITS, NT>(ring, warp, it % S, i, c, lane);
+                    if constexpr (kRingX) szv = read_sz<BITS, NT>(ring, stage, i, c);
                     else szv = cur.sz[i];
                     const typename P::T2 sc[2] = {P::lo(szv.x), P::hi(szv.x)};
                     const typename P::T2 zr[2] = {P::lo(szv.y), P::hi(szv.y)};
@@ -439,13 +481,13 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
             }
 #pragma unroll
             for (int jn = 0; jn < NT; ++jn) {
-                if (m0 + jn * 8 >= a.M) continue;  // warp-uniform
+                if (jn > 0 && m0 + jn * 8 >= a.M) continue;  // warp-uniform (token tile 0 is never empty)
                 // in place: a copy of a loaded register (xb = x; if (in_scale) xb *= is) waits for the
                 // load where it is written, which was ncu's top stall at M = 1
                 uint32_t xr[8];
-                if constexpr (kRingX && NT > 1) read_x<BITS, NT>(ring, warp, it % S, c, jn, lane, xr);
+                if constexpr (kRingX && NT > 1) read_x<BITS, NT>(ring, stage, c, jn, xr);
                 uint32_t (&xb)[8] = kXAhead ? cur.x[kXAhead ? jn : 0] : (kRingX && NT > 1) ? xr : xl[XL == 1 ? 0 : jn];
-                if (a.in_scale) {
+                if (IS && a.in_scale) {
 #pragma unroll
                     for (int e = 0; e < 8; ++e) xb[e] = u32(__hmul2(P::bits(xb[e]), P::bits(cur.is[e])));
                 }
@@ -461,11 +503,11 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
                 }
             }
             const bool next_here = kc + 64 < a.K && (c + 1 < CH || more);
-            if (kPost && (((kc + 64) & gmask) == 0 || !next_here)) {  // the group ends here: scale into acc
+            if (kPost && (((kc + 64) & a.group_mask) == 0 || !next_here)) {  // the group ends here: scale into acc
 #pragma unroll
                 for (int i = 0; i < kMT; ++i) {
                     uint2 szv;
-                    if constexpr (kRingX) szv = read_sz<BITS, NT>(ring, warp, it % S, i, c, lane);
+                    if constexpr (kRingX) szv = read_sz<BITS, NT>(ring, stage, i, c);
                     else szv = cur.sz[i];
                     const float2 sc = P::f2(szv.x), zr = P::f2(szv.y);
                     const float s_lo = sc.x, s_hi = sc.y * (1.f / D::kFactorHi);
@@ -493,8 +535,8 @@ __global__ void __launch_bounds__(kThreads) lut_mma_kernel(const MmaArgs a, cons
 #pragma unroll
         for (int st = 0; st < S - 1; ++st) {
             if (u + st < u_end) {
-                issue_codes<BITS, NT>(a.codes, tile0, U, u + st, lane, ring, warp, st);
-                if constexpr (kXRing<BITS, NT>) issue_x_sz<BITS, NT>(a, x, szp, m0, u + st, lane, ring, warp, st);
+                if constexpr (kXRing<BITS, NT>) feed.issue(a, ring, st);
+                else issue_codes<BITS, NT>(a.codes, tile0, U, u + st, lane, ring, st);
             }
             cp_async_commit();
         }
@@ -613,9 +655,9 @@ int nt_of(int M) {
 
 int mma_super_k(int bits) { return 64 * (bits == 4 ? 1 : bits == 2 ? 2 : 4); }
 
-// Calls f(kernel) with the instantiation a (dtype, bits, nt) triple runs.
+// Calls f(kernel) with the instantiation a (dtype, bits, nt, in_scale present) launch runs.
 template <typename F>
-bool with_kernel(DType dt, int bits, int nt, F&& f) {
+bool with_kernel(DType dt, int bits, int nt, bool in_scale, F&& f) {
     bool ok = false;
     dispatch_act(dt, [&](auto t) {
         using T = typename decltype(t)::type;
@@ -623,9 +665,9 @@ bool with_kernel(DType dt, int bits, int nt, F&& f) {
             constexpr int B = decltype(b)::value;
             ok = true;
             switch (nt) {
-                case 1: f(lut_mma_kernel<T, B, 1>); break;
-                case 2: f(lut_mma_kernel<T, B, 2>); break;
-                case 4: f(lut_mma_kernel<T, B, 4>); break;
+                case 1: in_scale ? f(lut_mma_kernel<T, B, 1, true>) : f(lut_mma_kernel<T, B, 1, false>); break;
+                case 2: f(lut_mma_kernel<T, B, 2, true>); break;
+                case 4: f(lut_mma_kernel<T, B, 4, true>); break;
                 default: ok = false;
             }
         };
@@ -648,21 +690,21 @@ size_t smem_bytes(const MmaPlan& p, int bits) {
 }
 
 // Blocks of this plan's kernel resident per SM, asked of the runtime once per (device, dtype, bits,
-// nt, wn) and then cached: the query (and the shared-memory opt-in) cost a few µs of host time on
+// nt, wn, in_scale) and then cached: the query (and the shared-memory opt-in) cost a few µs of host time on
 // every eager launch.
-int resident_blocks(const MmaPlan& p, int bits, DType dt) {
+int resident_blocks(const MmaPlan& p, int bits, DType dt, bool in_scale) {
     static std::mutex mu;
-    static std::map<std::tuple<int, int, int, int, int>, int> cache;
+    static std::map<std::tuple<int, int, int, int, int, bool>, int> cache;
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
-    const auto key = std::make_tuple(dev, static_cast<int>(dt), bits, p.nt, p.wn);
+    const auto key = std::make_tuple(dev, static_cast<int>(dt), bits, p.nt, p.wn, in_scale);
     {
         std::lock_guard<std::mutex> lock(mu);
         const auto it = cache.find(key);
         if (it != cache.end()) return it->second;
     }
     int per_sm = 0;
-    with_kernel(dt, bits, p.nt, [&](auto kernel) {
+    with_kernel(dt, bits, p.nt, in_scale, [&](auto kernel) {
         if (allow_smem_once(reinterpret_cast<const void*>(kernel)) != cudaSuccess ||
             cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes(p, bits)) != cudaSuccess)
             per_sm = 0;
@@ -676,7 +718,7 @@ int resident_blocks(const MmaPlan& p, int bits, DType dt) {
 
 namespace {
 // The plan at token tile nt; `waves`: rounds of resident slots its grid takes before any K split.
-MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, long long& waves) {
+MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, bool in_scale, long long& waves) {
     MmaPlan p;
     p.nt = nt;
     // Warps along N per block (the rest split the block's K range). Larger M: warps sharing a K range
@@ -693,7 +735,7 @@ MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, lo
     // Split K so the grid fills the resident slots in one wave (a second, partial wave would
     // double the time of the SMs that run it), each warp keeping >= 2 super-chunks, and the fp32
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
-    const int per_sm = resident_blocks(p, bits, dt);
+    const int per_sm = resident_blocks(p, bits, dt, in_scale);
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
     waves = (blocks + slots - 1) / slots;
     long long ks = std::max<long long>(1, slots / blocks);
@@ -707,16 +749,16 @@ MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, lo
 }
 }  // namespace
 
-MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt) {
+MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt, bool in_scale) {
     long long waves = 0, waves2 = 0;
-    const MmaPlan p = plan_at(nt_of(M), M, N, K, bits, num_sms, dt, waves);
+    const MmaPlan p = plan_at(nt_of(M), M, N, K, bits, num_sms, dt, in_scale, waves);
     if (p.nt != 4 || env_knob("QUANTDLLM_MMA_MAX_NT", {4})) return p;
     // M = 17-64: 16-token tiles whenever they take no more waves than 32-token ones. They read each
     // code twice (the second time mostly from L2) but skip the K split and its serial tail, and
     // hold 4 blocks per SM where NT = 4 holds 2-3. H200, w4 / w2 (µs, NT = 4 -> 2): (4096, 12288)
     // M = 32 41.9 -> 34.8 / 38.4 -> 32.6, w2 M = 64 71.0 -> 58.8; (4096, 4096) M = 32 31.5 -> 23.7,
     // M = 64 31.5 -> 26.7. (4096, 12288) w4 M = 64 takes 2 waves at NT = 2 and lost: 49.2 -> 61.8.
-    const MmaPlan q = plan_at(2, M, N, K, bits, num_sms, dt, waves2);
+    const MmaPlan q = plan_at(2, M, N, K, bits, num_sms, dt, in_scale, waves2);
     return waves2 <= waves ? q : p;
 }
 
@@ -727,10 +769,12 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
     const dim3 grid(p.grid_x, p.grid_y, p.ksplit);
     cudaError_t err = cudaErrorInvalidValue;
-    with_kernel(a.x_dtype, a.bits, p.nt, [&](auto kernel) {
+    MmaArgs args = a;
+    args.group_mask = a.group_shift >= 31 ? 0x7FFFFFFF : (1 << a.group_shift) - 1;
+    with_kernel(a.x_dtype, a.bits, p.nt, a.in_scale != nullptr, [&](auto kernel) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));  // rings of NT >= 2 pass 48 KB
         if (err != cudaSuccess) return;
-        kernel<<<grid, kThreads, smem_bytes(p, a.bits), stream>>>(a, p.wn, p.ksplit);
+        kernel<<<grid, kThreads, smem_bytes(p, a.bits), stream>>>(args, p.wn, p.ksplit);
         err = cudaGetLastError();
     });
     return err;

@@ -269,7 +269,7 @@ at::Tensor lut_mma(const at::Tensor& x, const at::Tensor& codes, const at::Tenso
     int sms = 0;
     TORCH_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, codes.get_device()) == cudaSuccess,
                 "cudaDeviceGetAttribute failed");
-    const MmaPlan plan = mma_plan(a.M, a.N, a.K, a.bits, sms, a.x_dtype);
+    const MmaPlan plan = mma_plan(a.M, a.N, a.K, a.bits, sms, a.x_dtype, a.in_scale != nullptr);
     at::Tensor ws;
     if (plan.ksplit > 1) {
         check_on(semaphores, codes, "semaphores");

@@ -31,9 +31,10 @@ def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None):
 @pytest.mark.parametrize("bits", [2, 3, 4])
 @pytest.mark.parametrize("group_size", [64, 128, 256, None])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_matches_reference(bits, group_size, dtype, gen):
+@pytest.mark.parametrize("in_scale", [False, True])  # M <= 8 runs a separate kernel without in_scale
+def test_matches_reference(bits, group_size, dtype, in_scale, gen):
     N, K = 77, 1280 if group_size == 256 else 640  # rows padded to 96; 640: not a multiple of the 3-bit super-chunk
-    qw = rtn(N, K, bits, group_size, dtype, gen, in_scale=bits == 3)
+    qw = rtn(N, K, bits, group_size, dtype, gen, in_scale=in_scale)
     mw = cb.mma_pack(qw, dtype)
     assert mw is not None
     bias = torch.randn(N, generator=gen).to(dtype).cuda()
