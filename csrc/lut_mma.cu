@@ -367,11 +367,12 @@ __device__ __forceinline__ int token_bucket(const MmaArgs& a, const BucketLoads&
 // (4-bit / 2-bit on sm_90: NT = 1 5 / 4, NT = 2 5 / 4, NT = 4 3 / 2; left alone, ptxas took 153
 // registers for 2-bit NT = 1, 3 blocks). 3-bit (codes-only ring, x and scales in registers) keeps
 // main's 3 blocks at NT <= 2 (<= 168 registers) and 2 at NT = 4, but with in_scale at NT = 1 it
-// needs 186 (168 spilled 44 bytes) and gets 2.
+// needs 186 (168 spilled 44 bytes) and gets 2; 2-bit NT = 1 with in_scale gets 3 (128 spilled).
 template <int BITS, int NT, bool IS>
 constexpr int kMinBlocks = NT == 4 ? (BITS == 4 ? 3 : 2)
                          : BITS == 3 ? (NT == 1 && IS ? 2 : 3)
-                         : (BITS == 4 && NT == 1 && !IS) ? 5 : 4;
+                         : NT == 1 && IS ? (BITS == 4 ? 4 : 3)
+                         : (BITS == 4 && NT == 1) ? 5 : 4;
 
 template <typename T, int BITS, int NT, bool IS>
 __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
@@ -384,8 +385,13 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     const int wn = warp % wn_count, wk = warp / wn_count;
     const int rows = wn_count * kMT * 16, toks = NT * 8;
     const int tiles = (a.N + 31) / 32 * 2;
-    const int tile0 = (blockIdx.x * wn_count + wn) * kMT;
-    const int m0 = blockIdx.y * toks;
+    // One grid dimension, token tiles fastest: the blocks that read the same codes for different
+    // tokens run side by side, so the codes come from DRAM once and from L2 after (row blocks first
+    // streamed a weight larger than L2 once per token tile: the LM head at M = 64).
+    const int token_tiles = (a.M + toks - 1) / toks;
+    const int rb = blockIdx.x / token_tiles, tb = blockIdx.x - rb * token_tiles;
+    const int tile0 = (rb * wn_count + wn) * kMT;
+    const int m0 = tb * toks;
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     // K: blocks split it (grid.z), then the block's warps take contiguous runs of super-chunks.
     const int per = (U + ksplit - 1) / ksplit;
@@ -577,7 +583,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
                 red[(wk * rows + r) * tp + jn * 8 + 2 * q + (e & 1)] = acc[i][jn][e];
             }
     __syncthreads();
-    const int n0 = blockIdx.x * rows;
+    const int n0 = rb * rows;
     T* y = static_cast<T*>(a.y);
     // kB outputs at a time, their timestep-row loads issued together ahead of the first store (one
     // per output waited a dependent L2 round trip each: 8-16 per thread at NT = 2-4). v3's batch of
@@ -614,7 +620,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        int* sem = a.semaphores + blockIdx.y * gridDim.x + blockIdx.x;
+        int* sem = a.semaphores + blockIdx.x;
         last = atomicAdd(sem, 1) == ksplit - 1;
         if (last) atomicExch(sem, 0);  // every other split has arrived: ready for the next launch
     }
@@ -767,7 +773,7 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     if (a.bits < 2 || a.bits > 4 || p.wn < 1 || kWarps % p.wn || p.wk != kWarps / p.wn) return cudaErrorInvalidValue;
     if (p.ksplit > 1 && (!a.workspace || !a.semaphores)) return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
-    const dim3 grid(p.grid_x, p.grid_y, p.ksplit);
+    const dim3 grid(p.grid_x * p.grid_y, 1, p.ksplit);  // token tiles fastest (kernel)
     cudaError_t err = cudaErrorInvalidValue;
     MmaArgs args = a;
     args.group_mask = a.group_shift >= 31 ? 0x7FFFFFFF : (1 << a.group_shift) - 1;
