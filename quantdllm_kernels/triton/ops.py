@@ -216,14 +216,13 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
         nc, cat_args = 0, (dummy, dummy, dummy, 0, 0, 0, 0, 0, 0)
     grid = (nc + nk, nn)
     lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, scale,
-                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size, wt.stride(0),
-                             wt.stride(1), *cat_args,
+                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size, *cat_args,
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1,
                              LUT_MODE=_kernel_mode(tw, cfg.get("LUT_SELECT", False)), HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
                              BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts,
                              EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=tw.N % cfg["BLOCK_N"] == 0,
-                             HAS_XCAT=cat is not None, CAT_BLOCK=cat_block)
+                             HAS_XCAT=cat is not None, CAT_BLOCK=cat_block, ROWS_NK=rows_nk)
     return wt
 
 
