@@ -395,7 +395,7 @@ def _dequant_program(kt, wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, l
         tl.store(wt_ptr + offs_n[:, None].to(tl.int64) * K + offs_k[None, :], tl.trans(w).to(wt_ptr.dtype.element_ty),
                  mask=mask_n[:, None] & (offs_k[None, :] < K))
     else:
-        tl.store(wt_ptr + offs_k[:, None].to(tl.int64) * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),
+        tl.store(wt_ptr + offs_k[:, None] * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),
                  mask=(offs_k[:, None] < K) & mask_n[None, :])
 
 
