@@ -155,8 +155,12 @@ def test_dequant_then_matmul_path(fmt, bits, gen):
     qw = random_qweight(72, 160, bits=bits, lut_kind=kind, group_size=32, in_scale=True, generator=gen, **extra)
     qw = (_affine_codebook(qw) if fmt == 0 else qw).to(DEV)
     tw = pack_for(qw)
-    wt = dequantize_t(tw, torch.float32, dict(BLOCK_N=32, BLOCK_K=32, num_warps=1))
-    assert torch.allclose(wt.double(), dequantize(qw, torch.float64).T, rtol=1e-6, atol=1e-7)
+    ref_w = dequantize(qw, torch.float64).T
+    for dt, rtol in ((torch.float32, 1e-6), (torch.float16, 2e-3)):
+        for rows_nk in (False, True):  # W^T stored as (K, N), or as W (N, K) returned transposed
+            wt = dequantize_t(tw, dt, dict(BLOCK_N=32, BLOCK_K=32, num_warps=1), rows_nk=rows_nk)
+            assert wt.shape == (160, 72) and wt.is_contiguous() != rows_nk and wt.t().is_contiguous() == rows_nk
+            assert torch.allclose(wt.double(), ref_w, rtol=rtol, atol=rtol * 1e-1), (dt, rows_nk)
     x = torch.randn(70, 160, generator=gen).half().to(DEV)
     bias = torch.randn(72, generator=gen).half().to(DEV)
     cfg = dict(DEQUANT=1, BLOCK_N=32, BLOCK_K=32, SPLIT_K=1, num_warps=1, num_stages=1)

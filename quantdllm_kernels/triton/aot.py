@@ -76,7 +76,8 @@ VARIANTS: List[Tuple[str, int, int, bool, str]] = [
 # further instantiations, (label, kernel, constexprs, activation dtype): the dequant launch that
 # also writes [x, onehot] (per-row timestep bias at large M), one
 # timestep for the whole launch with LUT sets (VARIANTS' fused ones have per-row t), the affine
-# GEMV's word-row form, whole K / N tiles (EVEN_K / EVEN_N: no masks), and the table select tree
+# GEMV's word-row form, whole K / N tiles (EVEN_K / EVEN_N: no masks), the table select tree, and
+# the dequant's W (N, K) store (ROWS_NK)
 AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
     ("gemm_one_t_lut_sets", "lut_gemm_kernel",
      dict(variant_consts("lut_gemm_kernel", 4, AFFINE, True), TS_PER_ROW=False), "*fp16"),
@@ -92,6 +93,10 @@ AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
      "*fp16"),
     ("dequant_onehot_cat", "lut_dequant_kernel",
      dict(variant_consts("lut_dequant_kernel", 4, AFFINE, False), HAS_XCAT=True, CAT_BLOCK=1024), "*fp16"),
+    ("dequant_rows_nk", "lut_dequant_kernel", dict(variant_consts("lut_dequant_kernel", 4, AFFINE, False), ROWS_NK=True),
+     "*fp16"),
+    ("dequant_rows_nk_binary", "lut_dequant_kernel",
+     dict(variant_consts("lut_dequant_kernel", 3, BINARY, True), ROWS_NK=True), "*bf16"),
 ]
 
 

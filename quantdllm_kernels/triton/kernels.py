@@ -376,8 +376,10 @@ def _dequant_program(kt, wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, l
                      SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
                      BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                      HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
-                     BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr):
-    """The (BLOCK_K, BLOCK_N) tile (kt, program_id(1)) of W^T."""
+                     BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
+                     ROWS_NK: tl.constexpr):
+    """The (BLOCK_K, BLOCK_N) tile (kt, program_id(1)) of W^T, stored as W^T (K, N) or, ROWS_NK,
+    transposed into W (N, K)."""
     if HAS_TS_LUTS:
         b = tl.max(_buckets(ts_t_ptr, ts_bounds_ptr, tl.arange(0, 1), 1, NB, False), axis=0)
         scale_ptr, zero_ptr, lut_ptr = _bucket_slots(scale_ptr, zero_ptr, lut_ptr, b, SB_SCALE, SB_ZERO, SB_LUT)
@@ -389,8 +391,12 @@ def _dequant_program(kt, wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, l
                       GROUP_SIZE, BITS, B0, B1, LUT_MODE, HAS_ZERO, BLOCK_K, BLOCK_N, EVEN_K)
     if HAS_IN_SCALE:
         w = w * tl.load(ins_ptr + offs_k, mask=offs_k < K, other=0.0)[:, None]
-    tl.store(wt_ptr + offs_k[:, None] * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),
-             mask=(offs_k[:, None] < K) & mask_n[None, :])
+    if ROWS_NK:  # W (N, K): the tile transposed, k fastest in registers and in memory
+        tl.store(wt_ptr + offs_n[:, None].to(tl.int64) * K + offs_k[None, :], tl.trans(w).to(wt_ptr.dtype.element_ty),
+                 mask=mask_n[:, None] & (offs_k[None, :] < K))
+    else:
+        tl.store(wt_ptr + offs_k[:, None] * N + offs_n[None, :], w.to(wt_ptr.dtype.element_ty),
+                 mask=(offs_k[:, None] < K) & mask_n[None, :])
 
 
 @triton.jit
@@ -400,13 +406,16 @@ def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut
                        BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                        HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
                        BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False, EVEN_K: tl.constexpr = False,
-                       EVEN_N: tl.constexpr = False, HAS_XCAT: tl.constexpr = False, CAT_BLOCK: tl.constexpr = 1024):
-    """W^T (K, N) in wt's dtype, in_scale folded in: for large M, one pass over the codes and then
+                       EVEN_N: tl.constexpr = False, HAS_XCAT: tl.constexpr = False, CAT_BLOCK: tl.constexpr = 1024,
+                       ROWS_NK: tl.constexpr = False):
+    """W^T (K, N) in wt's dtype -- or, ROWS_NK, W (N, K), the orientation cuBLAS runs fastest
+    (F.linear's) -- in_scale folded in: for large M, one pass over the codes and then
     cuBLAS beats a fused kernel whose dequant is repeated for every M tile. HAS_TS_LUTS: the LUT
     set of t[0]'s bucket (one timestep for the launch; per-row timesteps take the GEMM kernel).
     HAS_XCAT (per-row timestep bias): the first NC programs of each grid row write BLOCK-element
     pieces of xa = [x, onehot(bucket)] and W^T's rows K.. (``_onehot_cat_piece``, piece
-    pid0 * grid1 + pid1) in this launch, not a second one; the rest dequantize K tile pid0 - NC."""
+    pid0 * grid1 + pid1) in this launch, not a second one; the rest dequantize K tile pid0 - NC.
+    The pieces write W^T's rows K.. as (K + TP, N) rows: HAS_XCAT takes W^T (K, N) only."""
     if HAS_XCAT:
         if tl.program_id(0) < NC:
             _onehot_cat_piece(tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), x_ptr, xa_ptr, ts_t_ptr,
@@ -414,8 +423,10 @@ def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut
         else:
             _dequant_program(tl.program_id(0) - NC, wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr,
                              ts_t_ptr, ts_bounds_ptr, NB, SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE, BITS, B0,
-                             B1, LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N)
+                             B1, LUT_MODE, HAS_ZERO, HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N,
+                             False)
     else:
         _dequant_program(tl.program_id(0), wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr,
-                         ts_bounds_ptr, NB, SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE, BITS, B0, B1, LUT_MODE,
-                         HAS_ZERO, HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N)
+                         ts_bounds_ptr, NB, SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
+                         BITS, B0, B1, LUT_MODE,
+                         HAS_ZERO, HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N, ROWS_NK)
