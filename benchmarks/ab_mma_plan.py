@@ -1,9 +1,12 @@
 """A/B of lut_mma launch plans through the benchmark knobs (QUANTDLLM_MMA_WN, QUANTDLLM_MMA_KSPLIT,
 QUANTDLLM_MMA_MAX_NT), interleaved per (shape, M, bits) so clock drift hits every plan alike.
-Timing as bench_kernels.py: median µs, L2 flushed, best of eager and graph replay. Each plan is
-also run with a per-row timestep bias table (T = 8), the issue-5 overhead under that plan.
+Timing as bench_kernels.py: median µs, L2 flushed, best of eager and graph replay; or, with
+--rotating, as bench_rotating.py (weight copies rotated inside one CUDA graph, no flush: small M,
+where the flush's write-back weighs most). Each plan is also run with a per-row timestep bias table
+(T = 8), the issue-5 overhead under that plan (--no-ts skips it).
 
     python benchmarks/ab_mma_plan.py --out DIR [--shapes 4096x12288 4096x4096] [--ms 16 32 64]
+    python benchmarks/ab_mma_plan.py --out DIR --ms 1 8 --rotating --no-ts --plans default wn2 ks2 ks3 ks4
 """
 import argparse
 import datetime
@@ -14,11 +17,16 @@ import torch
 
 import quantdllm_kernels as qd
 from bench_kernels import measure_bandwidth, time_fn, with_tables
+from bench_rotating import graph_us
 
 # name -> the knobs it sets; "default" sets none (mma_plan's own rule)
 PLANS = {"default": {}, "nt4": {"QUANTDLLM_MMA_MAX_NT": "4"}, "nt2": {"QUANTDLLM_MMA_MAX_NT": "2"},
          "wn4": {"QUANTDLLM_MMA_WN": "4"}, "wn4-ks4": {"QUANTDLLM_MMA_WN": "4", "QUANTDLLM_MMA_KSPLIT": "4"},
-         "wn2-ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}}
+         "wn2-ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}, "wn2": {"QUANTDLLM_MMA_WN": "2"},
+         "ks2": {"QUANTDLLM_MMA_KSPLIT": "2"}, "ks3": {"QUANTDLLM_MMA_KSPLIT": "3"},
+         "wn1-ks4": {"QUANTDLLM_MMA_WN": "1", "QUANTDLLM_MMA_KSPLIT": "4"},
+         "wn2-ks2": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "2"},
+         "wn2-ks3": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "3"}}
 KNOBS = ("QUANTDLLM_MMA_WN", "QUANTDLLM_MMA_KSPLIT", "QUANTDLLM_MMA_MAX_NT")
 
 
@@ -27,7 +35,10 @@ def main():
     ap.add_argument("--shapes", nargs="*", default=["4096x12288", "4096x4096"], help="KxN")
     ap.add_argument("--ms", nargs="*", type=int, default=[16, 32, 64])
     ap.add_argument("--bits", nargs="*", type=int, default=[4, 2])
-    ap.add_argument("--plans", nargs="*", default=list(PLANS), choices=list(PLANS))
+    ap.add_argument("--plans", nargs="*", default=["default", "nt4", "nt2", "wn4", "wn4-ks4", "wn2-ks4"],
+                    choices=list(PLANS))
+    ap.add_argument("--rotating", action="store_true", help="rotate weight copies in one graph, no flush")
+    ap.add_argument("--no-ts", action="store_true", help="skip the timestep-table run of each plan")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
     bw = measure_bandwidth()
@@ -35,10 +46,12 @@ def main():
     rows = []
     for shape in a.shapes:
         K, N = map(int, shape.split("x"))
-        W = torch.randn(N, K, generator=gen).half()
+        copies = max(8, -(-160 * 2**20 // (N * K // 2))) if a.rotating else 1  # >= 160 MB: well past L2
+        Ws = [torch.randn(N, K, generator=gen).half() for _ in range(copies)]
         for bits in a.bits:
-            qw = qd.quantize_weight(W, bits=bits, group_size=128, method="rtn").to("cuda")
-            qts = with_tables(qw, "ts")
+            qws = [qd.quantize_weight(W, bits=bits, group_size=128, method="rtn").to("cuda") for W in Ws]
+            qw = qws[0]
+            qts = None if a.no_ts else with_tables(qw, "ts")
             for M in a.ms:
                 x = torch.randn(M, K, generator=gen).half().cuda()
                 t = torch.rand(M, generator=gen).cuda()
@@ -46,10 +59,14 @@ def main():
                     for k in KNOBS:
                         os.environ.pop(k, None)
                     os.environ.update(PLANS[plan])
-                    plain = time_fn(lambda: qd.lut_matmul(x, qw, backend="cuda"))["us"]
-                    ts = time_fn(lambda: qd.lut_matmul(x, qts, timestep=t, backend="cuda"))["us"]
+                    if a.rotating:
+                        plain = graph_us([lambda q=q: qd.lut_matmul(x, q, backend="cuda") for q in qws])
+                    else:
+                        plain = time_fn(lambda: qd.lut_matmul(x, qw, backend="cuda"))["us"]
+                    ts = plain if a.no_ts else time_fn(lambda: qd.lut_matmul(x, qts, timestep=t, backend="cuda"))["us"]
                     roof = (qw.nbytes + 2 * M * (K + N)) / bw * 1e6
-                    rows.append({"K": K, "N": N, "M": M, "bits": bits, "plan": plan, "us": plain, "ts_us": ts,
+                    rows.append({"K": K, "N": N, "M": M, "bits": bits, "plan": plan, "us": plain,
+                                 "timing": "rotating" if a.rotating else "flushed", "ts_us": None if a.no_ts else ts,
                                  "ts_overhead_pct": 100 * (ts / plain - 1), "pct_hbm": 100 * roof / plain})
                     print(f"{K}x{N} M={M:4d} w{bits} {plan:8s} {plain:7.1f} us  +ts {ts:7.1f} us "
                           f"({100 * (ts / plain - 1):+5.1f}%)  {100 * roof / plain:5.1f}% HBM", flush=True)
