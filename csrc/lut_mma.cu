@@ -773,6 +773,7 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     if (a.bits < 2 || a.bits > 4 || p.wn < 1 || kWarps % p.wn || p.wk != kWarps / p.wn) return cudaErrorInvalidValue;
     if (p.ksplit > 1 && (!a.workspace || !a.semaphores)) return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
+    if (static_cast<long long>(p.grid_x) * p.grid_y > 0x7FFFFFFF || p.ksplit > 65535) return cudaErrorInvalidValue;
     const dim3 grid(p.grid_x * p.grid_y, 1, p.ksplit);  // token tiles fastest (kernel)
     cudaError_t err = cudaErrorInvalidValue;
     MmaArgs args = a;
