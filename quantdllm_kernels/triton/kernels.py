@@ -5,9 +5,10 @@
   other modes: word rows peeled code by code); split-K over programs.
 * ``lut_gemm_kernel``: tiles of (BLOCK_M x BLOCK_N), dequantized (BLOCK_K x BLOCK_N) weight tile
   fed to ``tl.dot`` with fp32 accumulation; optional split-K for small M.
-* ``lut_dequant_kernel``: W^T once into a scratch buffer, for cuBLAS at large M (the tuner
-  picks it only where it measures faster); per-row timestep bias rides in the same GEMM as more
-  K columns, written by extra programs of the same launch (``HAS_XCAT``).
+* ``lut_dequant_kernel``: W once into a scratch buffer, as W (N, K) (``ROWS_NK``, the orientation
+  cuBLAS runs fastest) or W^T (K, N), for cuBLAS at large M (the tuner picks it only where it
+  measures faster); per-row timestep bias rides in the same GEMM as more K columns of W^T, written
+  by extra programs of the same launch (``HAS_XCAT``).
 
 A K tile never spans two groups: BLOCK_K divides group_size (or the weight has one group).
 Split-K programs ``atomic_add`` fp32 partial sums into a zeroed fp32 buffer (the first K slice

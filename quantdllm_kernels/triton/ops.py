@@ -40,7 +40,7 @@ GEMM_CONFIGS = [
     # small M without split-K: no zeroed fp32 buffer and no cast launch (see GEMV_CONFIGS)
     (16, 64, 128, 1, 4, 4), (16, 32, 128, 1, 2, 4),
 ]
-# dequantize W^T once, then cuBLAS: (BLOCK_N, BLOCK_K, num_warps); offered for M > DEQUANT_MIN_M
+# dequantize W once (dequantize_t), then cuBLAS: (BLOCK_N, BLOCK_K, num_warps); offered for M > DEQUANT_MIN_M
 DEQUANT_CONFIGS = [(128, 64, 4), (256, 32, 4)]
 DEQUANT_MIN_M = 64
 _INTERPRET_GEMV = (32, 32, 2, 1, 1)
