@@ -97,6 +97,7 @@ struct MmaArgs {
     float* workspace = nullptr;  // (ksplit, M, N) fp32 partial sums when ksplit > 1
     int* semaphores = nullptr;   // >= grid.x * grid.y zeroed ints when ksplit > 1 (left zeroed);
                                  // the plan splits K only when grid.x * grid.y < resident blocks
+    unsigned long long* trace = nullptr;  // 8 stamps per block, read only by a -DQUANTDLLM_MMA_TRACE build
 };
 
 // Launch shape chosen from (M, N, K, bits, SM count, the kernel's occupancy): warps along N (wn) and K (wk) in a block of

@@ -374,11 +374,40 @@ constexpr int kMinBlocks = NT == 4 ? (BITS == 4 ? 3 : 2)
                          : NT == 1 && IS ? (BITS == 4 ? 4 : 3)
                          : (BITS == 4 && NT == 1) ? 5 : 4;
 
+// Phase stamps for benchmarks/debug/mma_phases.cu, in a build with -DQUANTDLLM_MMA_TRACE only: thread 0
+// of each block writes 8 values to a.trace[(blockIdx.z * gridDim.x + blockIdx.x) * 8 + slot]:
+// 0 globaltimer at entry, 1 clock64 at entry, 2 after the ring's first stages are issued, 3 when
+// warp 0's first stage has landed, 4 after the main loop, 5 after y (or the partials) is stored,
+// 6 globaltimer at exit, 7 the SM.
+#ifdef QUANTDLLM_MMA_TRACE
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ unsigned int sm_id() {
+    unsigned int r;
+    asm volatile("mov.u32 %0, %smid;" : "=r"(r));
+    return r;
+}
+#define MMA_TRACE(a, slot, expr)                                                                        \
+    do {                                                                                                \
+        if ((a).trace && threadIdx.x == 0)                                                              \
+            (a).trace[(static_cast<int64_t>(blockIdx.z) * gridDim.x + blockIdx.x) * 8 + (slot)] = (expr); \
+    } while (0)
+#else
+#define MMA_TRACE(a, slot, expr) \
+    do {                         \
+    } while (0)
+#endif
+
 template <typename T, int BITS, int NT, bool IS>
 __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
     using P = Pair<T>;
     using L = Layout<BITS>;
     extern __shared__ float red[];
+    MMA_TRACE(a, 0, global_ns());
+    MMA_TRACE(a, 1, clock64());
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, q = lane & 3;
     const int wk_count = kWarps / wn_count;
@@ -446,6 +475,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
         }
         cp_async_commit();
         cp_async_wait<S - 1>();  // this iteration's stage has landed
+        if (u == u_begin) MMA_TRACE(a, 3, clock64());
         uint32_t cw[kMT][L::kWords];
         read_codes<BITS, NT>(ring, stage, cw);
 #pragma unroll
@@ -547,6 +577,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
             cp_async_commit();
         }
     }
+    MMA_TRACE(a, 2, clock64());
     // After the ring's first stages are issued, so the bucket's loads and compares overlap their
     // arrival (computed before them, SASS showed 1 + 16 LDG and their compares ahead of the first
     // LDGSTS). Measured (H200, fifth session): this, a block-wide table behind a barrier with each
@@ -568,6 +599,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     }
     cp_async_wait<0>();
     __syncthreads();  // the ring is reused for the reduction below
+    MMA_TRACE(a, 4, clock64());
 
     // warps -> shared tile [wk][row][tok] (padded), summed over wk below
     const int tp = toks + 1;
@@ -614,6 +646,9 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
             else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
         }
     }
+    MMA_TRACE(a, 5, clock64());
+    MMA_TRACE(a, 6, global_ns());
+    MMA_TRACE(a, 7, sm_id());
     if (ksplit == 1) return;
 
     int& last = *reinterpret_cast<int*>(red + wk_count * rows * tp);  // past the reduction tile (smem_bytes)
@@ -636,6 +671,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
         for (int z = 0; z < ksplit; ++z) v += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
         y[o] = dev::from_f<T>(v);  // bias terms came with slice 0
     }
+    MMA_TRACE(a, 6, global_ns());  // the last block of a tile: its reduction's end
 }
 
 // Token tiles per block: 8 * nt tokens, nt <= 4; more M runs more grid.y tiles. One 64-token tile

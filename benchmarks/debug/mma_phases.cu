@@ -1,0 +1,144 @@
+// Where a lut_mma launch spends its time at small M, without torch: R weight copies run back to back
+// on one stream (rotating past L2, as bench_rotating.py does), and in a second pass every block
+// stamps its phases (csrc/lut_mma.cu, QUANTDLLM_MMA_TRACE). Prints the plan, the time per launch
+// from events, and per launch (medians over launches): the span from the first block's entry to the
+// last block's exit, the gap before the next launch's first block, the spread of block entries, and
+// the median block's phases -- prologue, first stage's wait, main loop, epilogue -- in µs at the SM
+// clock the stamps themselves measure. Code and scale values are arbitrary: the timing does not
+// depend on them.
+//
+//   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE --expt-relaxed-constexpr -arch=sm_90a \
+//        benchmarks/debug/mma_phases.cu csrc/lut_mma.cu csrc/lut_common.cu -o /tmp/mma_phases
+//   /tmp/mma_phases [K=4096] [N=12288] [M=1] [bits=4]
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "lut_kernels.h"
+
+using namespace quantdllm;
+
+#define CK(x)                                                                              \
+    do {                                                                                   \
+        cudaError_t e_ = (x);                                                              \
+        if (e_ != cudaSuccess) {                                                           \
+            std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            std::exit(1);                                                                  \
+        }                                                                                  \
+    } while (0)
+
+static double median(std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+int main(int argc, char** argv) {
+    const int K = argc > 1 ? std::atoi(argv[1]) : 4096, N = argc > 2 ? std::atoi(argv[2]) : 12288;
+    const int M = argc > 3 ? std::atoi(argv[3]) : 1, bits = argc > 4 ? std::atoi(argv[4]) : 4;
+    const int sk = mma_super_k(bits);
+    const int Np = (N + 31) / 32 * 32, Kp = (K + sk - 1) / sk * sk, tiles = Np / 16, U = Kp / sk;
+    const int words = bits * (sk / 64), groups = K >> 7;
+    const size_t code_n = static_cast<size_t>(tiles) * U * 32 * words, sz_n = static_cast<size_t>(tiles) * groups * 32;
+    const size_t bytes = code_n * 4 + sz_n * 2;
+    const int R = std::max<int>(8, static_cast<int>((160ull << 20) / bytes + 1));  // >= 160 MB: past L2
+    int sms = 0;
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    const MmaPlan p = mma_plan(M, N, K, bits, sms, DType::F16, false);
+    const size_t blocks = static_cast<size_t>(p.grid_x) * p.grid_y * p.ksplit;
+    std::printf("K %d N %d M %d bits %d: %zu MB per copy, %d copies; plan nt %d wn %d ksplit %d, %zu blocks on %d SMs\n",
+                K, N, M, bits, bytes >> 20, R, p.nt, p.wn, p.ksplit, blocks, sms);
+
+    std::vector<int32_t*> codes(R);
+    std::vector<void*> sz(R);
+    for (int r = 0; r < R; ++r) {
+        CK(cudaMalloc(&codes[r], code_n * 4));
+        CK(cudaMalloc(&sz[r], sz_n * 2));
+        CK(cudaMemset(codes[r], 0x5A, code_n * 4));
+        CK(cudaMemset(sz[r], 0x3C, sz_n * 2));  // 0x3C3C: fp16 1.06
+    }
+    void *x, *y;
+    float* ws;
+    int* sem;
+    unsigned long long* trace;
+    CK(cudaMalloc(&x, static_cast<size_t>(M) * K * 2));
+    CK(cudaMemset(x, 0x3C, static_cast<size_t>(M) * K * 2));
+    CK(cudaMalloc(&y, static_cast<size_t>(M) * N * 2));
+    CK(cudaMalloc(&ws, static_cast<size_t>(p.ksplit) * M * N * 4));
+    CK(cudaMalloc(&sem, static_cast<size_t>(p.grid_x) * p.grid_y * 4));
+    CK(cudaMemset(sem, 0, static_cast<size_t>(p.grid_x) * p.grid_y * 4));
+    CK(cudaMalloc(&trace, R * blocks * 8 * sizeof(unsigned long long)));
+    CK(cudaMemset(trace, 0, R * blocks * 8 * sizeof(unsigned long long)));
+
+    MmaArgs a;
+    a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
+    a.x = x; a.x_dtype = DType::F16; a.M = M; a.y = y; a.workspace = ws; a.semaphores = sem;
+    auto launch = [&](int r, bool traced) {
+        a.codes = codes[r];
+        a.sz = sz[r];
+        a.trace = traced ? trace + r * blocks * 8 : nullptr;
+        CK(launch_lut_mma(a, p, 0));
+    };
+    for (int r = 0; r < R; ++r) launch(r, false);
+    CK(cudaDeviceSynchronize());
+
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<double> per;
+    for (int rep = 0; rep < 20; ++rep) {
+        CK(cudaEventRecord(e0));
+        for (int r = 0; r < R; ++r) launch(r, false);
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        float ms = 0.f;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        per.push_back(1e3 * ms / R);
+    }
+    std::printf("untraced, back to back (eager launches): %.2f us per launch (median of 20 x %d)\n", median(per), R);
+
+    for (int r = 0; r < R; ++r) launch(r, true);
+    CK(cudaDeviceSynchronize());
+    std::vector<unsigned long long> h(R * blocks * 8);
+    CK(cudaMemcpy(h.data(), trace, h.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
+
+    std::vector<double> span, gap, spread, pro, first, loop, epi, ghz;
+    std::vector<unsigned long long> start(R, ~0ull), end(R, 0);
+    for (int r = 0; r < R; ++r) {
+        std::vector<double> b_pro, b_first, b_loop, b_epi;
+        for (size_t b = 0; b < blocks; ++b) {
+            const unsigned long long* s = &h[(r * blocks + b) * 8];
+            if (!s[0]) continue;
+            start[r] = std::min(start[r], s[0]);
+            end[r] = std::max(end[r], s[6]);
+            if (s[6] > s[0] && s[5] > s[1]) ghz.push_back(static_cast<double>(s[5] - s[1]) / (s[6] - s[0]));
+            b_pro.push_back(static_cast<double>(s[2] - s[1]));
+            if (s[3]) {
+                b_first.push_back(static_cast<double>(s[3] - s[2]));
+                b_loop.push_back(static_cast<double>(s[4] - s[3]));
+            }
+            b_epi.push_back(static_cast<double>(s[5] - s[4]));
+        }
+        pro.push_back(median(b_pro));
+        first.push_back(median(b_first));
+        loop.push_back(median(b_loop));
+        epi.push_back(median(b_epi));
+        double last_entry = 0;
+        for (size_t b = 0; b < blocks; ++b) {
+            const unsigned long long* s = &h[(r * blocks + b) * 8];
+            if (s[0]) last_entry = std::max(last_entry, static_cast<double>(s[0] - start[r]));
+        }
+        spread.push_back(last_entry * 1e-3);
+        span.push_back((end[r] - start[r]) * 1e-3);
+        if (r > 0) gap.push_back((static_cast<double>(start[r]) - static_cast<double>(end[r - 1])) * 1e-3);
+    }
+    const double f = median(ghz);  // cycles per ns = GHz
+    const double us = 1e-3 / (f > 0 ? f : 1.0);
+    std::printf("traced: SM clock %.2f GHz from the stamps\n", f);
+    std::printf("per launch (median over %d): span %.2f us, gap before the next %.2f us, block entries spread %.2f us\n",
+                R, median(span), median(gap), median(spread));
+    std::printf("median block: prologue %.2f us, first stage wait %.2f us, main loop %.2f us, epilogue %.2f us\n",
+                median(pro) * us, median(first) * us, median(loop) * us, median(epi) * us);
+    return 0;
+}
