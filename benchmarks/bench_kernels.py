@@ -23,12 +23,13 @@ import torch.nn.functional as F
 
 SHAPES = [(4096, 4096), (4096, 12288), (12288, 4096), (4096, 126464)]  # (K, N), LLaDA-8B
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
-# our series: "<backend>-w<bits>-<method>[+ts|+tslut]" -- rtn gives the affine `scaled` kind, binary
-# the any-order kind, kmeans the `table` kind; +ts adds timestep bias tables (per-row t), +tslut
-# per-bucket LUT sets (scalar t): their overhead is the fused lookup's cost (issue 5).
+# our series: "<backend>-w<bits>-<method>[+ts|+ts1|+tslut]" -- rtn gives the affine `scaled` kind, binary
+# the any-order kind, kmeans the `table` kind; +ts adds timestep bias tables (per-row t), +ts1 the
+# same tables with one scalar t, +tslut per-bucket LUT sets (scalar t): their overhead is the fused
+# lookup's cost (issue 5).
 OURS = ["cuda-w4-rtn", "cuda-w3-rtn", "cuda-w2-rtn", "cuda-w2-binary", "cuda-w4-kmeans",
         "triton-w4-rtn", "triton-w3-rtn", "triton-w2-rtn", "triton-w2-binary", "triton-w2-kmeans"]
-TS_SERIES = ["cuda-w4-rtn+ts", "cuda-w4-rtn+tslut", "triton-w4-rtn+ts"]
+TS_SERIES = ["cuda-w4-rtn+ts", "cuda-w4-rtn+ts1", "cuda-w4-rtn+tslut", "triton-w4-rtn+ts", "triton-w4-rtn+ts1"]
 
 
 def parse_series(label):
@@ -214,7 +215,7 @@ _TS = {}
 
 
 def _timesteps(x, variant):
-    """Per-row timesteps (bias tables) or one scalar (LUT sets), as a persistent device tensor."""
+    """Per-row timesteps (+ts) or one scalar (+ts1, +tslut), as a persistent device tensor."""
     key = (variant, x.shape[0])
     if key not in _TS:
         _TS[key] = torch.rand(x.shape[0], device=x.device) if variant == "ts" else torch.tensor(0.4, device=x.device)

@@ -339,6 +339,36 @@ def test_dequant_launch_writes_x_onehot_and_the_table_rows(M, gen):
         dequantize_t(tw, torch.float16, cfg, (t, bounds, tb), out=wt[:K + 1], cat=(x, xa, tp))
 
 
+@pytest.mark.parametrize("t", [0.0, 0.25, 0.6, 1.0])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_dequant_launch_writes_one_timesteps_bias_row(t, with_bias, dtype, gen):
+    """One timestep (HAS_BIAS_ROW): the dequant launch's last grid row writes table[bucket(t)] + bias
+    into an N-vector (N = 40: a partial column tile), t on a boundary included; W is the plain
+    dequant's; bad buffers and per-row t are rejected."""
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton.ops import dequantize_t
+    K, N, T = 96, 40, 5
+    qw = random_qweight(N, K, bits=4, group_size=32, lut_dtype=dtype, generator=gen).to(DEV)
+    tw = pack_for(qw)
+    bounds = torch.tensor([0.25, 0.5, 0.75, 0.9]).to(DEV)
+    tb = torch.randn(T, N, generator=gen).to(dtype).to(DEV)
+    bias = torch.randn(N, generator=gen).to(dtype).to(DEV) if with_bias else None
+    tt = torch.tensor([t]).to(DEV)
+    bvec = torch.full((N,), float("nan"), dtype=dtype, device=DEV)
+    cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=1)
+    w = dequantize_t(tw, dtype, cfg, (tt, bounds, tb), rows_nk=True, bias_row=(bias, bvec))
+    row = tb[torch.searchsorted(bounds, tt, right=True)].reshape(-1).float()
+    want = row + (bias.float() if with_bias else 0)
+    # one rounding to dtype (the interpreter's fp32 -> bf16 truncates, the GPU's rounds)
+    assert torch.allclose(bvec.float(), want, rtol=2 ** -7 if dtype == torch.bfloat16 else 2 ** -10, atol=0)
+    assert torch.equal(w, dequantize_t(tw, dtype, cfg, rows_nk=True))
+    with pytest.raises(ValueError, match="bvec"):
+        dequantize_t(tw, dtype, cfg, (tt, bounds, tb), rows_nk=True, bias_row=(bias, bvec[:-1]))
+    with pytest.raises(ValueError, match="one timestep"):
+        dequantize_t(tw, dtype, cfg, (tt.repeat(3), bounds, tb), rows_nk=True, bias_row=(bias, bvec))
+
+
 _TS_CFGS = [
     None,                                                                              # default path for M
     dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, SPLIT_K=2, num_warps=1, num_stages=1),   # GEMM, split-K

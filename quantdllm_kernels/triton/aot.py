@@ -77,7 +77,7 @@ VARIANTS: List[Tuple[str, int, int, bool, str]] = [
 # also writes [x, onehot] (per-row timestep bias at large M), one
 # timestep for the whole launch with LUT sets (VARIANTS' fused ones have per-row t), the affine
 # GEMV's word-row form, whole K / N tiles (EVEN_K / EVEN_N: no masks), the table select tree, and
-# the dequant's W (N, K) store (ROWS_NK)
+# the dequant's W (N, K) store (ROWS_NK), one timestep's bias row gathered in the dequant launch
 AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
     ("gemm_one_t_lut_sets", "lut_gemm_kernel",
      dict(variant_consts("lut_gemm_kernel", 4, AFFINE, True), TS_PER_ROW=False), "*fp16"),
@@ -97,6 +97,9 @@ AUX_KERNELS: List[Tuple[str, str, Dict[str, object], str]] = [
      "*fp16"),
     ("dequant_rows_nk_binary", "lut_dequant_kernel",
      dict(variant_consts("lut_dequant_kernel", 3, BINARY, True), ROWS_NK=True), "*bf16"),
+    ("dequant_bias_row", "lut_dequant_kernel",
+     dict(variant_consts("lut_dequant_kernel", 4, AFFINE, False), ROWS_NK=True, HAS_BIAS_ROW=True, HAS_BIAS=True),
+     "*fp16"),
 ]
 
 

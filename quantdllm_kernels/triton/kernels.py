@@ -401,14 +401,30 @@ def _dequant_program(kt, wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, l
 
 
 @triton.jit
+def _bias_row_program(pid_n, t_ptr, bounds_ptr, NB, tb_ptr, bias_ptr, bvec_ptr, N, HAS_BIAS: tl.constexpr,
+                      BLOCK_N: tl.constexpr):
+    """Columns pid_n of ``bvec = table[bucket(t[0])] (+ bias)``, in fp32 then bvec's dtype: one timestep's
+    bias row for cuBLAS's bias epilogue, gathered in the dequant launch (torch's searchsorted and
+    index_select were two more launches ahead of the GEMM)."""
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = offs_n < N
+    b = tl.max(_buckets(t_ptr, bounds_ptr, tl.arange(0, 1), 1, NB, False), axis=0)
+    v = tl.load(tb_ptr + b.to(tl.int64) * N + offs_n, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        v += tl.load(bias_ptr + offs_n, mask=mask, other=0.0).to(tl.float32)
+    tl.store(bvec_ptr + offs_n, v.to(bvec_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr, ts_bounds_ptr, NB,
                        SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE,
-                       x_ptr, xa_ptr, tb_ptr, M, T, TP, NC, stride_xm, stride_am,
+                       x_ptr, xa_ptr, tb_ptr, M, T, TP, NC, stride_xm, stride_am, bias_ptr, bvec_ptr,
                        BITS: tl.constexpr, B0: tl.constexpr, B1: tl.constexpr, LUT_MODE: tl.constexpr,
                        HAS_ZERO: tl.constexpr, HAS_IN_SCALE: tl.constexpr, BLOCK_N: tl.constexpr,
                        BLOCK_K: tl.constexpr, HAS_TS_LUTS: tl.constexpr = False, EVEN_K: tl.constexpr = False,
                        EVEN_N: tl.constexpr = False, HAS_XCAT: tl.constexpr = False, CAT_BLOCK: tl.constexpr = 1024,
-                       ROWS_NK: tl.constexpr = False):
+                       ROWS_NK: tl.constexpr = False, HAS_BIAS_ROW: tl.constexpr = False,
+                       HAS_BIAS: tl.constexpr = False):
     """W^T (K, N) in wt's dtype -- or, ROWS_NK, W (N, K), the orientation cuBLAS runs fastest
     (F.linear's) -- in_scale folded in: for large M, one pass over the codes and then
     cuBLAS beats a fused kernel whose dequant is repeated for every M tile. HAS_TS_LUTS: the LUT
@@ -416,8 +432,18 @@ def lut_dequant_kernel(wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut
     HAS_XCAT (per-row timestep bias): the first NC programs of each grid row write BLOCK-element
     pieces of xa = [x, onehot(bucket)] and W^T's rows K.. (``_onehot_cat_piece``, piece
     pid0 * grid1 + pid1) in this launch, not a second one; the rest dequantize K tile pid0 - NC.
-    The pieces write W^T's rows K.. as (K + TP, N) rows: HAS_XCAT takes W^T (K, N) only."""
-    if HAS_XCAT:
+    The pieces write W^T's rows K.. as (K + TP, N) rows: HAS_XCAT takes W^T (K, N) only.
+    HAS_BIAS_ROW (one timestep, a bias table): the last grid row writes ``bvec``, the bucket's table
+    row (+ bias when HAS_BIAS), for the GEMM's bias epilogue (``_bias_row_program``)."""
+    if HAS_BIAS_ROW:  # (never with HAS_XCAT)
+        if tl.program_id(0) == tl.num_programs(0) - 1:
+            _bias_row_program(tl.program_id(1), ts_t_ptr, ts_bounds_ptr, NB, tb_ptr, bias_ptr, bvec_ptr, N, HAS_BIAS,
+                              BLOCK_N)
+        else:
+            _dequant_program(tl.program_id(0), wt_ptr, ins_ptr, p0_ptr, p1_ptr, scale_ptr, zero_ptr, lut_ptr, ts_t_ptr,
+                             ts_bounds_ptr, NB, SB_SCALE, SB_ZERO, SB_LUT, N, K, Kp, GROUP_SIZE, BITS, B0, B1, LUT_MODE,
+                             HAS_ZERO, HAS_IN_SCALE, BLOCK_N, BLOCK_K, HAS_TS_LUTS, EVEN_K, EVEN_N, ROWS_NK)
+    elif HAS_XCAT:
         if tl.program_id(0) < NC:
             _onehot_cat_piece(tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), x_ptr, xa_ptr, ts_t_ptr,
                               ts_bounds_ptr, tb_ptr, wt_ptr, M, K, N, NB, T, TP, stride_xm, stride_am, CAT_BLOCK)

@@ -149,8 +149,7 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
         path = "gemm"
     if cfg.get("DEQUANT"):
         if ts is not None and ts[2] is not None and not per_row:   # one timestep: its row joins the bias
-            row = ts[2].index_select(0, torch.searchsorted(ts[1], ts[0], right=True)).reshape(-1)
-            bias = row if bias is None else bias.to(row.dtype) + row
+            return _dequant_then_cublas_bias_row(cfg, x2, tw, bias, out_dtype, ts)
         if per_row and ts[2] is not None:
             return _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts)
         return _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts)
@@ -183,14 +182,17 @@ def _launch(path: str, cfg: dict, x2: torch.Tensor, tw: TritonWeight, bias: Opti
 
 
 def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = None, ts=None,
-                 out: Optional[torch.Tensor] = None, cat=None, rows_nk: bool = False) -> torch.Tensor:
+                 out: Optional[torch.Tensor] = None, cat=None, rows_nk: bool = False,
+                 bias_row=None) -> torch.Tensor:
     """W^T ``(K, N)`` in ``dtype`` (in_scale folded in), from the Triton layout; with ``ts`` (as in
     ``_launch``, one timestep) and per-bucket LUT sets, those of the timestep's bucket. ``out``: a
     contiguous ``(>= K, N)`` buffer whose first K rows receive it. ``cat = (x, xa, tp)`` with per-row
     ``ts`` and a bias table: the same launch also writes ``xa = [x, onehot(bucket(t))]`` (tp columns)
     and the table as ``out``'s rows K..K + tp (zeros past T). ``rows_nk``: stored as W ``(N, K)``
     and returned as its transposed view, so that ``x @ W^T`` is the GEMM F.linear runs (H200,
-    (4096, 12288): cuBLAS 560 vs 607 µs at M = 4096, 141 vs 150 at 1024, against a contiguous W^T)."""
+    (4096, 12288): cuBLAS 560 vs 607 µs at M = 4096, 141 vs 150 at 1024, against a contiguous W^T).
+    ``bias_row = (bias or None, bvec)`` with one timestep and a bias table: the same launch writes
+    ``bvec (N,) = table[bucket(t)] (+ bias)``, for the GEMM's bias epilogue."""
     cfg = cfg or dict(BLOCK_N=128, BLOCK_K=min(64, tw.group_size if tw.groups > 1 else 64), num_warps=4)
     if ts is not None and tw.ts_luts is not None and ts[0].numel() != 1:
         raise ValueError("dequantize_t takes one timestep: per-row timesteps need the fused GEMM")
@@ -214,15 +216,25 @@ def dequantize_t(tw: TritonWeight, dtype: torch.dtype, cfg: Optional[dict] = Non
         cat_args = (x, xa, ts[2], x.shape[0], ts[2].shape[0], tp, nc, x.stride(0), xa.stride(0))
     else:
         nc, cat_args = 0, (dummy, dummy, dummy, 0, 0, 0, 0, 0, 0)
-    grid = (nc + nk, nn)
+    row_args, has_row, has_bias = (dummy, dummy), False, False
+    if bias_row is not None:
+        bias, bvec = bias_row
+        if cat is not None or ts is None or ts[2] is None or ts[0].numel() != 1:
+            raise ValueError("dequantize_t(bias_row=...) needs one timestep with a bias table, and no cat")
+        if bvec.shape != (tw.N,) or not bvec.is_contiguous() or (bias is not None and bias.shape != (tw.N,)):
+            raise ValueError(f"dequantize_t(bias_row=(bias, bvec)): bias and bvec must be ({tw.N},), bvec contiguous")
+        cat_args = (dummy, dummy, ts[2]) + cat_args[3:]
+        row_args, has_row, has_bias = (bias.contiguous() if bias is not None else dummy, bvec), True, bias is not None
+    grid = (nc + nk + has_row, nn)
     lut_dequant_kernel[grid](wt, tw.in_scale if tw.in_scale is not None else dummy, tw.plane0, tw.plane1, scale,
-                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size, *cat_args,
+                             zero, lut, *t_args, *strides, tw.N, tw.K, tw.Kp, tw.group_size, *cat_args, *row_args,
                              BITS=tw.bits, B0=tw.b0, B1=tw.b1,
                              LUT_MODE=_kernel_mode(tw, cfg.get("LUT_SELECT", False)), HAS_ZERO=tw.zero is not None,
                              HAS_IN_SCALE=tw.in_scale is not None, BLOCK_N=cfg["BLOCK_N"],
                              BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"], HAS_TS_LUTS=ts_luts,
                              EVEN_K=_even_k(tw, cfg["BLOCK_K"]), EVEN_N=tw.N % cfg["BLOCK_N"] == 0,
-                             HAS_XCAT=cat is not None, CAT_BLOCK=cat_block, ROWS_NK=rows_nk)
+                             HAS_XCAT=cat is not None, CAT_BLOCK=cat_block, ROWS_NK=rows_nk,
+                             HAS_BIAS_ROW=has_row, HAS_BIAS=has_bias)
     return wt
 
 
@@ -233,6 +245,15 @@ def _cublas(x2, wt, bias, out_dtype):
 
 def _dequant_then_cublas(cfg, x2, tw, bias, out_dtype, ts=None):
     return _cublas(x2, dequantize_t(tw, x2.dtype, cfg, ts, rows_nk=True), bias, out_dtype)
+
+
+def _dequant_then_cublas_bias_row(cfg, x2, tw, bias, out_dtype, ts):
+    """One timestep with a bias table: the dequant launch also gathers the bucket's row (plus the
+    bias) into an N-vector for cuBLAS's bias epilogue; torch's searchsorted + index_select (+ add)
+    were two or three more launches ahead of the GEMM."""
+    bvec = torch.empty(tw.N, device=x2.device, dtype=x2.dtype)
+    wt = dequantize_t(tw, x2.dtype, cfg, ts, rows_nk=True, bias_row=(bias, bvec))
+    return _cublas(x2, wt, bvec, out_dtype)
 
 
 def _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts):
