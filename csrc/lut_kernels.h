@@ -85,6 +85,11 @@ struct MmaArgs {
     int group_shift = 7;       // group = k >> group_shift, >= 6 (31 for one group per row)
     int groups = 0;            // groups per padded row in sz
     int group_mask = 0;        // set by launch_lut_mma: k & group_mask == 0 starts a group
+    // set by launch_lut_mma from the plan, so that the kernel's prologue divides nothing (its
+    // integer divisions were a ~230-instruction dependent chain ahead of the first copy at M = 1)
+    int wn_shift = 0;          // log2(plan.wn)
+    int token_tiles = 1;       // ceil(M / (8 nt))
+    int per_split = 0;         // super-chunks per K split
     const void* x = nullptr;   // (M, K) contiguous
     DType x_dtype = DType::F16;
     int M = 0;

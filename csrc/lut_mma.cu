@@ -47,6 +47,8 @@ namespace {
 
 constexpr int kMT = 2;        // 16-row tiles per warp
 constexpr int kWarps = 4;
+constexpr int kRowsShift = 5;  // log2(kMT * 16): a block's rows are kMT * 16 << log2(wn)
+static_assert(kMT * 16 == 1 << kRowsShift && kWarps == 4, "the kernel's shifts");
 constexpr int kThreads = kWarps * 32;
 
 template <int BITS>
@@ -402,7 +404,7 @@ __device__ __forceinline__ unsigned int sm_id() {
 #endif
 
 template <typename T, int BITS, int NT, bool IS>
-__global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_kernel(const MmaArgs a, const int wn_count, const int ksplit) {
+__global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_kernel(const MmaArgs a, const int ksplit) {
     using P = Pair<T>;
     using L = Layout<BITS>;
     extern __shared__ float red[];
@@ -410,22 +412,24 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     MMA_TRACE(a, 1, clock64());
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, q = lane & 3;
-    const int wk_count = kWarps / wn_count;
-    const int wn = warp % wn_count, wk = warp / wn_count;
-    const int rows = wn_count * kMT * 16, toks = NT * 8;
+    // wn_count (1, 2 or 4) as a shift, and every other launch constant from the host: no division
+    const int wn_count = 1 << a.wn_shift, wk_count = kWarps >> a.wn_shift;
+    const int wn = warp & (wn_count - 1), wk = warp >> a.wn_shift;
+    const int rows_shift = a.wn_shift + kRowsShift, rows = 1 << rows_shift, toks = NT * 8;
     const int tiles = (a.N + 31) / 32 * 2;
     // One grid dimension, token tiles fastest: the blocks that read the same codes for different
     // tokens run side by side, so the codes come from DRAM once and from L2 after (row blocks first
     // streamed a weight larger than L2 once per token tile: the LM head at M = 64).
-    const int token_tiles = (a.M + toks - 1) / toks;
-    const int rb = blockIdx.x / token_tiles, tb = blockIdx.x - rb * token_tiles;
+    const int token_tiles = a.token_tiles;
+    const int rb = token_tiles == 1 ? static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x) / token_tiles;
+    const int tb = blockIdx.x - rb * token_tiles;
     const int tile0 = (rb * wn_count + wn) * kMT;
     const int m0 = tb * toks;
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     // K: blocks split it (grid.z), then the block's warps take contiguous runs of super-chunks.
-    const int per = (U + ksplit - 1) / ksplit;
+    const int per = a.per_split;
     const int ub = blockIdx.z * per, ue = min(U, ub + per);
-    const int per_w = (ue - ub + wk_count - 1) / wk_count;
+    const int per_w = (ue - ub + wk_count - 1) >> (2 - a.wn_shift);  // / wk_count (kWarps = 4)
     const int u_begin = min(ue, ub + wk * per_w), u_end = min(ue, u_begin + per_w);
     const T* x = static_cast<const T*>(a.x);
     // M <= 8 (one token tile): scales after the mma, per group (header). Larger M: the mma count
@@ -623,22 +627,26 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     // loop's budget.
     constexpr int kB = NT == 1 ? 1 : 4;  // NT = 1 (M <= 8): 4 spilled 24-48 bytes (sm_90a)
     const bool terms = ksplit == 1 || blockIdx.z == 0;  // bias terms: once, with K slice 0
-    for (int base = threadIdx.x; base < rows * toks; base += kThreads * kB) {
+    // only the tile's real tokens (M = 1: 32 of 256 outputs), idx = token * rows + row by shifts
+    const int outs = rows * min(toks, a.M - m0);
+    for (int base = threadIdx.x; base < outs; base += kThreads * kB) {
         uint32_t ts[kB];
 #pragma unroll
         for (int e = 0; e < kB; ++e) {
-            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
-            ts[e] = a.ts_bias && terms && idx < rows * toks && n0 + r < a.N && m0 + tl < a.M
+            const int idx = base + e * kThreads, tl = idx >> rows_shift, r = idx & (rows - 1);
+            ts[e] = a.ts_bias && terms && idx < outs && n0 + r < a.N
                         ? dev::ld_raw(a.ts_bias, static_cast<int64_t>(bucket[tl]) * a.N + n0 + r, a.ts_bias_dtype)
                         : 0u;
         }
 #pragma unroll
         for (int e = 0; e < kB; ++e) {
-            const int idx = base + e * kThreads, tl = idx / rows, r = idx - tl * rows;
+            const int idx = base + e * kThreads, tl = idx >> rows_shift, r = idx & (rows - 1);
             const int n = n0 + r, m = m0 + tl;
-            if (idx >= rows * toks || n >= a.N || m >= a.M) continue;
+            if (idx >= outs || n >= a.N) continue;
             float v = 0.f;
-            for (int w = 0; w < wk_count; ++w) v += red[(w * rows + r) * tp + tl];
+#pragma unroll
+            for (int w = 0; w < kWarps; ++w)  // the partial sums' loads side by side
+                if (w < wk_count) v += red[(w * rows + r) * tp + tl];
             if (terms && a.bias) v += dev::ldf(a.bias, n, a.bias_dtype);
             if (terms && a.ts_bias) v += dev::raw_to_f(ts[e], a.ts_bias_dtype);
             const int64_t o = static_cast<int64_t>(m) * a.N + n;
@@ -662,10 +670,10 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int idx = threadIdx.x; idx < rows * toks; idx += kThreads) {
-        const int tl = idx / rows, r = idx - tl * rows;
+    for (int idx = threadIdx.x; idx < outs; idx += kThreads) {
+        const int tl = idx >> rows_shift, r = idx & (rows - 1);
         const int n = n0 + r, m = m0 + tl;
-        if (n >= a.N || m >= a.M) continue;
+        if (n >= a.N) continue;
         const int64_t o = static_cast<int64_t>(m) * a.N + n;
         float v = 0.f;
         for (int z = 0; z < ksplit; ++z) v += __ldcg(a.workspace + static_cast<int64_t>(z) * a.M * a.N + o);
@@ -809,15 +817,20 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     if (a.bits < 2 || a.bits > 4 || p.wn < 1 || kWarps % p.wn || p.wk != kWarps / p.wn) return cudaErrorInvalidValue;
     if (p.ksplit > 1 && (!a.workspace || !a.semaphores)) return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
-    if (static_cast<long long>(p.grid_x) * p.grid_y > 0x7FFFFFFF || p.ksplit > 65535) return cudaErrorInvalidValue;
+    if (static_cast<long long>(p.grid_x) * p.grid_y > 0x7FFFFFFF || p.ksplit < 1 || p.ksplit > 65535) return cudaErrorInvalidValue;
     const dim3 grid(p.grid_x * p.grid_y, 1, p.ksplit);  // token tiles fastest (kernel)
     cudaError_t err = cudaErrorInvalidValue;
     MmaArgs args = a;
     args.group_mask = a.group_shift >= 31 ? 0x7FFFFFFF : (1 << a.group_shift) - 1;
+    args.wn_shift = p.wn == 1 ? 0 : p.wn == 2 ? 1 : 2;
+    args.token_tiles = (a.M + p.nt * 8 - 1) / (p.nt * 8);
+    const int U = (a.K + mma_super_k(a.bits) - 1) / mma_super_k(a.bits);
+    args.per_split = (U + p.ksplit - 1) / p.ksplit;
+    if (args.token_tiles != p.grid_y) return cudaErrorInvalidValue;
     with_kernel(a.x_dtype, a.bits, p.nt, a.in_scale != nullptr, [&](auto kernel) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));  // rings of NT >= 2 pass 48 KB
         if (err != cudaSuccess) return;
-        kernel<<<grid, kThreads, smem_bytes(p, a.bits), stream>>>(args, p.wn, p.ksplit);
+        kernel<<<grid, kThreads, smem_bytes(p, a.bits), stream>>>(args, p.ksplit);
         err = cudaGetLastError();
     });
     return err;
