@@ -4,7 +4,8 @@
 The whole path costs +5.3-5.4% at M = 256 on (4096, 12288) (77.8 -> 82.0 µs, H200) with the one-hot
 columns written by their own launch and, as well, with them folded into the dequant launch
 (HAS_XCAT): the folded launch did not move it. This splits it: dequant alone vs dequant + [x, onehot],
-cuBLAS at K vs K + 64 / K + 128 one-hot columns, and the whole path plain vs +ts.
+cuBLAS at K vs K + 64 / K + 128 one-hot columns, and the whole path plain vs +ts; since the
+seventh session also the plain path's pieces (W (N, K), F.linear's orientation) beside them.
 
     cd benchmarks && python debug/probe_ts_dequant.py --out DIR
 """
@@ -44,11 +45,18 @@ def main():
             t = torch.rand(M, device="cuda")
             ts = (t, bounds, tb)
             wt = dequantize_t(tw, dt, cfg)
+            wnk = dequantize_t(tw, dt, cfg, rows_nk=True)
+            wnk64 = torch.randn(N, K + 64, device="cuda", dtype=dt)
+            xa64 = torch.randn(M, K + 64, device="cuda", dtype=dt)
             cases = {
                 "path plain": lambda: triton_lut_matmul(x, tw, None, dt, config=cfg),
                 "path +ts": lambda: triton_lut_matmul(x, tw, None, dt, config=cfg, ts=ts),
                 "dequant (K, N)": lambda: dequantize_t(tw, dt, cfg),
                 "mm K": lambda: torch.mm(x, wt),
+                # the plain path's own pieces since the seventh session: W (N, K), F.linear's orientation
+                "dequant (N, K)": lambda: dequantize_t(tw, dt, cfg, rows_nk=True),
+                "mm K, W (N, K)": lambda: torch.mm(x, wnk),
+                "mm K+64, W (N, K+64)": lambda: torch.mm(xa64, wnk64.t()),
             }
             for tp in (64, 128):
                 wta = torch.empty((K + tp, N), device="cuda", dtype=dt)
