@@ -287,6 +287,26 @@ def test_timestep_bias_fused(cfg, M, per_row, gen):
     assert rel_error(y2, ref) <= tol(torch.float16, 128)
 
 
+def test_each_timestep_form_is_tuned_under_its_own_key(gen):
+    """The tuner keys a call by its timestep form (plain, per-row bias, one t's bias, LUT sets): the
+    forms run different large-M kernels, so a config tuned on one is not reused for another."""
+    from quantdllm_kernels import TimestepTables
+    from quantdllm_kernels.backends.triton_backend import pack_for
+    from quantdllm_kernels.triton import ops
+    qw = random_qweight(40, 128, bits=4, group_size=32, lut_dtype=torch.float16, generator=gen)
+    tt = TimestepTables(torch.tensor([0.5]), bias=torch.randn(2, 40, generator=gen).half())
+    qw = qw.with_timestep_tables(tt).to(DEV)
+    tw = pack_for(qw)
+    x = torch.randn(3, 128, generator=gen).half().to(DEV)
+    b, tb = tt.boundaries.float().to(DEV), tt.bias.to(DEV)
+    base = ops._key("gemm", 3, tw, torch.float16)
+    ops._TUNED.clear()
+    ops.triton_lut_matmul(x, tw, None, torch.float16)
+    ops.triton_lut_matmul(x, tw, None, torch.float16, ts=(torch.rand(3).to(DEV), b, tb))
+    ops.triton_lut_matmul(x, tw, None, torch.float16, ts=(torch.rand(1).to(DEV), b, tb))
+    assert set(ops._TUNED) == {base, base + "|tsrow", base + "|tsone"}
+
+
 @pytest.mark.parametrize("T", [3, 8, 9])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("with_bias", [False, True])

@@ -272,14 +272,27 @@ def _dequant_then_cublas_ts_rows(cfg, x2, tw, bias, out_dtype, ts):
     return _cublas(xa, wt, bias, out_dtype)
 
 
-def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> dict:
+def _ts_form(ts, tw: TritonWeight) -> str:
+    """Which timestep form a call runs, for the tuner's key: the forms run different kernels on the
+    large-M path (per-row bias: the dequant launch also writes [x, onehot] and W^T's extra rows, for
+    a GEMM in the other orientation; one t: a bias row in the dequant launch), and a config tuned
+    on the plain call was measured 1.1-9.4% slower on them (H200, M = 256, the tuner's pick moving
+    between two near-equal dequant tiles from run to run)."""
+    if ts is None:
+        return ""
+    per_row = ts[0].numel() > 1
+    form = ("tsrow" if per_row else "tsone") if ts[2] is not None else ""
+    return form + ("+luts" if tw.ts_luts is not None else "")
+
+
+def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype, ts=None) -> dict:
     if len(cands) == 1 or _INTERPRET or os.environ.get("QUANTDLLM_TRITON_TUNE", "1") == "0" or not x2.is_cuda \
             or torch.cuda.is_current_stream_capturing():
         return cands[0]
     best, best_t = cands[0], float("inf")
     for cfg in cands:
         try:
-            t, _ = median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype))
+            t, _ = median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype, ts))
         except Exception:  # a config that does not compile or fit (shared memory) is skipped
             continue
         if t < best_t:
@@ -289,8 +302,8 @@ def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype) -> di
 
 def triton_lut_matmul(x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.Tensor],
                       out_dtype: torch.dtype, config: Optional[dict] = None, ts=None) -> torch.Tensor:
-    """``x2 (M, K)`` contiguous fp16/bf16 -> ``(M, N)`` in ``out_dtype``; ``ts`` as in ``_launch``
-    (the tuner times the launch without it: the epilogue does not change the best tile)."""
+    """``x2 (M, K)`` contiguous fp16/bf16 -> ``(M, N)`` in ``out_dtype``; ``ts`` as in ``_launch``.
+    Each timestep form is tuned on its own (``_ts_form``), with its tables in the timed launch."""
     M = x2.shape[0]
     path = "gemv" if M <= GEMV_MAX_M else "gemm"
     if config is not None and not _legal_bk(config["BLOCK_K"], tw):
@@ -298,13 +311,14 @@ def triton_lut_matmul(x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.T
                          f"whole packed words ({tw.bits}-bit) and stay inside one group (group_size "
                          f"{tw.group_size})")
     if config is None:
-        key = _key(path, M, tw, x2.dtype)
+        form = _ts_form(ts, tw)
+        key = _key(path, M, tw, x2.dtype) + (f"|{form}" if form else "")
         config = _TUNED.get(key)
         if config is None:
             with _lock:
                 config = _TUNED.get(key)
                 if config is None:
-                    config = _tune(key, path, _candidates(path, M, tw), x2, tw, bias, out_dtype)
+                    config = _tune(key, path, _candidates(path, M, tw), x2, tw, bias, out_dtype, ts)
                     _TUNED[key] = config
     return _launch(path, config, x2, tw, bias, out_dtype, ts)
 
