@@ -289,15 +289,32 @@ def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype, ts=No
     if len(cands) == 1 or _INTERPRET or os.environ.get("QUANTDLLM_TRITON_TUNE", "1") == "0" or not x2.is_cuda \
             or torch.cuda.is_current_stream_capturing():
         return cands[0]
-    best, best_t = cands[0], float("inf")
+    times = []
     for cfg in cands:
         try:
-            t, _ = median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype, ts))
+            times.append((median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype, ts))[0], cfg))
         except Exception:  # a config that does not compile or fit (shared memory) is skipped
             continue
-        if t < best_t:
-            best, best_t = cfg, t
-    return best
+    if not times:
+        return cands[0]
+    return _settle(times, lambda cfg: median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype, ts))[0])
+
+
+def _settle(times: List[Tuple[float, dict]], time_cfg, margin: float = 0.05, rounds: int = 3) -> dict:
+    """The first pass's winner, unless other candidates came within ``margin`` of it: those are
+    re-timed in ``rounds`` interleaved rounds and the lowest median wins. One pass's ranking of
+    near-equal candidates flipped between runs (H200, M = 256 dequant tiles 1-2 µs apart), and the
+    pick then moved a timestep path's cost by 3-9%."""
+    times = sorted(times, key=lambda tc: tc[0])
+    close = [cfg for t, cfg in times if t <= times[0][0] * (1 + margin)][:4]
+    if len(close) == 1:
+        return close[0]
+    runs = [[] for _ in close]
+    for _ in range(rounds):
+        for i, cfg in enumerate(close):
+            runs[i].append(time_cfg(cfg))
+    med = [sorted(r)[len(r) // 2] for r in runs]
+    return close[min(range(len(close)), key=med.__getitem__)]
 
 
 def triton_lut_matmul(x2: torch.Tensor, tw: TritonWeight, bias: Optional[torch.Tensor],
