@@ -289,15 +289,16 @@ def _tune(key: str, path: str, cands: List[dict], x2, tw, bias, out_dtype, ts=No
     if len(cands) == 1 or _INTERPRET or os.environ.get("QUANTDLLM_TRITON_TUNE", "1") == "0" or not x2.is_cuda \
             or torch.cuda.is_current_stream_capturing():
         return cands[0]
+    def time_cfg(cfg):
+        return median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype, ts))[0]
+
     times = []
     for cfg in cands:
         try:
-            times.append((median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype, ts))[0], cfg))
+            times.append((time_cfg(cfg), cfg))
         except Exception:  # a config that does not compile or fit (shared memory) is skipped
             continue
-    if not times:
-        return cands[0]
-    return _settle(times, lambda cfg: median_ms(lambda: _launch(path, cfg, x2, tw, bias, out_dtype, ts))[0])
+    return _settle(times, time_cfg) if times else cands[0]
 
 
 def _settle(times: List[Tuple[float, dict]], time_cfg, margin: float = 0.05, rounds: int = 3) -> dict:
