@@ -116,4 +116,14 @@ int mma_super_k(int bits);
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType x_dtype, bool in_scale);
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream);
 
+// ---- Large-M tensor-core path on sm_90a (csrc/lut_wgmma.cu): the same weight layout as lut_mma, wgmma
+// with the dequantized W in registers. x goes through launch_permute_x first (k in the layout's
+// fragment order, in_scale folded in); launch_lut_wgmma then reads a.x as that copy and ignores
+// a.in_scale. K-splits, workspace and semaphores are not used.
+bool wgmma_built();  // whether this build holds sm_90a device code (QUANTDLLM_SM90A, set by setup.py)
+int wgmma_bn(int M, int N, int num_sms);  // tokens per block: 64 or 128
+cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,
+                             cudaStream_t stream);
+cudaError_t launch_lut_wgmma(const MmaArgs& a, int bn, cudaStream_t stream);
+
 }  // namespace quantdllm

@@ -41,6 +41,7 @@
 
 #include "dispatch.cuh"
 #include "lut_device.cuh"
+#include "mma_fragments.cuh"
 
 namespace quantdllm {
 namespace {
@@ -51,99 +52,7 @@ constexpr int kRowsShift = 5;  // log2(kMT * 16): a block's rows are kMT * 16 <<
 static_assert(kMT * 16 == 1 << kRowsShift && kWarps == 4, "the kernel's shifts");
 constexpr int kThreads = kWarps * 32;
 
-template <int BITS>
-struct Layout {
-    static constexpr int kChunks = BITS == 4 ? 1 : BITS == 2 ? 2 : 4;  // 64-code chunks per super-chunk
-    static constexpr int kSuper = 64 * kChunks;
-    static constexpr int kWords = BITS * kChunks;                      // int32 words per lane per super
-    static_assert(kWords % 4 == 0, "a lane's words are whole 16-byte loads");
-};
-
-// fp16 / bf16 pair arithmetic behind one interface.
-template <typename T> struct Pair;
-template <> struct Pair<__half> {
-    using T2 = __half2;
-    static constexpr uint32_t kMagic = 0x64006400u;  // 1024.0 | c = 1024 + c exactly (c < 1024)
-    static constexpr uint32_t kOnes = 0x3C003C00u;
-    static constexpr float kMagicF = 1024.f;
-    static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2half2(bits(v)); }
-    static __device__ __forceinline__ T2 hi(uint32_t v) { return __high2half2(bits(v)); }
-    static __device__ __forceinline__ T2 bits(uint32_t v) { T2 r; memcpy(&r, &v, 4); return r; }
-    static __device__ __forceinline__ float2 f2(uint32_t v) { return __half22float2(bits(v)); }
-};
-template <> struct Pair<__nv_bfloat16> {
-    using T2 = __nv_bfloat162;
-    static constexpr uint32_t kMagic = 0x43004300u;  // 128.0 | c = 128 + c exactly (c < 128)
-    static constexpr uint32_t kOnes = 0x3F803F80u;
-    static constexpr float kMagicF = 128.f;
-    static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2bfloat162(bits(v)); }
-    static __device__ __forceinline__ T2 hi(uint32_t v) { return __high2bfloat162(bits(v)); }
-    static __device__ __forceinline__ T2 bits(uint32_t v) { T2 r; memcpy(&r, &v, 4); return r; }
-    static __device__ __forceinline__ float2 f2(uint32_t v) { return __bfloat1622float2(bits(v)); }
-};
-template <typename T2> __device__ __forceinline__ uint32_t u32(T2 v) {
-    uint32_t r;
-    memcpy(&r, &v, 4);
-    return r;
-}
-
-__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {  // (a & b) | c
-    uint32_t r;
-    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-    return r;
-}
-
-// A register `j` (rows g + 8*(j & 1)) of step `s` of chunk `c` as magic + f*code pairs (layout above).
-// fp16 4-bit takes the odd (row g+8) nibbles in place, so f = 16 there: 5 instructions per word.
-template <typename T, int BITS, bool POST>
-struct Decode {
-    static constexpr bool kHiNibble = POST && BITS == 4 && std::is_same_v<T, __half>;
-    static constexpr float kFactorHi = kHiNibble ? 16.f : 1.f;  // f of rows g+8 (rows g: 1)
-    static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int s, int j) {
-        constexpr uint32_t magic = Pair<T>::kMagic;
-        if constexpr (kHiNibble) {
-            const uint32_t v = j >= 2 ? w[s] >> 8 : w[s];
-            return lop3_and_or(v, (j & 1) ? 0x00F000F0u : 0x000F000Fu, magic);
-        } else if constexpr (BITS == 4) {
-            return lop3_and_or(w[s] >> (4 * j), 0x000F000Fu, magic);
-        } else {
-            const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + j));
-            if constexpr (BITS == 2) return lop3_and_or(lo, 0x00030003u, magic);
-            else return lop3_and_or(lo, 0x00030003u, ((w[8 + c] >> (4 * s + j)) & 0x00010001u) << 2 | magic);
-        }
-    }
-};
-
-template <typename T>
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    if constexpr (std::is_same_v<T, __half>) {
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-            "{%0,%1,%2,%3};"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    } else {
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-            "{%0,%1,%2,%3};"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-}
-
-// Asynchronous 16-byte global -> shared copies (sm_80+): the code ring below costs no registers.
-__device__ __forceinline__ void cp_async16(uint32_t smem, const void* gmem) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem), "l"(gmem));
-}
-// Cached in L1 (.ca): every block reads the same x, which L1 then serves (.cg went to the same
-// few L2 lines from every SM and ran 5x slower).
-__device__ __forceinline__ void cp_async16_l1(uint32_t smem, const void* gmem) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(smem), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async8(uint32_t smem, const void* gmem) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(smem), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+using namespace frag;
 
 // Per-warp ring of S stages, each one super-chunk: the codes of both tiles (1 KB for 2/4-bit, 3 KB
 // for 3-bit) and, with 2/4-bit codes (kXRing), the chunk's x for the NT token tiles and the scales.

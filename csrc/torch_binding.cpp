@@ -198,13 +198,12 @@ void ts_bias_add_(const at::Tensor& y, const at::Tensor& t, const at::Tensor& bo
 }
 
 
-// The tensor-core path: weights in the fragment-order layout of backends/cuda_layout.py.
-at::Tensor lut_mma(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& sz, int64_t N, int64_t K,
-                   int64_t bits, int64_t group_shift, const std::optional<at::Tensor>& in_scale,
-                   const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& t,
-                   const std::optional<at::Tensor>& boundaries, const std::optional<at::Tensor>& ts_bias,
-                   const at::Tensor& semaphores) {
-    const c10::cuda::CUDAGuard guard(codes.device());
+// The tensor-core paths' arguments, checked: weights in the fragment-order layout of
+// backends/cuda_layout.py (shared by lut_mma and lut_wgmma).
+MmaArgs mma_args(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& sz, int64_t N, int64_t K,
+                 int64_t bits, int64_t group_shift, const std::optional<at::Tensor>& in_scale,
+                 const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& t,
+                 const std::optional<at::Tensor>& boundaries, const std::optional<at::Tensor>& ts_bias) {
     TORCH_CHECK(bits >= 2 && bits <= 4, "bits must be 2, 3 or 4");
     TORCH_CHECK(K > 0 && K % 64 == 0 && N > 0, "K must be a positive multiple of 64 and N positive");
     TORCH_CHECK(group_shift >= 6 && group_shift <= 31, "group_shift must be in [6, 31] (groups of >= 64 codes)");
@@ -263,13 +262,28 @@ at::Tensor lut_mma(const at::Tensor& x, const at::Tensor& codes, const at::Tenso
         a.ts_bias = ts_bias->data_ptr();
         a.ts_bias_dtype = dtype_of(*ts_bias, "ts_bias");
     }
+    return a;
+}
+
+int sm_count(const at::Tensor& on) {
+    int sms = 0;
+    TORCH_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, on.get_device()) == cudaSuccess,
+                "cudaDeviceGetAttribute failed");
+    return sms;
+}
+
+// The tensor-core path for M up to a few hundred (mma.sync, any sm_80+).
+at::Tensor lut_mma(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& sz, int64_t N, int64_t K,
+                   int64_t bits, int64_t group_shift, const std::optional<at::Tensor>& in_scale,
+                   const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& t,
+                   const std::optional<at::Tensor>& boundaries, const std::optional<at::Tensor>& ts_bias,
+                   const at::Tensor& semaphores) {
+    const c10::cuda::CUDAGuard guard(codes.device());
+    MmaArgs a = mma_args(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias);
     at::Tensor y = at::empty({x.size(0), N}, x.options());
     if (a.M == 0) return y;
     a.y = y.data_ptr();
-    int sms = 0;
-    TORCH_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, codes.get_device()) == cudaSuccess,
-                "cudaDeviceGetAttribute failed");
-    const MmaPlan plan = mma_plan(a.M, a.N, a.K, a.bits, sms, a.x_dtype, a.in_scale != nullptr);
+    const MmaPlan plan = mma_plan(a.M, a.N, a.K, a.bits, sm_count(codes), a.x_dtype, a.in_scale != nullptr);
     at::Tensor ws;
     if (plan.ksplit > 1) {
         check_on(semaphores, codes, "semaphores");
@@ -283,6 +297,38 @@ at::Tensor lut_mma(const at::Tensor& x, const at::Tensor& codes, const at::Tenso
     }
     const cudaError_t err = launch_lut_mma(a, plan, c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(err == cudaSuccess, "lut_mma launch failed: ", cudaGetErrorString(err));
+    return y;
+}
+
+bool wgmma_supported(int64_t device) {
+    int major = 0, minor = 0;
+    if (!wgmma_built() || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, static_cast<int>(device)) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, static_cast<int>(device)) != cudaSuccess)
+        return false;
+    return major == 9 && minor == 0;  // sm_90a code runs on compute capability 9.0 only
+}
+
+// The large-M tensor-core path (wgmma, sm_90a): x permuted into the layout's k order first.
+at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& sz, int64_t N, int64_t K,
+                     int64_t bits, int64_t group_shift, const std::optional<at::Tensor>& in_scale,
+                     const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& t,
+                     const std::optional<at::Tensor>& boundaries, const std::optional<at::Tensor>& ts_bias) {
+    const c10::cuda::CUDAGuard guard(codes.device());
+    TORCH_CHECK(wgmma_supported(codes.get_device()),
+                "lut_wgmma needs a compute capability 9.0 GPU and an extension built with 9.0a in TORCH_CUDA_ARCH_LIST");
+    MmaArgs a = mma_args(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias);
+    TORCH_CHECK(x.is_contiguous(), "x must be contiguous");
+    at::Tensor y = at::empty({x.size(0), N}, x.options());
+    if (a.M == 0) return y;
+    a.y = y.data_ptr();
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+    at::Tensor xp = at::empty_like(x);
+    cudaError_t err = launch_permute_x(a.x, a.in_scale, xp.data_ptr(), a.x_dtype, a.M, a.K, stream);
+    TORCH_CHECK(err == cudaSuccess, "permute_x launch failed: ", cudaGetErrorString(err));
+    a.x = xp.data_ptr();
+    a.in_scale = nullptr;  // folded into xp
+    err = launch_lut_wgmma(a, wgmma_bn(a.M, a.N, sm_count(codes)), stream);
+    TORCH_CHECK(err == cudaSuccess, "lut_wgmma launch failed: ", cudaGetErrorString(err));
     return y;
 }
 
@@ -300,6 +346,9 @@ TORCH_LIBRARY_FRAGMENT(quantdllm, m) {
     // semaphores: zeroed int32, left zeroed by the kernel (not a visible mutation)
     m.def("lut_mma(Tensor x, Tensor codes, Tensor sz, int N, int K, int bits, int group_shift, Tensor? in_scale, "
           "Tensor? bias, Tensor? t, Tensor? boundaries, Tensor? ts_bias, Tensor semaphores) -> Tensor");
+    m.def("lut_wgmma(Tensor x, Tensor codes, Tensor sz, int N, int K, int bits, int group_shift, Tensor? in_scale, "
+          "Tensor? bias, Tensor? t, Tensor? boundaries, Tensor? ts_bias) -> Tensor");
+    m.def("wgmma_supported(int device) -> bool", &quantdllm::wgmma_supported);
 }
 
 TORCH_LIBRARY_IMPL(quantdllm, CUDA, m) {
@@ -307,6 +356,7 @@ TORCH_LIBRARY_IMPL(quantdllm, CUDA, m) {
     m.impl("lut_dequant", &quantdllm::lut_dequant);
     m.impl("ts_bias_add_", &quantdllm::ts_bias_add_);
     m.impl("lut_mma", &quantdllm::lut_mma);
+    m.impl("lut_wgmma", &quantdllm::lut_wgmma);
 }
 
 // An importable module so `import quantdllm_kernels._C` loads the registrations above.

@@ -5,6 +5,9 @@ Paths by weight and M:
   fragment-order repack (``cuda_layout.pack_for_mma``), built once per (weight, activation dtype)
   and cached -- on QuantLinear as non-persistent buffers (so ``torch.compile`` sees them), else on
   the codes tensor;
+* the same weights at M >= ``WGMMA_MIN_M`` on a compute capability 9.0 GPU (an extension built
+  with 9.0a): the wgmma kernel ``lut_wgmma`` on the same repack (x permuted into the layout's k
+  order by a pre-pass, in_scale folded there);
 * other kinds, M <= ``GEMV_MAX_M``: the LUT GEMV, which reads the canonical format as stored;
 * otherwise dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the kernels take
 the timesteps ``t`` (1 or M fp32 values) and the boundaries, and compute each row's bucket on the
@@ -14,6 +17,7 @@ per bucket and select rows on the device (the documented fallback; still no host
 """
 from __future__ import annotations
 
+import os
 from typing import List, Optional, Tuple
 
 import torch
@@ -33,6 +37,9 @@ except ImportError as e:  # pragma: no cover - depends on the build
 
 GEMV_MAX_M = 16
 MMA_MAX_M = 64
+# The wgmma path from this M up (QUANTDLLM_WGMMA_MIN_M overrides, for benchmarks; 0 turns it off).
+WGMMA_MIN_M = int(os.environ.get("QUANTDLLM_WGMMA_MIN_M", "128"))
+_WGMMA_OK = {}  # device index -> torch.ops.quantdllm.wgmma_supported
 _MMA_ATTR = "_quantdllm_mma_pack"  # eager cache slot on the codes tensor: {dtype: (fingerprint, MmaWeight|None)}
 _SEMAPHORES = {}  # (device index, stream) -> zeroed int32; the kernel leaves them zeroed
 
@@ -83,6 +90,8 @@ def attach_module_packs(module: torch.nn.Module, qw: QuantizedWeight, dtype: tor
             mw = mma_pack(qw, dtype)
             meta[key] = (fp, None if mw is None else (mw.N, mw.K, mw.bits, mw.group_shift))
             if mw is not None:
+                if qw.device.type == "cuda":
+                    wgmma_supported(qw.device)  # cached for traced calls
                 module.register_buffer(f"_mma_{key}_codes", mw.codes, persistent=False)
                 module.register_buffer(f"_mma_{key}_sz", mw.sz, persistent=False)
                 module.register_buffer(f"_mma_{key}_in_scale", mw.in_scale, persistent=False)
@@ -147,7 +156,31 @@ def _op_fields(qw: QuantizedWeight, use_ts_luts: bool):
     return out[0], out[1], out[2], strides, cb_per_row
 
 
+def wgmma_supported(device: torch.device) -> bool:
+    """Whether ``lut_wgmma`` can run on ``device`` (compute capability 9.0, sm_90a code built)."""
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    ok = _WGMMA_OK.get(idx)
+    if ok is None:
+        if torch.compiler.is_compiling():
+            return False  # asked eagerly first by QuantLinear (attach_module_packs)
+        ok = _WGMMA_OK[idx] = bool(torch.ops.quantdllm.wgmma_supported(idx))
+    return ok
+
+
+def _wgmma_min_m() -> int:
+    v = os.environ.get("QUANTDLLM_WGMMA_MIN_M")
+    return WGMMA_MIN_M if v is None else int(v)
+
+
 def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_luts: bool):
+    M = x2.shape[0]
+    wg_min = _wgmma_min_m()
+    if M > MMA_MAX_M and 0 < wg_min <= M and not use_ts_luts and wgmma_supported(x2.device):
+        mw = mma_pack(qw, x2.dtype)
+        if mw is not None:
+            bias = None if bias is None else bias.contiguous()
+            return torch.ops.quantdllm.lut_wgmma(x2.contiguous(), mw.codes, mw.sz, mw.N, mw.K, mw.bits,
+                                                 mw.group_shift, mw.in_scale, bias, t, bounds, ts_bias)
     # 1-bit segments: the GEMV reads their codes as stored up to GEMV_MAX_M; past it the tensor-core
     # path (2-bit layout) instead of a dequantized copy and cuBLAS
     if x2.shape[0] <= MMA_MAX_M and not use_ts_luts and (qw.bits != 1 or x2.shape[0] > GEMV_MAX_M):
@@ -245,6 +278,10 @@ if not _IMPORT_ERROR:
 
     @torch.library.register_fake("quantdllm::lut_mma")
     def _mma_fake(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias, semaphores):
+        return x.new_empty(x.shape[0], N)
+
+    @torch.library.register_fake("quantdllm::lut_wgmma")
+    def _wgmma_fake(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias):
         return x.new_empty(x.shape[0], N)
 
     @torch.library.register_fake("quantdllm::ts_bias_add_")

@@ -1,0 +1,386 @@
+// Tensor-core LUT GEMM for large M on sm_90a: wgmma with the dequantized W as the register A operand.
+//
+// Y^T = W X^T, as in lut_mma.cu (same weight layout, same magic-number decode), but with Hopper's
+// warpgroup MMA: each of a block's two warpgroups owns 64 rows of W (one 16-row tile per warp) and
+// multiplies them by BN tokens per wgmma.m64nBNk16, A (the dequantized W) from registers and B (x)
+// from shared memory. mma.sync peaked near 300 TFLOP/s in lut_mma at M = 256 (H200); wgmma is the
+// only way to the ~700 TFLOP/s that fp16 cuBLAS reaches at M >= 1024.
+//
+// x is read through a pre-pass (launch_permute_x): the layout permutes k inside every 64-code chunk
+// so that a lane of lut_mma reads its 16 consecutive k with two 16-byte loads (lut_mma.cu's header);
+// wgmma reads B from shared memory in natural fragment order, so x is permuted the same way once per
+// call (and in_scale folded in) -- M*K*2 bytes each way, 1-3% of a GEMM at M >= 512. Then the
+// kernel copies x with 16-byte cp.async into 128-byte-swizzled rows (the canonical K-major layout
+// of a wgmma descriptor: 8-row groups 1024 bytes apart), one 64-k chunk per ring stage.
+//
+// Pipeline, per block of 2 warpgroups (256 threads, 128 W rows x BN tokens): a ring of kXStages x
+// chunks, kAhead = kXStages - 2 chunks in flight. Each chunk: wait for its copies, fence them into
+// the async proxy, one barrier (which also proves that every warpgroup has retired the wgmmas of
+// the chunk two back, whose stage the next copy overwrites), issue the copy kAhead ahead, decode
+// this chunk's A into the register set of its parity, wgmma x 4 (k16 steps), commit, wait for the
+// previous chunk's group (its A set is then free). Codes and scales ride in a lane-private ring of
+// super-chunks (each lane reads back only what it copied: no barrier for them).
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+#include "dispatch.cuh"
+#include "lut_device.cuh"
+#include "mma_fragments.cuh"
+
+namespace quantdllm {
+namespace {
+using namespace frag;
+
+constexpr int kWGs = 2;                 // warpgroups per block, 64 W rows each
+constexpr int kWWarps = kWGs * 4;
+constexpr int kWThreads = kWWarps * 32;
+constexpr int kWRows = kWGs * 64;       // W rows per block
+constexpr int kXStages = 6;             // 64-k chunks of x in the ring
+constexpr int kAhead = kXStages - 2;    // chunks in flight: the stage of chunk i - 2 is the free one
+constexpr int kOutPad = 4;              // fp32 epilogue tile: row stride kWRows + 4 (conflict-free stores)
+
+// Shared memory of one block: the x ring (1024-aligned), reused by the fp32 epilogue tile, then the
+// code ring (SC super-chunks; a slot is refilled kAhead chunks before use, after its previous
+// super-chunk's last chunk has been decoded).
+template <int BITS, int BN>
+struct WPlan {
+    static constexpr int CH = Layout<BITS>::kChunks, V = Layout<BITS>::kWords / 4;
+    static constexpr int SC = (kAhead + CH - 1) / CH + 1;
+    static constexpr int kXStage = BN * 128;
+    static constexpr int kSlotWarp = V * 512 + CH * 256;  // a warp's codes (V x 32 lanes x 16 B), scales (CH x 32 x 8 B)
+    static constexpr int kXBytes = kXStages * kXStage;
+    static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
+    static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
+    static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
+    static constexpr int kSmem = 1024 + kFront + kCodeBytes + BN * 4;  // + alignment slack, + buckets
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device pass for sm_90a: everything wgmma
+// Matrix descriptor of a K-major operand in 128-byte-swizzled rows: start >> 4, leading offset 1
+// (unused with this swizzle), stride 1024 bytes between 8-row groups, swizzle mode 1 (128 B).
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t addr) {
+    return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
+// An empty asm that takes the registers as read-write: their values are computed before it, and
+// not moved past the wgmma fence that follows.
+__device__ __forceinline__ void pin(uint32_t (&r)[4]) {
+    asm volatile("" : "+r"(r[0]), "+r"(r[1]), "+r"(r[2]), "+r"(r[3]));
+}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+#define QD_WGMMA_N64(TY) \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, " \
+                 "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}" \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(one))
+#define QD_WGMMA_N128(TY) \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, " \
+                 "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}" \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(one))
+
+// D (64 x BN fp32, the warpgroup's registers) += A (64 x 16, registers) * B (16 x BN at desc); `one` (1)
+// is the scale-d flag, a register defined before the wgmma fence (see the kernel)
+template <typename T, int BN>
+__device__ __forceinline__ void wgmma_rs(float (&d)[BN / 2], const uint32_t (&a)[4], uint64_t desc, uint32_t one) {
+    if constexpr (BN == 128) {
+        if constexpr (std::is_same_v<T, __half>) QD_WGMMA_N128("f16");
+        else QD_WGMMA_N128("bf16");
+    } else {
+        static_assert(BN == 64, "BN is 64 or 128");
+        if constexpr (std::is_same_v<T, __half>) QD_WGMMA_N64("f16");
+        else QD_WGMMA_N64("bf16");
+    }
+}
+#endif
+
+template <typename T, int BITS, int BN>
+__global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using P = Pair<T>;
+    using L = Layout<BITS>;
+    using W = WPlan<BITS, BN>;
+    using D = Decode<T, BITS, false>;
+    constexpr int CH = W::CH, V = W::V;
+    extern __shared__ uint8_t smem_raw[];
+    const uint32_t raw = dev::smem_u32(smem_raw), base = (raw + 1023u) & ~1023u;
+    const uint32_t xring = base, cring = base + W::kFront;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+    const int nb = static_cast<int>(blockIdx.x) / a.token_tiles, tb = blockIdx.x - nb * a.token_tiles;
+    const int tiles = (a.N + 31) / 32 * 2;
+    const int tile = min(nb * kWWarps + warp, tiles - 1);  // warps past the last tile compute a copy, never stored
+    const int m0 = tb * BN, n0 = nb * kWRows;
+    const int U = (a.K + L::kSuper - 1) / L::kSuper, nchunks = a.K >> 6;
+    const T* x = static_cast<const T*>(a.x);
+    const uint4* code_src = reinterpret_cast<const uint4*>(a.codes) + (static_cast<int64_t>(tile) * U * 32 + lane) * V;
+    const uint2* sz_src = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile) * a.groups * 8 + g;
+    const uint32_t my_slot0 = cring + warp * W::kSlotWarp + lane * 16;  // + slot * kWWarps * kSlotWarp
+    const uint32_t my_sz0 = cring + warp * W::kSlotWarp + V * 512 + lane * 8;
+
+    // chunk j of x into stage j % kXStages; with the first chunk of a super-chunk, its codes and scales
+    auto issue = [&](int j) {
+        const uint32_t xs = xring + (j % kXStages) * W::kXStage;
+        const int kc = j << 6;
+#pragma unroll
+        for (int r = 0; r < BN * 8 / kWThreads; ++r) {
+            const int idx = tid + r * kWThreads, row = idx >> 3, c16 = idx & 7;
+            const T* src = x + static_cast<int64_t>(min(m0 + row, a.M - 1)) * a.K + kc + c16 * 8;
+            cp_async16(xs + row * 128 + ((c16 ^ (row & 7)) << 4), src);
+        }
+        if (j % CH == 0) {
+            const int u = j / CH;
+            const uint32_t so = (u % W::SC) * kWWarps * W::kSlotWarp;
+#pragma unroll
+            for (int v = 0; v < V; ++v) cp_async16(my_slot0 + so + v * 512, code_src + static_cast<int64_t>(u) * 32 * V + v);
+#pragma unroll
+            for (int c = 0; c < CH; ++c) {
+                const int k = (j + c) << 6;
+                if (CH > 1 && k >= a.K) break;
+                cp_async8(my_sz0 + so + c * 256, sz_src + (k >> a.group_shift) * 8);
+            }
+        }
+    };
+
+    float acc[BN / 2];
+#pragma unroll
+    for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
+#pragma unroll
+    for (int j = 0; j < kAhead; ++j) {
+        if (j < nchunks) issue(j);
+        cp_async_commit();
+    }
+    const typename P::T2 magic = P::bits(P::kMagic);
+    // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
+    // chunk i's wgmmas run. The compiler sees a wgmma as a synchronous asm that has consumed its
+    // inputs, so each set is pinned until the wait that retires its chunk (else chunk i + 1's A
+    // could take chunk i's registers). ptxas serializes every wgmma (C7513) when a wgmma may be in
+    // flight across a loop back edge, so the loop body is UNR chunks ending in wait<0>: the next
+    // body's first A is decoded before it, and only the tensor-core tail of the body's last chunk
+    // is exposed (to this warpgroup; the other one's wgmmas can fill it).
+    uint32_t A[2][4][4] = {};
+    uint64_t desc[2][4] = {};
+    uint32_t cw[L::kWords];
+    // A of chunk i (position R in the loop body: c = R % CH, parity R & 1), codes and scales from
+    // the lane's ring slot (landed: the caller waited for chunk i's copies)
+    auto decode = [&](auto pos, int i) {
+        constexpr int R = decltype(pos)::value, c = R % CH, par = R & 1;
+        const uint32_t so = ((i / CH) % W::SC) * kWWarps * W::kSlotWarp;
+        if constexpr (c == 0) {
+#pragma unroll
+            for (int v = 0; v < V; ++v)
+                asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+                             : "=r"(cw[4 * v]), "=r"(cw[4 * v + 1]), "=r"(cw[4 * v + 2]), "=r"(cw[4 * v + 3])
+                             : "r"(my_slot0 + so + v * 512));
+        }
+        uint2 szv;
+        asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(szv.x), "=r"(szv.y) : "r"(my_sz0 + so + c * 256));
+        const typename P::T2 sc[2] = {P::lo(szv.x), P::hi(szv.x)};
+        const typename P::T2 zr[2] = {P::lo(szv.y), P::hi(szv.y)};
+#pragma unroll
+        for (int st = 0; st < 4; ++st) {
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+                A[par][st][jj] = u32(__hfma2(__hsub2(P::bits(D::a_reg(cw, c, st, jj)), magic), sc[jj & 1], zr[jj & 1]));
+            pin(A[par][st]);
+        }
+    };
+    constexpr int UNR = CH > 4 ? CH : 4;  // a multiple of CH and of 2
+    if (nchunks > 0) {
+        cp_async_wait<kAhead - 1>();  // chunk 0's codes (this lane's own copies: no barrier)
+        decode(IntTag<0>{}, 0);
+    }
+    for (int i0 = 0; i0 < nchunks; i0 += UNR) {
+        [&]<int... R>(std::integer_sequence<int, R...>) {
+            auto step = [&](auto pos) {
+                constexpr int r = decltype(pos)::value, par = r & 1;
+                const int i = i0 + r;
+                if (i >= nchunks) return;
+                cp_async_wait<kAhead - 2>();  // chunk i's x and chunk i + 1's codes (this thread's copies)
+                fence_proxy_async();          // ... visible to wgmma's async proxy
+                __syncthreads();              // every thread's; and chunk i - 2's wgmmas retired everywhere
+                if (i + kAhead < nchunks) issue(i + kAhead);
+                cp_async_commit();
+                const uint32_t xs = xring + (i % kXStages) * W::kXStage;
+#pragma unroll
+                for (int st = 0; st < 4; ++st) {
+                    desc[par][st] = sw128_desc(xs + st * 32);
+                    asm volatile("" : "+l"(desc[par][st]));
+                }
+                uint32_t one = 1;  // the scale-d flag, defined before the fence (not between it and a wgmma)
+                asm volatile("" : "+r"(one));
+                wgmma_fence();  // A was written by ordinary instructions
+#pragma unroll
+                for (int st = 0; st < 4; ++st) wgmma_rs<T, BN>(acc, A[par][st], desc[par][st], one);
+                wgmma_commit();
+                wgmma_wait<1>();  // chunk i - 1 retired: its A set is free
+#pragma unroll
+                for (int st = 0; st < 4; ++st) {
+                    pin(A[par ^ 1][st]);
+                    asm volatile("" : "+l"(desc[par ^ 1][st]));
+                }
+                if (i + 1 < nchunks) decode(IntTag<r + 1>{}, i + 1);
+            };
+            (step(IntTag<R>{}), ...);
+        }(std::make_integer_sequence<int, UNR>{});
+        wgmma_wait<0>();  // nothing in flight across the back edge (above)
+    }
+    wgmma_wait<0>();
+    cp_async_wait<0>();
+    __syncthreads();  // the x ring becomes the fp32 output tile [token][row]
+
+    float* out = reinterpret_cast<float*>(smem_raw + (xring - raw));
+    int* bucket = reinterpret_cast<int*>(smem_raw + (cring - raw) + W::kCodeBytes);
+    const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;
+#pragma unroll
+    for (int jn = 0; jn < BN / 8; ++jn)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+            out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
+    if (tid < BN) {
+        const int m = min(m0 + tid, a.M - 1);
+        bucket[tid] = a.ts_bias ? dev::bucket_of(__ldg(a.t + (a.t_numel == 1 ? 0 : m)), a.bounds, a.nbounds) : 0;
+    }
+    __syncthreads();
+    T* y = static_cast<T*>(a.y);
+    const int toks = min(BN, a.M - m0);
+    const bool vec = (a.N & 7) == 0;
+    for (int idx = tid; idx < toks * (kWRows / 8); idx += kWThreads) {
+        const int tok = idx / (kWRows / 8), r8 = (idx % (kWRows / 8)) * 8, n = n0 + r8;
+        if (n >= a.N) continue;
+        const float* src = out + tok * (kWRows + kOutPad) + r8;
+        const int64_t o = static_cast<int64_t>(m0 + tok) * a.N + n;
+        const int64_t tsrow = static_cast<int64_t>(bucket[tok]) * a.N;
+        alignas(16) T v[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+            float f = src[e];
+            if (n + e < a.N) {
+                if (a.bias) f += dev::ldf(a.bias, n + e, a.bias_dtype);
+                if (a.ts_bias) f += dev::ldf(a.ts_bias, tsrow + n + e, a.ts_bias_dtype);
+            }
+            v[e] = dev::from_f<T>(f);
+        }
+        if (vec) {
+            *reinterpret_cast<uint4*>(y + o) = *reinterpret_cast<const uint4*>(v);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+                if (n + e < a.N) y[o + e] = v[e];
+        }
+    }
+#endif
+}
+
+// out = x with k permuted inside every 64-k chunk into lut_mma's fragment order (see the header),
+// times in_scale when given. Output vector v (8 values) of a chunk holds the pairs at k = 16 j +
+// 4 (v >> 1) + 2 (v & 1), j = 0..3.
+template <typename T>
+__global__ void permute_x_kernel(const T* __restrict__ x, const T* __restrict__ in_scale, T* __restrict__ out,
+                                 int64_t vecs, int K) {
+    using P = Pair<T>;
+    for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < vecs;
+         idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const int64_t e0 = idx * 8, row = e0 / K;
+        const int col = static_cast<int>(e0 - row * K), v = (col & 63) >> 3;
+        const int k0 = (col & ~63) + 4 * (v >> 1) + 2 * (v & 1);
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(x + row * K + k0);
+        uint4 w = make_uint4(__ldg(src), __ldg(src + 8), __ldg(src + 16), __ldg(src + 24));
+        if (in_scale) {
+            const uint32_t* s = reinterpret_cast<const uint32_t*>(in_scale + k0);
+            w.x = u32(__hmul2(P::bits(w.x), P::bits(__ldg(s))));
+            w.y = u32(__hmul2(P::bits(w.y), P::bits(__ldg(s + 8))));
+            w.z = u32(__hmul2(P::bits(w.z), P::bits(__ldg(s + 16))));
+            w.w = u32(__hmul2(P::bits(w.w), P::bits(__ldg(s + 24))));
+        }
+        *reinterpret_cast<uint4*>(out + e0) = w;
+    }
+}
+
+template <typename F>
+bool with_wgmma_kernel(DType dt, int bits, int bn, F&& f) {
+    bool ok = false;
+    dispatch_act(dt, [&](auto t) {
+        using T = typename decltype(t)::type;
+        auto by_bn = [&](auto b) {
+            constexpr int B = decltype(b)::value;
+            ok = true;
+            if (bn == 128) f(lut_wgmma_kernel<T, B, 128>, WPlan<B, 128>::kSmem);
+            else if (bn == 64) f(lut_wgmma_kernel<T, B, 64>, WPlan<B, 64>::kSmem);
+            else ok = false;
+        };
+        switch (bits) {
+            case 2: by_bn(IntTag<2>{}); break;
+            case 3: by_bn(IntTag<3>{}); break;
+            case 4: by_bn(IntTag<4>{}); break;
+            default: break;
+        }
+    });
+    return ok;
+}
+
+}  // namespace
+
+bool wgmma_built() {
+#ifdef QUANTDLLM_SM90A
+    return true;
+#else
+    return false;
+#endif
+}
+
+int wgmma_bn(int M, int N, int num_sms) {
+    // Tokens per block: 128 unless 64 fills the GPU's waves clearly better (a 64-token block costs
+    // ~0.55 of a 128-token one: the same codes and decode, half the wgmma work).
+    const long long nblk = (N + kWRows - 1) / kWRows, sms = std::max(num_sms, 1);
+    auto cost = [&](int bn, double per) {
+        const long long blocks = nblk * ((M + bn - 1) / bn);
+        return static_cast<double>((blocks + sms - 1) / sms) * per;
+    };
+    return cost(64, 0.55) < cost(128, 1.0) ? 64 : 128;
+}
+
+cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,
+                             cudaStream_t stream) {
+    if (M < 1 || K < 64 || K % 64 || !x || !out) return cudaErrorInvalidValue;
+    const int64_t vecs = static_cast<int64_t>(M) * K / 8;
+    const int threads = 256;
+    const int blocks = static_cast<int>(std::min<int64_t>((vecs + threads - 1) / threads, 65535));
+    bool ok = dispatch_act(dt, [&](auto t) {
+        using T = typename decltype(t)::type;
+        permute_x_kernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(in_scale),
+                                                            static_cast<T*>(out), vecs, K);
+    });
+    return ok ? cudaGetLastError() : cudaErrorInvalidValue;
+}
+
+// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored).
+cudaError_t launch_lut_wgmma(const MmaArgs& a, int bn, cudaStream_t stream) {
+    if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
+    if (a.M < 1 || a.N < 1 || a.K < 64 || a.K % 64 || !a.codes || !a.sz || !a.x || !a.y) return cudaErrorInvalidValue;
+    if (a.bits < 2 || a.bits > 4 || (bn != 64 && bn != 128)) return cudaErrorInvalidValue;
+    if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
+    MmaArgs args = a;
+    args.token_tiles = (a.M + bn - 1) / bn;
+    const long long blocks = static_cast<long long>((a.N + kWRows - 1) / kWRows) * args.token_tiles;
+    if (blocks > 0x7FFFFFFF) return cudaErrorInvalidValue;
+    cudaError_t err = cudaErrorInvalidValue;
+    with_wgmma_kernel(a.x_dtype, a.bits, bn, [&](auto kernel, int smem) {
+        err = allow_smem_once(reinterpret_cast<const void*>(kernel));
+        if (err != cudaSuccess) return;
+        kernel<<<static_cast<unsigned>(blocks), kWThreads, smem, stream>>>(args);
+        err = cudaGetLastError();
+    });
+    return err;
+}
+
+}  // namespace quantdllm

@@ -1,0 +1,126 @@
+"""The large-M wgmma path (csrc/lut_wgmma.cu, sm_90a) vs the exact product: bits x group size x
+dtype, odd M (partial token tiles) and N (partial row blocks, N % 8 != 0), K not a multiple of the
+super-chunk, in_scale, bias and per-row / one-t timestep bias; routing from lut_matmul; a CUDA
+graph replay with a new x and t. GPU (compute capability 9.0) only."""
+import pytest
+import torch
+
+from quantdllm_kernels import available_backends, lut_matmul
+from quantdllm_kernels.quantizers import quantize_weight
+from quantdllm_kernels.testing import exact_matmul, kernel_tolerance, rel_error
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
+
+if "cuda" in available_backends():
+    from quantdllm_kernels.backends import cuda_backend as cb
+
+    if not cb.wgmma_supported(torch.device("cuda")):
+        pytestmark.append(pytest.mark.skip(reason="lut_wgmma needs compute capability 9.0 and a 9.0a build"))
+
+
+def rtn(N, K, bits, g, dtype, gen, in_scale=False):
+    qw = quantize_weight(torch.randn(N, K, generator=gen), bits=bits, group_size=g, method="rtn", lut_dtype=dtype)
+    if in_scale:
+        qw = qw._replace(in_scale=(torch.rand(K, generator=gen) + 0.5).to(dtype))
+    return qw.to("cuda")
+
+
+def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None):
+    return torch.ops.quantdllm.lut_wgmma(x, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift, mw.in_scale,
+                                         bias, t, bounds, ts_bias)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("group_size", [64, 128, None])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("in_scale", [False, True])
+def test_matches_reference(bits, group_size, dtype, in_scale, gen):
+    N, K = 333, 640  # 3 row blocks, the last partial, N % 8 != 0; 640: not a multiple of the 3-bit super-chunk
+    qw = rtn(N, K, bits, group_size, dtype, gen, in_scale=in_scale)
+    mw = cb.mma_pack(qw, dtype)
+    assert mw is not None
+    bias = torch.randn(N, generator=gen).to(dtype).cuda()
+    for M in (1, 65, 128, 129, 300):
+        x = torch.randn(M, K, generator=gen).to(dtype).cuda()
+        y = run_op(x, mw, bias)
+        assert y.dtype == dtype and y.shape == (M, N)
+        assert rel_error(y, exact_matmul(x, qw, bias)) <= kernel_tolerance(dtype, K), M
+
+
+@pytest.mark.parametrize("NK", [(4096, 4096), (256, 12288), (12288, 256)])
+@pytest.mark.parametrize("M", [128, 512, 1000])
+def test_shapes(NK, M, gen):
+    N, K = NK
+    qw = rtn(N, K, 4, 128, torch.float16, gen)
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    y = run_op(x, cb.mma_pack(qw, torch.float16))
+    assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
+
+
+@pytest.mark.parametrize("T", [4, 11])
+@pytest.mark.parametrize("per_row", [True, False])
+def test_timestep_bias(T, per_row, gen):
+    N, K, M = 200, 1024, 300
+    qw = rtn(N, K, 4, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    bounds = torch.sort(torch.rand(T - 1, generator=gen)).values.cuda()
+    ts_bias = torch.randn(T, N, generator=gen).half().cuda()
+    t = torch.rand(M if per_row else 1, generator=gen).cuda()
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    want = exact_matmul(x, qw) + ts_bias[torch.searchsorted(bounds, t, right=True)].float()
+    y = run_op(x, mw, None, t, bounds, ts_bias)
+    assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
+
+
+def test_lut_matmul_routes_large_m(gen, monkeypatch):
+    """M >= WGMMA_MIN_M takes lut_wgmma through lut_matmul(backend="cuda"); 0 turns it off."""
+    qw = rtn(256, 512, 4, 128, torch.float16, gen)
+    x = torch.randn(cb.WGMMA_MIN_M + 3, 512, generator=gen).half().cuda()
+    calls = []
+    real = torch.ops.quantdllm.lut_wgmma
+
+    class Spy:
+        def __call__(self, *a):
+            calls.append(1)
+            return real(*a)
+
+    monkeypatch.setattr(cb.torch.ops.quantdllm, "lut_wgmma", Spy(), raising=False)
+    y = lut_matmul(x, qw, backend="cuda")
+    assert calls and rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, 512)
+    monkeypatch.setenv("QUANTDLLM_WGMMA_MIN_M", "0")
+    calls.clear()
+    lut_matmul(x, qw, backend="cuda")
+    assert not calls
+
+
+def test_graph_replay(gen):
+    N, K, M = 256, 1024, 256
+    qw = rtn(N, K, 4, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    bounds = torch.tensor([0.5], device="cuda")
+    ts_bias = torch.randn(2, N, generator=gen).half().cuda()
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    t = torch.full((1,), 0.25, device="cuda")
+    run_op(x, mw, None, t, bounds, ts_bias)  # warm-up outside the capture
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        y = run_op(x, mw, None, t, bounds, ts_bias)
+    x.copy_(torch.randn(M, K, generator=gen).half().cuda())
+    t.fill_(0.75)
+    g.replay()
+    want = exact_matmul(x, qw) + ts_bias[1].float()
+    assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
+
+
+def test_op_rejects_bad_arguments(gen):
+    qw = rtn(64, 256, 4, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    x = torch.randn(130, 256, generator=gen).half().cuda()
+    with pytest.raises(RuntimeError, match="x must be"):
+        run_op(x[:, :128], mw)
+    with pytest.raises(RuntimeError, match="x must be"):
+        run_op(x.float(), mw)
+    with pytest.raises(RuntimeError, match="bias must have N"):
+        run_op(x, mw, torch.zeros(3, dtype=torch.float16, device="cuda"))
