@@ -21,6 +21,7 @@
 // previous chunk's group (its A set is then free). Codes and scales ride in a lane-private ring of
 // super-chunks (each lane reads back only what it copied: no barrier for them).
 #include <algorithm>
+#include <cstdlib>
 #include <cstdint>
 #include <utility>
 
@@ -36,8 +37,10 @@ constexpr int kWGs = 2;                 // warpgroups per block, 64 W rows each
 constexpr int kWWarps = kWGs * 4;
 constexpr int kWThreads = kWWarps * 32;
 constexpr int kWRows = kWGs * 64;       // W rows per block
-constexpr int kXStages = 6;             // 64-k chunks of x in the ring
-constexpr int kAhead = kXStages - 2;    // chunks in flight: the stage of chunk i - 2 is the free one
+// 64-k chunks of x in the ring (BN = 256: 32 KB stages, five fit beside the code ring), and the
+// chunks in flight: the stage of chunk i - 2 is the free one
+template <int BN> constexpr int kXStages = BN == 256 ? 5 : 6;
+template <int BN> constexpr int kAhead = kXStages<BN> - 2;
 constexpr int kOutPad = 4;              // fp32 epilogue tile: row stride kWRows + 4 (conflict-free stores)
 
 // Shared memory of one block: the x ring (1024-aligned), reused by the fp32 epilogue tile, then the
@@ -46,10 +49,10 @@ constexpr int kOutPad = 4;              // fp32 epilogue tile: row stride kWRows
 template <int BITS, int BN>
 struct WPlan {
     static constexpr int CH = Layout<BITS>::kChunks, V = Layout<BITS>::kWords / 4;
-    static constexpr int SC = (kAhead + CH - 1) / CH + 1;
+    static constexpr int SC = (kAhead<BN> + CH - 1) / CH + 1;
     static constexpr int kXStage = BN * 128;
     static constexpr int kSlotWarp = V * 512 + CH * 256;  // a warp's codes (V x 32 lanes x 16 B), scales (CH x 32 x 8 B)
-    static constexpr int kXBytes = kXStages * kXStage;
+    static constexpr int kXBytes = kXStages<BN> * kXStage;
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
@@ -88,16 +91,26 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
                  "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}" \
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(one))
+#define QD_WGMMA_N256(TY) \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " " \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, " \
+                 "{%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}" \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(one))
 
 // D (64 x BN fp32, the warpgroup's registers) += A (64 x 16, registers) * B (16 x BN at desc); `one` (1)
 // is the scale-d flag, a register defined before the wgmma fence (see the kernel)
 template <typename T, int BN>
 __device__ __forceinline__ void wgmma_rs(float (&d)[BN / 2], const uint32_t (&a)[4], uint64_t desc, uint32_t one) {
-    if constexpr (BN == 128) {
+    if constexpr (BN == 256) {
+        if constexpr (std::is_same_v<T, __half>) QD_WGMMA_N256("f16");
+        else QD_WGMMA_N256("bf16");
+    } else if constexpr (BN == 128) {
         if constexpr (std::is_same_v<T, __half>) QD_WGMMA_N128("f16");
         else QD_WGMMA_N128("bf16");
     } else {
-        static_assert(BN == 64, "BN is 64 or 128");
+        static_assert(BN == 64, "BN is 64, 128 or 256");
         if constexpr (std::is_same_v<T, __half>) QD_WGMMA_N64("f16");
         else QD_WGMMA_N64("bf16");
     }
@@ -111,7 +124,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     using L = Layout<BITS>;
     using W = WPlan<BITS, BN>;
     using D = Decode<T, BITS, false>;
-    constexpr int CH = W::CH, V = W::V;
+    constexpr int CH = W::CH, V = W::V, S = kXStages<BN>, AHEAD = kAhead<BN>;
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = dev::smem_u32(smem_raw), base = (raw + 1023u) & ~1023u;
     const uint32_t xring = base, cring = base + W::kFront;
@@ -129,7 +142,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 
     // chunk j of x into stage j % kXStages; with the first chunk of a super-chunk, its codes and scales
     auto issue = [&](int j) {
-        const uint32_t xs = xring + (j % kXStages) * W::kXStage;
+        const uint32_t xs = xring + (j % S) * W::kXStage;
         const int kc = j << 6;
 #pragma unroll
         for (int r = 0; r < BN * 8 / kWThreads; ++r) {
@@ -155,7 +168,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #pragma unroll
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
 #pragma unroll
-    for (int j = 0; j < kAhead; ++j) {
+    for (int j = 0; j < AHEAD; ++j) {
         if (j < nchunks) issue(j);
         cp_async_commit();
     }
@@ -194,9 +207,9 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             pin(A[par][st]);
         }
     };
-    constexpr int UNR = CH > 4 ? CH : 4;  // a multiple of CH and of 2
+    constexpr int UNR = 8;  // a multiple of CH and of 2
     if (nchunks > 0) {
-        cp_async_wait<kAhead - 1>();  // chunk 0's codes (this lane's own copies: no barrier)
+        cp_async_wait<AHEAD - 1>();  // chunk 0's codes (this lane's own copies: no barrier)
         decode(IntTag<0>{}, 0);
     }
     for (int i0 = 0; i0 < nchunks; i0 += UNR) {
@@ -205,12 +218,12 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 constexpr int r = decltype(pos)::value, par = r & 1;
                 const int i = i0 + r;
                 if (i >= nchunks) return;
-                cp_async_wait<kAhead - 2>();  // chunk i's x and chunk i + 1's codes (this thread's copies)
+                cp_async_wait<AHEAD - 2>();  // chunk i's x and chunk i + 1's codes (this thread's copies)
                 fence_proxy_async();          // ... visible to wgmma's async proxy
                 __syncthreads();              // every thread's; and chunk i - 2's wgmmas retired everywhere
-                if (i + kAhead < nchunks) issue(i + kAhead);
+                if (i + AHEAD < nchunks) issue(i + AHEAD);
                 cp_async_commit();
-                const uint32_t xs = xring + (i % kXStages) * W::kXStage;
+                const uint32_t xs = xring + (i % S) * W::kXStage;
 #pragma unroll
                 for (int st = 0; st < 4; ++st) {
                     desc[par][st] = sw128_desc(xs + st * 32);
@@ -314,7 +327,8 @@ bool with_wgmma_kernel(DType dt, int bits, int bn, F&& f) {
         auto by_bn = [&](auto b) {
             constexpr int B = decltype(b)::value;
             ok = true;
-            if (bn == 128) f(lut_wgmma_kernel<T, B, 128>, WPlan<B, 128>::kSmem);
+            if (bn == 256) f(lut_wgmma_kernel<T, B, 256>, WPlan<B, 256>::kSmem);
+            else if (bn == 128) f(lut_wgmma_kernel<T, B, 128>, WPlan<B, 128>::kSmem);
             else if (bn == 64) f(lut_wgmma_kernel<T, B, 64>, WPlan<B, 64>::kSmem);
             else ok = false;
         };
@@ -339,14 +353,20 @@ bool wgmma_built() {
 }
 
 int wgmma_bn(int M, int N, int num_sms) {
-    // Tokens per block: 128 unless 64 fills the GPU's waves clearly better (a 64-token block costs
-    // ~0.55 of a 128-token one: the same codes and decode, half the wgmma work).
+    // Tokens per block: the tile whose waves cost least, a block of BN tokens costing about BN / 128
+    // of a 128-token one plus the fixed part (the same codes and decode): 0.55 / 1 / 1.8.
+    if (const int forced = std::getenv("QUANTDLLM_WGMMA_BN") ? std::atoi(std::getenv("QUANTDLLM_WGMMA_BN")) : 0;
+        forced == 64 || forced == 128 || forced == 256)
+        return forced;
     const long long nblk = (N + kWRows - 1) / kWRows, sms = std::max(num_sms, 1);
-    auto cost = [&](int bn, double per) {
+    int best = 128;
+    double best_cost = 1e30;
+    for (const auto& [bn, per] : {std::pair<int, double>{256, 1.8}, {128, 1.0}, {64, 0.55}}) {
         const long long blocks = nblk * ((M + bn - 1) / bn);
-        return static_cast<double>((blocks + sms - 1) / sms) * per;
-    };
-    return cost(64, 0.55) < cost(128, 1.0) ? 64 : 128;
+        const double cost = static_cast<double>((blocks + sms - 1) / sms) * per;
+        if (cost < best_cost * 0.999) best = bn, best_cost = cost;
+    }
+    return best;
 }
 
 cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,
@@ -367,7 +387,7 @@ cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DTy
 cudaError_t launch_lut_wgmma(const MmaArgs& a, int bn, cudaStream_t stream) {
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
     if (a.M < 1 || a.N < 1 || a.K < 64 || a.K % 64 || !a.codes || !a.sz || !a.x || !a.y) return cudaErrorInvalidValue;
-    if (a.bits < 2 || a.bits > 4 || (bn != 64 && bn != 128)) return cudaErrorInvalidValue;
+    if (a.bits < 2 || a.bits > 4 || (bn != 64 && bn != 128 && bn != 256)) return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
     MmaArgs args = a;
     args.token_tiles = (a.M + bn - 1) / bn;

@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--ms", nargs="*", type=int, default=[128, 256, 512, 1024, 2048, 4096])
     ap.add_argument("--bits", nargs="*", type=int, default=[4, 3, 2])
     ap.add_argument("--reps-ms", type=float, default=40)
+    ap.add_argument("--bns", nargs="*", type=int, default=[], help="also time these forced tiles (QUANTDLLM_WGMMA_BN)")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
     gen = torch.Generator().manual_seed(0)
@@ -46,6 +47,11 @@ def main():
                 r = {"shape": shape, "M": M, "bits": bits, "rel_err": err, "ok": ok}
                 r["wgmma"] = time_fn(lambda: torch.ops.quantdllm.lut_wgmma(
                     x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None, None, None, None), a.reps_ms)["us"]
+                for bn in a.bns:
+                    os.environ["QUANTDLLM_WGMMA_BN"] = str(bn)
+                    r[f"wgmma_bn{bn}"] = time_fn(lambda: torch.ops.quantdllm.lut_wgmma(
+                        x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None, None, None, None), a.reps_ms)["us"]
+                    del os.environ["QUANTDLLM_WGMMA_BN"]
                 os.environ["QUANTDLLM_WGMMA_MIN_M"] = "0"
                 r["cuda_dequant_cublas"] = time_fn(lambda: qd.lut_matmul(x, qw, backend="cuda"), a.reps_ms)["us"]
                 del os.environ["QUANTDLLM_WGMMA_MIN_M"]
