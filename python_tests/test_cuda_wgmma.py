@@ -48,6 +48,27 @@ def test_matches_reference(bits, group_size, dtype, in_scale, gen):
         assert rel_error(y, exact_matmul(x, qw, bias)) <= kernel_tolerance(dtype, K), M
 
 
+@pytest.mark.parametrize("bn", ["64", "128", "256"])
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_token_tile(bn, bits, dtype, gen, monkeypatch):
+    """QUANTDLLM_WGMMA_BN forces each tile (the plan picks by waves), partial tiles at both ends,
+    with in_scale, bias and a per-row timestep bias."""
+    N, K = 200, 768
+    qw = rtn(N, K, bits, 128, dtype, gen, in_scale=True)
+    mw = cb.mma_pack(qw, dtype)
+    bias = torch.randn(N, generator=gen).to(dtype).cuda()
+    bounds = torch.tensor([0.3, 0.6], device="cuda")
+    ts_bias = torch.randn(3, N, generator=gen).to(dtype).cuda()
+    monkeypatch.setenv("QUANTDLLM_WGMMA_BN", bn)
+    for M in (70, 256, 300):
+        x = torch.randn(M, K, generator=gen).to(dtype).cuda()
+        t = torch.rand(M, generator=gen).cuda()
+        want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+        y = run_op(x, mw, bias, t, bounds, ts_bias)
+        assert rel_error(y, want) <= kernel_tolerance(dtype, K), M
+
+
 @pytest.mark.parametrize("NK", [(4096, 4096), (256, 12288), (12288, 256)])
 @pytest.mark.parametrize("M", [128, 512, 1000])
 def test_shapes(NK, M, gen):
