@@ -1,7 +1,9 @@
 """Small CUDA-backend cases for ``compute-sanitizer --tool memcheck`` (run_device.sh runs it):
 every kernel path once -- GEMV with and without the K split, dequant + cuBLAS, each LUT kind,
 3-bit straddling codes, group sizes 32 and per-row, timestep bias and LUT sets, and the tensor-core
-path (lut_mma) with and without its K split."""
+path (lut_mma) with and without its K split, and the wgmma path (lut_wgmma) at every token tile."""
+import os
+
 import torch
 
 import quantdllm_kernels as qd
@@ -37,6 +39,24 @@ def main():
         t = torch.rand(M, device="cuda")
         y = qd.lut_matmul(x, qw, bias, timestep=t, backend="cuda")
         worst = max(worst, rel_error(y, qd.lut_matmul(x, qw, bias, timestep=t, backend="torch")))
+    # the wgmma path (sm_90a): every token tile, partial row block and token tile, in_scale, bias and
+    # per-row timestep bias
+    from quantdllm_kernels.backends import cuda_backend as cb
+    if cb.wgmma_supported(torch.device("cuda")):
+        qw = qd.quantize_weight(torch.randn(200, 640, generator=gen), bits=3, group_size=64, method="rtn")
+        qw = qw._replace(in_scale=(torch.rand(640, generator=gen) + 0.5).half()).to("cuda")
+        mw = cb.mma_pack(qw, torch.float16)
+        bounds, ts_bias = torch.tensor([0.5], device="cuda"), torch.randn(2, 200, device="cuda").half()
+        bias = torch.randn(200, device="cuda").half()
+        for bn in ("64", "128", "256"):
+            os.environ["QUANTDLLM_WGMMA_BN"] = bn
+            x = torch.randn(300, 640, generator=gen).half().cuda()
+            t = torch.rand(300, device="cuda")
+            y = torch.ops.quantdllm.lut_wgmma(x, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift, mw.in_scale,
+                                              bias, t, bounds, ts_bias)
+            qt = qw.with_timestep_tables(qd.TimestepTables(bounds, ts_bias))
+            worst = max(worst, rel_error(y, qd.lut_matmul(x, qt, bias, timestep=t, backend="torch")))
+        del os.environ["QUANTDLLM_WGMMA_BN"]
     torch.cuda.synchronize()
     print(f"sanitize cases done, worst rel error {worst:.2e}")
     assert worst < 1e-2

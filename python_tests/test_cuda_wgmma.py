@@ -94,10 +94,11 @@ def test_timestep_bias(T, per_row, gen):
     assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
 
 
-def test_lut_matmul_routes_large_m(gen, monkeypatch):
-    """M >= WGMMA_MIN_M takes lut_wgmma through lut_matmul(backend="cuda"); 0 turns it off."""
+def test_lut_matmul_routes_mid_m(gen, monkeypatch):
+    """MMA_MAX_M < M <= WGMMA_MAX_M takes lut_wgmma through lut_matmul(backend="cuda");
+    QUANTDLLM_WGMMA_MAX_M=0 turns it off."""
     qw = rtn(256, 512, 4, 128, torch.float16, gen)
-    x = torch.randn(cb.WGMMA_MIN_M + 3, 512, generator=gen).half().cuda()
+    x = torch.randn(cb.MMA_MAX_M + 3, 512, generator=gen).half().cuda()
     calls = []
     real = torch.ops.quantdllm.lut_wgmma
 
@@ -109,7 +110,7 @@ def test_lut_matmul_routes_large_m(gen, monkeypatch):
     monkeypatch.setattr(cb.torch.ops.quantdllm, "lut_wgmma", Spy(), raising=False)
     y = lut_matmul(x, qw, backend="cuda")
     assert calls and rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, 512)
-    monkeypatch.setenv("QUANTDLLM_WGMMA_MIN_M", "0")
+    monkeypatch.setenv("QUANTDLLM_WGMMA_MAX_M", "0")
     calls.clear()
     lut_matmul(x, qw, backend="cuda")
     assert not calls

@@ -52,9 +52,9 @@ def main():
                     r[f"wgmma_bn{bn}"] = time_fn(lambda: torch.ops.quantdllm.lut_wgmma(
                         x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None, None, None, None), a.reps_ms)["us"]
                     del os.environ["QUANTDLLM_WGMMA_BN"]
-                os.environ["QUANTDLLM_WGMMA_MIN_M"] = "0"
+                os.environ["QUANTDLLM_WGMMA_MAX_M"] = "0"
                 r["cuda_dequant_cublas"] = time_fn(lambda: qd.lut_matmul(x, qw, backend="cuda"), a.reps_ms)["us"]
-                del os.environ["QUANTDLLM_WGMMA_MIN_M"]
+                del os.environ["QUANTDLLM_WGMMA_MAX_M"]
                 if bits == 4:
                     r["triton"] = time_fn(lambda: qd.lut_matmul(x, qw, backend="triton"), a.reps_ms)["us"]
                     r["fp16"] = time_fn(lambda: F.linear(x, W), a.reps_ms)["us"]

@@ -5,9 +5,10 @@ Paths by weight and M:
   fragment-order repack (``cuda_layout.pack_for_mma``), built once per (weight, activation dtype)
   and cached -- on QuantLinear as non-persistent buffers (so ``torch.compile`` sees them), else on
   the codes tensor;
-* the same weights at M >= ``WGMMA_MIN_M`` on a compute capability 9.0 GPU (an extension built
-  with 9.0a): the wgmma kernel ``lut_wgmma`` on the same repack (x permuted into the layout's k
-  order by a pre-pass, in_scale folded there);
+* the same weights at ``MMA_MAX_M`` < M <= ``WGMMA_MAX_M`` on a compute capability 9.0 GPU (an
+  extension built with 9.0a): the wgmma kernel ``lut_wgmma`` on the same repack (x permuted into
+  the layout's k order by a pre-pass, in_scale folded there). Past it dequantize + cuBLAS is faster
+  (H200: lut_wgmma reaches ~530 TFLOP/s, cuBLAS fp16 ~660);
 * other kinds, M <= ``GEMV_MAX_M``: the LUT GEMV, which reads the canonical format as stored;
 * otherwise dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the kernels take
 the timesteps ``t`` (1 or M fp32 values) and the boundaries, and compute each row's bucket on the
@@ -37,8 +38,10 @@ except ImportError as e:  # pragma: no cover - depends on the build
 
 GEMV_MAX_M = 16
 MMA_MAX_M = 64
-# The wgmma path from this M up (QUANTDLLM_WGMMA_MIN_M overrides, for benchmarks; 0 turns it off).
-WGMMA_MIN_M = int(os.environ.get("QUANTDLLM_WGMMA_MIN_M", "128"))
+# The wgmma path up to this M (QUANTDLLM_WGMMA_MAX_M overrides, for benchmarks; 0 turns it off).
+# H200, w4, µs: (4096, 12288) M = 128 47 vs 73 (Triton) / 82 (dequant + cuBLAS), M = 256 68 vs 78;
+# M = 512 129 vs 115, M = 1024 195 vs 182 (probe_wgmma, ninth session).
+WGMMA_MAX_M = 384
 _WGMMA_OK = {}  # device index -> torch.ops.quantdllm.wgmma_supported
 _MMA_ATTR = "_quantdllm_mma_pack"  # eager cache slot on the codes tensor: {dtype: (fingerprint, MmaWeight|None)}
 _SEMAPHORES = {}  # (device index, stream) -> zeroed int32; the kernel leaves them zeroed
@@ -167,15 +170,14 @@ def wgmma_supported(device: torch.device) -> bool:
     return ok
 
 
-def _wgmma_min_m() -> int:
-    v = os.environ.get("QUANTDLLM_WGMMA_MIN_M")
-    return WGMMA_MIN_M if v is None else int(v)
+def _wgmma_max_m() -> int:
+    v = os.environ.get("QUANTDLLM_WGMMA_MAX_M")
+    return WGMMA_MAX_M if v is None else int(v)
 
 
 def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_luts: bool):
     M = x2.shape[0]
-    wg_min = _wgmma_min_m()
-    if M > MMA_MAX_M and 0 < wg_min <= M and not use_ts_luts and wgmma_supported(x2.device):
+    if MMA_MAX_M < M <= _wgmma_max_m() and not use_ts_luts and wgmma_supported(x2.device):
         mw = mma_pack(qw, x2.dtype)
         if mw is not None:
             bias = None if bias is None else bias.contiguous()
