@@ -40,8 +40,8 @@ GEMV_MAX_M = 16
 MMA_MAX_M = 64
 # The wgmma path up to this M (QUANTDLLM_WGMMA_MAX_M overrides, for benchmarks; 0 turns it off).
 # H200, w4, µs: (4096, 12288) M = 128 47 vs 73 (Triton) / 82 (dequant + cuBLAS), M = 256 68 vs 78;
-# M = 512 129 vs 115, M = 1024 195 vs 182 (probe_wgmma, ninth session).
-WGMMA_MAX_M = 384
+# M = 384 122 vs 93, M = 512 129 vs 115, M = 1024 195 vs 182 (probe_wgmma and bench, ninth session).
+WGMMA_MAX_M = 256
 _WGMMA_OK = {}  # device index -> torch.ops.quantdllm.wgmma_supported
 _MMA_ATTR = "_quantdllm_mma_pack"  # eager cache slot on the codes tensor: {dtype: (fingerprint, MmaWeight|None)}
 _SEMAPHORES = {}  # (device index, stream) -> zeroed int32; the kernel leaves them zeroed
