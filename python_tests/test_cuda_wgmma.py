@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from quantdllm_kernels import available_backends, lut_matmul
-from quantdllm_kernels.quantizers import quantize_weight
-from quantdllm_kernels.testing import exact_matmul, kernel_tolerance, rel_error
+from quantdllm_kernels.testing import exact_matmul, kernel_tolerance, rel_error, rtn_qweight
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
@@ -20,10 +19,7 @@ if "cuda" in available_backends():
 
 
 def rtn(N, K, bits, g, dtype, gen, in_scale=False):
-    qw = quantize_weight(torch.randn(N, K, generator=gen), bits=bits, group_size=g, method="rtn", lut_dtype=dtype)
-    if in_scale:
-        qw = qw._replace(in_scale=(torch.rand(K, generator=gen) + 0.5).to(dtype))
-    return qw.to("cuda")
+    return rtn_qweight(N, K, bits, g, dtype, gen, in_scale=in_scale)
 
 
 def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None):

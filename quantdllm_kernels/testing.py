@@ -18,6 +18,19 @@ KERNEL_TEST_FORMATS = [("scaled", {}), ("scaled", {"zero": False}), ("scaled", {
                        ("table", {}), ("binary", {})]
 
 
+def rtn_qweight(N: int, K: int, bits: int, group_size: Optional[int], dtype: torch.dtype,
+                generator: torch.Generator, in_scale: bool = False, device: str = "cuda") -> QuantizedWeight:
+    """A round-to-nearest weight (the affine `scaled` kind the tensor-core paths take) from a random
+    normal matrix, optionally with a random positive in_scale, on ``device``."""
+    from .quantizers import quantize_weight
+
+    qw = quantize_weight(torch.randn(N, K, generator=generator), bits=bits, group_size=group_size, method="rtn",
+                         lut_dtype=dtype)
+    if in_scale:
+        qw = qw._replace(in_scale=(torch.rand(K, generator=generator) + 0.5).to(dtype))
+    return qw.to(device)
+
+
 def random_qweight(N: int, K: int, *, bits: int = 4, lut_kind: str = "scaled", group_size: Optional[int] = 128,
                    lut_dtype: torch.dtype = torch.float16, in_scale: bool = False, per_row_codebook: bool = False,
                    zero: bool = True, device="cpu", generator: Optional[torch.Generator] = None) -> QuantizedWeight:
