@@ -13,13 +13,13 @@
 // kernel copies x with 16-byte cp.async into 128-byte-swizzled rows (the canonical K-major layout
 // of a wgmma descriptor: 8-row groups 1024 bytes apart), one 64-k chunk per ring stage.
 //
-// Pipeline, per block of 2 warpgroups (256 threads, 128 W rows x BN tokens): a ring of kXStages x
-// chunks, kAhead = kXStages - 2 chunks in flight. Each chunk: wait for its copies, fence them into
-// the async proxy, one barrier (which also proves that every warpgroup has retired the wgmmas of
-// the chunk two back, whose stage the next copy overwrites), issue the copy kAhead ahead, decode
-// this chunk's A into the register set of its parity, wgmma x 4 (k16 steps), commit, wait for the
-// previous chunk's group (its A set is then free). Codes and scales ride in a lane-private ring of
-// super-chunks (each lane reads back only what it copied: no barrier for them).
+// Pipeline, per block of 2 warpgroups (256 threads, 128 W rows x BN tokens): a ring of x stages
+// (64-k chunks), kAhead = stages - 2 chunks in flight. Each chunk: wait for its copies, fence them
+// into the async proxy, one barrier (which also proves that every warpgroup has retired the wgmmas
+// of the chunk two back, whose stage the next copy overwrites), issue the copy kAhead ahead, wgmma
+// x 4 (k16 steps) on the A decoded during the previous chunk, commit, wait for the previous chunk's
+// group (its A set is then free), decode the next chunk's A into that set. Codes and scales ride in
+// a lane-private ring of super-chunks (each lane reads back only what it copied: no barrier).
 #include <algorithm>
 #include <cstdlib>
 #include <cstdint>
