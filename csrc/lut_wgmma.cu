@@ -25,6 +25,9 @@
 #include <cstdint>
 #include <utility>
 
+#include <cuda.h>           // CUtensorMap (the x copies are TMA loads)
+#include <cudaTypedefs.h>   // PFN_cuTensorMapEncodeTiled, fetched through the runtime: no -lcuda
+
 #include "dispatch.cuh"
 #include "lut_device.cuh"
 #include "mma_fragments.cuh"
@@ -56,7 +59,8 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    static constexpr int kSmem = 1024 + kFront + kCodeBytes + BN * 4;  // + alignment slack, + buckets
+    static constexpr int kBarOff = kFront + kCodeBytes + BN * 4;       // after the buckets: an mbarrier per x stage
+    static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device pass for sm_90a: everything wgmma
@@ -76,6 +80,30 @@ __device__ __forceinline__ void pin(uint32_t (&r)[4]) {
     asm volatile("" : "+r"(r[0]), "+r"(r[1]), "+r"(r[2]), "+r"(r[3]));
 }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// The x stages are filled by the tensor-memory accelerator: one thread issues a 2-D box copy
+// (64 k x BN tokens, 128-byte swizzle: the layout the wgmma descriptor reads, rows past M zero)
+// that completes on the stage's mbarrier; every thread waits on that barrier's phase.
+__device__ __forceinline__ void mbar_init(uint32_t bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void tma_x_chunk(uint32_t dst, uint32_t bar, const CUtensorMap* map, int k, int m,
+                                            uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+        ::"r"(dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(k), "r"(m), "r"(bar)
+        : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done = 0;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
 
 #define QD_WGMMA_N64(TY) \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
@@ -118,7 +146,7 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[BN / 2], const uint32_t (&a)
 #endif
 
 template <typename T, int BITS, int BN>
-__global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a) {
+__global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a, const __grid_constant__ CUtensorMap xmap) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using P = Pair<T>;
     using L = Layout<BITS>;
@@ -127,29 +155,22 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     constexpr int CH = W::CH, V = W::V, S = kXStages<BN>, AHEAD = kAhead<BN>;
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = dev::smem_u32(smem_raw), base = (raw + 1023u) & ~1023u;
-    const uint32_t xring = base, cring = base + W::kFront;
+    const uint32_t xring = base, cring = base + W::kFront, bars = base + W::kBarOff;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
     const int nb = static_cast<int>(blockIdx.x) / a.token_tiles, tb = blockIdx.x - nb * a.token_tiles;
     const int tiles = (a.N + 31) / 32 * 2;
     const int tile = min(nb * kWWarps + warp, tiles - 1);  // warps past the last tile compute a copy, never stored
     const int m0 = tb * BN, n0 = nb * kWRows;
     const int U = (a.K + L::kSuper - 1) / L::kSuper, nchunks = a.K >> 6;
-    const T* x = static_cast<const T*>(a.x);
     const uint4* code_src = reinterpret_cast<const uint4*>(a.codes) + (static_cast<int64_t>(tile) * U * 32 + lane) * V;
     const uint2* sz_src = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile) * a.groups * 8 + g;
     const uint32_t my_slot0 = cring + warp * W::kSlotWarp + lane * 16;  // + slot * kWWarps * kSlotWarp
     const uint32_t my_sz0 = cring + warp * W::kSlotWarp + V * 512 + lane * 8;
 
-    // chunk j of x into stage j % kXStages; with the first chunk of a super-chunk, its codes and scales
+    // chunk j of x into stage j % kXStages (thread 0, one TMA copy); with the first chunk of a
+    // super-chunk, this lane's codes and scales
     auto issue = [&](int j) {
-        const uint32_t xs = xring + (j % S) * W::kXStage;
-        const int kc = j << 6;
-#pragma unroll
-        for (int r = 0; r < BN * 8 / kWThreads; ++r) {
-            const int idx = tid + r * kWThreads, row = idx >> 3, c16 = idx & 7;
-            const T* src = x + static_cast<int64_t>(min(m0 + row, a.M - 1)) * a.K + kc + c16 * 8;
-            cp_async16(xs + row * 128 + ((c16 ^ (row & 7)) << 4), src);
-        }
+        if (tid == 0) tma_x_chunk(xring + (j % S) * W::kXStage, bars + (j % S) * 8, &xmap, j << 6, m0, W::kXStage);
         if (j % CH == 0) {
             const int u = j / CH;
             const uint32_t so = (u % W::SC) * kWWarps * W::kSlotWarp;
@@ -167,6 +188,12 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     float acc[BN / 2];
 #pragma unroll
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
+    if (tid == 0) {
+#pragma unroll
+        for (int s = 0; s < S; ++s) mbar_init(bars + s * 8);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();  // the barriers exist before anyone waits on them
 #pragma unroll
     for (int j = 0; j < AHEAD; ++j) {
         if (j < nchunks) issue(j);
@@ -218,12 +245,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 constexpr int r = decltype(pos)::value, par = r & 1;
                 const int i = i0 + r;
                 if (i >= nchunks) return;
-                cp_async_wait<AHEAD - 2>();  // chunk i's x and chunk i + 1's codes (this thread's copies)
-                fence_proxy_async();          // ... visible to wgmma's async proxy
-                __syncthreads();              // every thread's; and chunk i - 2's wgmmas retired everywhere
+                __syncthreads();  // chunk i - 2's wgmmas retired everywhere: its stage is free
                 if (i + AHEAD < nchunks) issue(i + AHEAD);
                 cp_async_commit();
                 const uint32_t xs = xring + (i % S) * W::kXStage;
+                mbar_wait(bars + (i % S) * 8, (i / S) & 1);  // chunk i's x landed
 #pragma unroll
                 for (int st = 0; st < 4; ++st) {
                     desc[par][st] = sw128_desc(xs + st * 32);
@@ -241,6 +267,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                     pin(A[par ^ 1][st]);
                     asm volatile("" : "+l"(desc[par ^ 1][st]));
                 }
+                cp_async_wait<AHEAD - 1>();  // chunk i + 1's codes (this lane's own copies)
                 if (i + 1 < nchunks) decode(IntTag<r + 1>{}, i + 1);
             };
             (step(IntTag<R>{}), ...);
@@ -249,7 +276,8 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     wgmma_wait<0>();
     cp_async_wait<0>();
-    __syncthreads();  // the x ring becomes the fp32 output tile [token][row]
+    fence_proxy_async();  // the TMA writes (async proxy) ordered before the generic stores below
+    __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
 
     float* out = reinterpret_cast<float*>(smem_raw + (xring - raw));
     int* bucket = reinterpret_cast<int*>(smem_raw + (cring - raw) + W::kCodeBytes);
@@ -384,12 +412,40 @@ cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DTy
     return ok ? cudaGetLastError() : cudaErrorInvalidValue;
 }
 
-// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored).
+namespace {
+// The TMA descriptor of the permuted x (M rows of K): boxes of 64 k x bn tokens, 128-byte swizzle,
+// rows past M read as zeros. cuTensorMapEncodeTiled is a host-only driver function, fetched once.
+cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K, int bn) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+        void* fn = nullptr;
+        cudaDriverEntryPointQueryResult q{};
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+            q != cudaDriverEntryPointSuccess)
+            fn = nullptr;
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+    }();
+    if (!encode) return cudaErrorNotSupported;
+    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(K), static_cast<cuuint64_t>(M)};
+    const cuuint64_t strides[1] = {static_cast<cuuint64_t>(K) * 2};
+    const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(bn)}, unit[2] = {1, 1};
+    const CUresult r = encode(map, dt == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
+                              const_cast<void*>(x), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                              CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+}  // namespace
+
+// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), 16-byte aligned.
 cudaError_t launch_lut_wgmma(const MmaArgs& a, int bn, cudaStream_t stream) {
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
     if (a.M < 1 || a.N < 1 || a.K < 64 || a.K % 64 || !a.codes || !a.sz || !a.x || !a.y) return cudaErrorInvalidValue;
     if (a.bits < 2 || a.bits > 4 || (bn != 64 && bn != 128 && bn != 256)) return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
+    if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
+        return cudaErrorInvalidValue;
+    CUtensorMap xmap;
+    if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.K, bn); e != cudaSuccess) return e;
     MmaArgs args = a;
     args.token_tiles = (a.M + bn - 1) / bn;
     const long long blocks = static_cast<long long>((a.N + kWRows - 1) / kWRows) * args.token_tiles;
@@ -398,7 +454,7 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, int bn, cudaStream_t stream) {
     with_wgmma_kernel(a.x_dtype, a.bits, bn, [&](auto kernel, int smem) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));
         if (err != cudaSuccess) return;
-        kernel<<<static_cast<unsigned>(blocks), kWThreads, smem, stream>>>(args);
+        kernel<<<static_cast<unsigned>(blocks), kWThreads, smem, stream>>>(args, xmap);
         err = cudaGetLastError();
     });
     return err;
