@@ -1,7 +1,8 @@
 """Small CUDA-backend cases for ``compute-sanitizer --tool memcheck`` (run_device.sh runs it):
 every kernel path once -- GEMV with and without the K split, dequant + cuBLAS, each LUT kind,
 3-bit straddling codes, group sizes 32 and per-row, timestep bias and LUT sets, and the tensor-core
-path (lut_mma) with and without its K split, and the wgmma path (lut_wgmma) at every token tile."""
+path (lut_mma) with and without its K split, and the wgmma path (lut_wgmma) at every token tile and
+with K splits."""
 import os
 
 import torch
@@ -48,15 +49,16 @@ def main():
         mw = cb.mma_pack(qw, torch.float16)
         bounds, ts_bias = torch.tensor([0.5], device="cuda"), torch.randn(2, 200, device="cuda").half()
         bias = torch.randn(200, device="cuda").half()
-        for bn in ("64", "128", "256"):
-            os.environ["QUANTDLLM_WGMMA_BN"] = bn
+        sem = torch.zeros(4096, dtype=torch.int32, device="cuda")
+        for bn, ks in (("64", "1"), ("128", "1"), ("256", "1"), ("64", "2"), ("256", "3")):  # + K splits
+            os.environ["QUANTDLLM_WGMMA_BN"], os.environ["QUANTDLLM_WGMMA_KSPLIT"] = bn, ks
             x = torch.randn(300, 640, generator=gen).half().cuda()
             t = torch.rand(300, device="cuda")
             y = torch.ops.quantdllm.lut_wgmma(x, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift, mw.in_scale,
-                                              bias, t, bounds, ts_bias)
+                                              bias, t, bounds, ts_bias, sem)
             qt = qw.with_timestep_tables(qd.TimestepTables(bounds, ts_bias))
             worst = max(worst, rel_error(y, qd.lut_matmul(x, qt, bias, timestep=t, backend="torch")))
-        del os.environ["QUANTDLLM_WGMMA_BN"]
+        del os.environ["QUANTDLLM_WGMMA_BN"], os.environ["QUANTDLLM_WGMMA_KSPLIT"]
     torch.cuda.synchronize()
     print(f"sanitize cases done, worst rel error {worst:.2e}")
     assert worst < 1e-2

@@ -119,11 +119,17 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
 // ---- Large-M tensor-core path on sm_90a (csrc/lut_wgmma.cu): the same weight layout as lut_mma, wgmma
 // with the dequantized W in registers. x goes through launch_permute_x first (k in the layout's
 // fragment order, in_scale folded in); launch_lut_wgmma then reads a.x as that copy and ignores
-// a.in_scale. K-splits, workspace and semaphores are not used.
+// a.in_scale. With ksplit > 1 (grid.y K slices of per_split 64-k chunks) it needs a.workspace
+// (ksplit, M, N) fp32 and a.semaphores (>= one zeroed int per (row block, token tile), left zeroed).
 bool wgmma_built();  // whether this build holds sm_90a device code (QUANTDLLM_SM90A, set by setup.py)
-int wgmma_bn(int M, int N, int num_sms);  // tokens per block: 64 or 128
+struct WgmmaPlan {
+    int bn = 128;      // tokens per block: 64, 128 or 256
+    int ksplit = 1;    // K slices (grid.y)
+    int per_split = 0; // 64-k chunks per slice (a multiple of 4 when ksplit > 1)
+};
+WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms);
 cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,
                              cudaStream_t stream);
-cudaError_t launch_lut_wgmma(const MmaArgs& a, int bn, cudaStream_t stream);
+cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t stream);
 
 }  // namespace quantdllm

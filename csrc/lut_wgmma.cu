@@ -59,7 +59,7 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    static constexpr int kBarOff = kFront + kCodeBytes + BN * 4;       // after the buckets: an mbarrier per x stage
+    static constexpr int kBarOff = kFront + kCodeBytes + BN * 4 + 8;   // after the buckets and the K split's flag: an mbarrier per x stage
     static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
 };
 
@@ -161,8 +161,12 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const int tiles = (a.N + 31) / 32 * 2;
     const int tile = min(nb * kWWarps + warp, tiles - 1);  // warps past the last tile compute a copy, never stored
     const int m0 = tb * BN, n0 = nb * kWRows;
-    const int U = (a.K + L::kSuper - 1) / L::kSuper, nchunks = a.K >> 6;
-    const uint4* code_src = reinterpret_cast<const uint4*>(a.codes) + (static_cast<int64_t>(tile) * U * 32 + lane) * V;
+    // this block's K slice (grid.y splits K): chunks c0 .. c0 + nchunks - 1, c0 a multiple of 4 (of CH)
+    const int c0 = static_cast<int>(blockIdx.y) * a.per_split, nchunks = min(a.per_split, (a.K >> 6) - c0);
+    const int kbase = c0 << 6;
+    const int U = (a.K + L::kSuper - 1) / L::kSuper;
+    const uint4* code_src =
+        reinterpret_cast<const uint4*>(a.codes) + (static_cast<int64_t>(tile) * U * 32 + lane) * V + (c0 / CH) * 32 * V;
     const uint2* sz_src = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile) * a.groups * 8 + g;
     const uint32_t my_slot0 = cring + warp * W::kSlotWarp + lane * 16;  // + slot * kWWarps * kSlotWarp
     const uint32_t my_sz0 = cring + warp * W::kSlotWarp + V * 512 + lane * 8;
@@ -170,7 +174,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // chunk j of x into stage j % kXStages (thread 0, one TMA copy); with the first chunk of a
     // super-chunk, this lane's codes and scales
     auto issue = [&](int j) {
-        if (tid == 0) tma_x_chunk(xring + (j % S) * W::kXStage, bars + (j % S) * 8, &xmap, j << 6, m0, W::kXStage);
+        if (tid == 0) tma_x_chunk(xring + (j % S) * W::kXStage, bars + (j % S) * 8, &xmap, kbase + (j << 6), m0, W::kXStage);
         if (j % CH == 0) {
             const int u = j / CH;
             const uint32_t so = (u % W::SC) * kWWarps * W::kSlotWarp;
@@ -178,7 +182,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             for (int v = 0; v < V; ++v) cp_async16(my_slot0 + so + v * 512, code_src + static_cast<int64_t>(u) * 32 * V + v);
 #pragma unroll
             for (int c = 0; c < CH; ++c) {
-                const int k = (j + c) << 6;
+                const int k = kbase + ((j + c) << 6);
                 if (CH > 1 && k >= a.K) break;
                 cp_async8(my_sz0 + so + c * 256, sz_src + (k >> a.group_shift) * 8);
             }
@@ -295,29 +299,80 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     T* y = static_cast<T*>(a.y);
     const int toks = min(BN, a.M - m0);
     const bool vec = (a.N & 7) == 0;
-    for (int idx = tid; idx < toks * (kWRows / 8); idx += kWThreads) {
-        const int tok = idx / (kWRows / 8), r8 = (idx % (kWRows / 8)) * 8, n = n0 + r8;
-        if (n >= a.N) continue;
-        const float* src = out + tok * (kWRows + kOutPad) + r8;
-        const int64_t o = static_cast<int64_t>(m0 + tok) * a.N + n;
+    const int ksplit = gridDim.y;
+    // outputs idx = token * 16 + 8-row group: (token, first row n, and the token's offset in (M, N))
+    auto at = [&](int idx, int& tok, int& r8) {
+        tok = idx / (kWRows / 8), r8 = (idx % (kWRows / 8)) * 8;
+        return static_cast<int64_t>(m0 + tok) * a.N + n0 + r8;
+    };
+    // y = v + bias + the token's timestep row, 8 outputs from row n
+    auto finish = [&](int tok, int n, int64_t o, const float (&v)[8]) {
         const int64_t tsrow = static_cast<int64_t>(bucket[tok]) * a.N;
-        alignas(16) T v[8];
+        alignas(16) T h[8];
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
-            float f = src[e];
+            float f = v[e];
             if (n + e < a.N) {
                 if (a.bias) f += dev::ldf(a.bias, n + e, a.bias_dtype);
                 if (a.ts_bias) f += dev::ldf(a.ts_bias, tsrow + n + e, a.ts_bias_dtype);
             }
-            v[e] = dev::from_f<T>(f);
+            h[e] = dev::from_f<T>(f);
         }
         if (vec) {
-            *reinterpret_cast<uint4*>(y + o) = *reinterpret_cast<const uint4*>(v);
+            *reinterpret_cast<uint4*>(y + o) = *reinterpret_cast<const uint4*>(h);
         } else {
 #pragma unroll
             for (int e = 0; e < 8; ++e)
-                if (n + e < a.N) y[o + e] = v[e];
+                if (n + e < a.N) y[o + e] = h[e];
         }
+    };
+    const int outs = toks * (kWRows / 8);
+    if (ksplit == 1) {
+        for (int idx = tid; idx < outs; idx += kWThreads) {
+            int tok, r8;
+            const int64_t o = at(idx, tok, r8);
+            if (n0 + r8 >= a.N) continue;
+            const float* src = out + tok * (kWRows + kOutPad) + r8;
+            float v[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) v[e] = src[e];
+            finish(tok, n0 + r8, o, v);
+        }
+        return;
+    }
+    // K split: every slice writes its fp32 partial tile; the last block of the tile to arrive (the
+    // tile's semaphore, reset by it) sums the slices in order -- deterministic, one launch, no memset
+    const int64_t slice = static_cast<int64_t>(a.M) * a.N;
+    float* ws = a.workspace + blockIdx.y * slice;
+    for (int idx = tid; idx < outs; idx += kWThreads) {
+        int tok, r8;
+        const int64_t o = at(idx, tok, r8);
+        const float* src = out + tok * (kWRows + kOutPad) + r8;
+#pragma unroll
+        for (int e = 0; e < 8; ++e)
+            if (n0 + r8 + e < a.N) ws[o + e] = src[e];
+    }
+    __threadfence();
+    __syncthreads();
+    int& last = bucket[BN];  // one int past the buckets (WPlan)
+    if (tid == 0) {
+        int* sem = a.semaphores + blockIdx.x;
+        last = atomicAdd(sem, 1) == ksplit - 1;
+        if (last) atomicExch(sem, 0);  // every slice has arrived: ready for the next launch
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int idx = tid; idx < outs; idx += kWThreads) {
+        int tok, r8;
+        const int64_t o = at(idx, tok, r8);
+        if (n0 + r8 >= a.N) continue;
+        float v[8] = {};
+        for (int z = 0; z < ksplit; ++z)
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+                if (n0 + r8 + e < a.N) v[e] += __ldcg(a.workspace + z * slice + o + e);
+        finish(tok, n0 + r8, o, v);
     }
 #endif
 }
@@ -380,20 +435,33 @@ bool wgmma_built() {
 #endif
 }
 
-int wgmma_bn(int M, int N, int num_sms) {
-    // Tokens per block: the tile whose waves cost least. A block's cost relative to a 128-token one,
-    // measured at many waves (H200, (4096, 12288) w4 M = 4096: 1158 / 1040 / 803 µs over 47 / 24 /
-    // 12 waves): 0.57 / 1 / 1.55 -- the wider wgmma amortizes the same decode over more tokens.
-    if (const int forced = std::getenv("QUANTDLLM_WGMMA_BN") ? std::atoi(std::getenv("QUANTDLLM_WGMMA_BN")) : 0;
-        forced == 64 || forced == 128 || forced == 256)
-        return forced;
+WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
+    // Tokens per block and K slices: the plan whose waves cost least. A block's cost per 64-k chunk
+    // relative to a 128-token one, measured at many waves (H200, (4096, 12288) w4 M = 4096, x by
+    // TMA: 1044 / 918 / 666 µs over 47 / 24 / 12 waves of 64 chunks): 0.58 / 1 / 1.45 (the wider
+    // wgmma amortizes the same decode over more tokens), ~0.6 µs per chunk for 128 tokens. K is
+    // split only when the tiles leave SMs idle (N = 4096 at M <= 512: 32 row blocks); each slice
+    // then writes fp32 partials that the tile's last block reads back (~ks * M * N * 8 bytes of L2
+    // traffic, costed at 5 TB/s), slices of >= 16 chunks.
+    auto knob = [](const char* name) { return std::getenv(name) ? std::atoi(std::getenv(name)) : 0; };
+    const int forced_bn = knob("QUANTDLLM_WGMMA_BN"), forced_ks = knob("QUANTDLLM_WGMMA_KSPLIT");
+    const int chunks = std::max(K / 64, 1);
     const long long nblk = (N + kWRows - 1) / kWRows, sms = std::max(num_sms, 1);
-    int best = 128;
+    WgmmaPlan best{128, 1, chunks};
     double best_cost = 1e30;
-    for (const auto& [bn, per] : {std::pair<int, double>{256, 1.55}, {128, 1.0}, {64, 0.57}}) {
-        const long long blocks = nblk * ((M + bn - 1) / bn);
-        const double cost = static_cast<double>((blocks + sms - 1) / sms) * per;
-        if (cost < best_cost * 0.999) best = bn, best_cost = cost;
+    for (const auto& [bn, per] : {std::pair<int, double>{256, 1.45}, {128, 1.0}, {64, 0.58}}) {
+        if (forced_bn && bn != forced_bn) continue;
+        const long long tiles = nblk * ((M + bn - 1) / bn);
+        for (int ks = 1; ks <= 8; ++ks) {
+            if (forced_ks ? ks != forced_ks : ks > 1 && tiles * ks > sms) continue;
+            const int slice = (chunks + ks - 1) / ks, per_split = ks == 1 ? chunks : (slice + 3) / 4 * 4;
+            if (ks > 1 && !forced_ks && per_split < 16) continue;
+            const int ks_eff = (chunks + per_split - 1) / per_split;
+            const long long blocks = tiles * ks_eff;
+            double cost = static_cast<double>((blocks + sms - 1) / sms) * per * per_split * 0.6;
+            if (ks_eff > 1) cost += static_cast<double>(ks_eff) * M * N * 8 / 5e6;  // µs at 5 TB/s
+            if (cost < best_cost * 0.999) best = {bn, ks_eff, per_split}, best_cost = cost;
+        }
     }
     return best;
 }
@@ -437,10 +505,14 @@ cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K
 }  // namespace
 
 // a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), 16-byte aligned.
-cudaError_t launch_lut_wgmma(const MmaArgs& a, int bn, cudaStream_t stream) {
+cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t stream) {
+    const int bn = p.bn;
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
     if (a.M < 1 || a.N < 1 || a.K < 64 || a.K % 64 || !a.codes || !a.sz || !a.x || !a.y) return cudaErrorInvalidValue;
     if (a.bits < 2 || a.bits > 4 || (bn != 64 && bn != 128 && bn != 256)) return cudaErrorInvalidValue;
+    if (p.ksplit < 1 || p.ksplit > 65535 || p.per_split < 1 || (p.ksplit > 1 && p.per_split % 4) ||
+        static_cast<long long>(p.ksplit - 1) * p.per_split >= a.K / 64 || static_cast<long long>(p.ksplit) * p.per_split < a.K / 64)
+        return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
@@ -448,13 +520,15 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, int bn, cudaStream_t stream) {
     if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.K, bn); e != cudaSuccess) return e;
     MmaArgs args = a;
     args.token_tiles = (a.M + bn - 1) / bn;
+    args.per_split = p.per_split;
     const long long blocks = static_cast<long long>((a.N + kWRows - 1) / kWRows) * args.token_tiles;
     if (blocks > 0x7FFFFFFF) return cudaErrorInvalidValue;
+    if (p.ksplit > 1 && (!a.workspace || !a.semaphores)) return cudaErrorInvalidValue;
     cudaError_t err = cudaErrorInvalidValue;
     with_wgmma_kernel(a.x_dtype, a.bits, bn, [&](auto kernel, int smem) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));
         if (err != cudaSuccess) return;
-        kernel<<<static_cast<unsigned>(blocks), kWThreads, smem, stream>>>(args, xmap);
+        kernel<<<dim3(static_cast<unsigned>(blocks), p.ksplit), kWThreads, smem, stream>>>(args, xmap);
         err = cudaGetLastError();
     });
     return err;

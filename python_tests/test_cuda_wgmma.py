@@ -22,9 +22,13 @@ def rtn(N, K, bits, g, dtype, gen, in_scale=False):
     return rtn_qweight(N, K, bits, g, dtype, gen, in_scale=in_scale)
 
 
-def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None):
+def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None, sem=None):
     return torch.ops.quantdllm.lut_wgmma(x, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift, mw.in_scale,
-                                         bias, t, bounds, ts_bias)
+                                         bias, t, bounds, ts_bias, sem)
+
+
+def zeroed_semaphores():
+    return torch.zeros(4096, dtype=torch.int32, device="cuda")
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
@@ -63,6 +67,67 @@ def test_every_token_tile(bn, bits, dtype, gen, monkeypatch):
         want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
         y = run_op(x, mw, bias, t, bounds, ts_bias)
         assert rel_error(y, want) <= kernel_tolerance(dtype, K), M
+
+
+@pytest.mark.parametrize("ks", ["2", "3"])
+@pytest.mark.parametrize("bn", ["64", "256"])
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_k_split(ks, bn, bits, gen, monkeypatch):
+    """QUANTDLLM_WGMMA_KSPLIT forces K slices (20 chunks: slices of 12 + 8, or 8 + 8 + 4 -- the last
+    3-bit super-chunk partial), partial row block and token tile, in_scale, bias and per-row timestep
+    bias added once; the semaphores are left zeroed, so a second call (and the next layer) reuses them."""
+    N, K = 333, 1280
+    qw = rtn(N, K, bits, 128, torch.float16, gen, in_scale=True)
+    mw = cb.mma_pack(qw, torch.float16)
+    bias = torch.randn(N, generator=gen).half().cuda()
+    bounds = torch.tensor([0.3, 0.6], device="cuda")
+    ts_bias = torch.randn(3, N, generator=gen).half().cuda()
+    monkeypatch.setenv("QUANTDLLM_WGMMA_BN", bn)
+    monkeypatch.setenv("QUANTDLLM_WGMMA_KSPLIT", ks)
+    sem = zeroed_semaphores()
+    for M in (65, 300):
+        x = torch.randn(M, K, generator=gen).half().cuda()
+        t = torch.rand(M, generator=gen).cuda()
+        want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+        for _ in range(2):
+            y = run_op(x, mw, bias, t, bounds, ts_bias, sem)
+            assert rel_error(y, want) <= kernel_tolerance(torch.float16, K), M
+            assert int(sem.abs().sum()) == 0
+
+
+@pytest.mark.parametrize("M", [65, 128, 256, 512])
+def test_k_split_plan(M, gen):
+    """N = 4096 leaves SMs idle at these M: the plan splits K when given semaphores, the same result
+    as one slice (no semaphores) up to fp32 summation order."""
+    N = K = 4096
+    qw = rtn(N, K, 4, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    want = exact_matmul(x, qw)
+    sem = zeroed_semaphores()
+    y_split, y_one = run_op(x, mw, sem=sem), run_op(x, mw)
+    assert rel_error(y_split, want) <= kernel_tolerance(torch.float16, K)
+    assert rel_error(y_one, want) <= kernel_tolerance(torch.float16, K)
+    assert int(sem.abs().sum()) == 0
+
+
+def test_k_split_graph_replay(gen, monkeypatch):
+    monkeypatch.setenv("QUANTDLLM_WGMMA_KSPLIT", "4")
+    N, K, M = 256, 2048, 128
+    qw = rtn(N, K, 4, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    sem = zeroed_semaphores()
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    run_op(x, mw, sem=sem)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        y = run_op(x, mw, sem=sem)
+    for _ in range(2):
+        x.copy_(torch.randn(M, K, generator=gen).half().cuda())
+        g.replay()
+        assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
+    assert int(sem.abs().sum()) == 0
 
 
 @pytest.mark.parametrize("NK", [(4096, 4096), (256, 12288), (12288, 256)])
@@ -142,3 +207,7 @@ def test_op_rejects_bad_arguments(gen):
         run_op(x.float(), mw)
     with pytest.raises(RuntimeError, match="bias must have N"):
         run_op(x, mw, torch.zeros(3, dtype=torch.float16, device="cuda"))
+    qw = rtn(4096, 4096, 4, 128, torch.float16, gen)  # the plan splits K here at M = 128
+    x = torch.randn(128, 4096, generator=gen).half().cuda()
+    with pytest.raises(RuntimeError, match="semaphores must be"):
+        run_op(x, cb.mma_pack(qw, torch.float16), sem=torch.zeros(4096, device="cuda"))

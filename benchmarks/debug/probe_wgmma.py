@@ -28,9 +28,11 @@ def main():
     ap.add_argument("--bits", nargs="*", type=int, default=[4, 3, 2])
     ap.add_argument("--reps-ms", type=float, default=40)
     ap.add_argument("--bns", nargs="*", type=int, default=[], help="also time these forced tiles (QUANTDLLM_WGMMA_BN)")
+    ap.add_argument("--kss", nargs="*", type=int, default=[], help="also time these forced K splits (QUANTDLLM_WGMMA_KSPLIT)")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
     gen = torch.Generator().manual_seed(0)
+    sem = torch.zeros(4096, dtype=torch.int32, device="cuda")  # the plan splits K when given these
     rows = []
     for shape in a.shapes:
         K, N = map(int, shape.split("x"))
@@ -41,17 +43,22 @@ def main():
             for M in a.ms:
                 x = torch.randn(M, K, generator=gen).half().cuda()
                 y = torch.ops.quantdllm.lut_wgmma(x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None,
-                                                  None, None, None)
+                                                  None, None, None, sem)
                 err = rel_error(y, exact_matmul(x, qw)) if M * N <= 2**26 else float("nan")
                 ok = not (err > kernel_tolerance(torch.float16, K))
                 r = {"shape": shape, "M": M, "bits": bits, "rel_err": err, "ok": ok}
                 r["wgmma"] = time_fn(lambda: torch.ops.quantdllm.lut_wgmma(
-                    x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None, None, None, None), a.reps_ms)["us"]
+                    x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None, None, None, None, sem), a.reps_ms)["us"]
                 for bn in a.bns:
                     os.environ["QUANTDLLM_WGMMA_BN"] = str(bn)
                     r[f"wgmma_bn{bn}"] = time_fn(lambda: torch.ops.quantdllm.lut_wgmma(
-                        x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None, None, None, None), a.reps_ms)["us"]
+                        x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None, None, None, None, sem), a.reps_ms)["us"]
                     del os.environ["QUANTDLLM_WGMMA_BN"]
+                for ks in a.kss:
+                    os.environ["QUANTDLLM_WGMMA_KSPLIT"] = str(ks)
+                    r[f"wgmma_ks{ks}"] = time_fn(lambda: torch.ops.quantdllm.lut_wgmma(
+                        x, mw.codes, mw.sz, N, K, bits, mw.group_shift, None, None, None, None, None, sem), a.reps_ms)["us"]
+                    del os.environ["QUANTDLLM_WGMMA_KSPLIT"]
                 os.environ["QUANTDLLM_WGMMA_MAX_M"] = "0"
                 r["cuda_dequant_cublas"] = time_fn(lambda: qd.lut_matmul(x, qw, backend="cuda"), a.reps_ms)["us"]
                 del os.environ["QUANTDLLM_WGMMA_MAX_M"]

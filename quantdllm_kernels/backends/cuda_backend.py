@@ -8,7 +8,7 @@ Paths by weight and M:
 * the same weights at ``MMA_MAX_M`` < M <= ``WGMMA_MAX_M`` on a compute capability 9.0 GPU (an
   extension built with 9.0a): the wgmma kernel ``lut_wgmma`` on the same repack (x permuted into
   the layout's k order by a pre-pass, in_scale folded there). Past it dequantize + cuBLAS is faster
-  (H200: lut_wgmma reaches ~530 TFLOP/s, cuBLAS fp16 ~660);
+  (H200: lut_wgmma reaches ~620 TFLOP/s, cuBLAS fp16 ~680, and the dequant's cost shrinks with M);
 * other kinds, M <= ``GEMV_MAX_M``: the LUT GEMV, which reads the canonical format as stored;
 * otherwise dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the kernels take
 the timesteps ``t`` (1 or M fp32 values) and the boundaries, and compute each row's bucket on the
@@ -39,9 +39,10 @@ except ImportError as e:  # pragma: no cover - depends on the build
 GEMV_MAX_M = 16
 MMA_MAX_M = 64
 # The wgmma path up to this M (QUANTDLLM_WGMMA_MAX_M overrides, for benchmarks; 0 turns it off).
-# H200, w4, µs: (4096, 12288) M = 128 47 vs 73 (Triton) / 82 (dequant + cuBLAS), M = 256 68 vs 78;
-# M = 384 122 vs 93, M = 512 129 vs 115, M = 1024 195 vs 182 (probe_wgmma and bench, ninth session).
-WGMMA_MAX_M = 256
+# H200, w4, µs, lut_wgmma with x by TMA (tenth session, probe_wgmma) vs Triton / dequant + cuBLAS:
+# (4096, 12288) M = 128 41.8 vs 73.4 / 81.8, M = 256 55.8 vs 78.6 / 87.0, M = 1024 163.8 vs 182.9 /
+# 188.5, M = 4096 675.7 vs 629.8 / 613.2; (12288, 4096) M = 1024 166 vs 171 / 185.
+WGMMA_MAX_M = 1024
 _WGMMA_OK = {}  # device index -> torch.ops.quantdllm.wgmma_supported
 _MMA_ATTR = "_quantdllm_mma_pack"  # eager cache slot on the codes tensor: {dtype: (fingerprint, MmaWeight|None)}
 _SEMAPHORES = {}  # (device index, stream) -> zeroed int32; the kernel leaves them zeroed
@@ -107,6 +108,12 @@ def attach_module_packs(module: torch.nn.Module, qw: QuantizedWeight, dtype: tor
     mw = MmaWeight(getattr(module, f"_mma_{key}_codes"), getattr(module, f"_mma_{key}_sz"), N, K, bits, shift,
                    getattr(module, f"_mma_{key}_in_scale"))
     qw.kernel_packs = {"mma": {dtype: mw}, "semaphores": module._mma_semaphores}
+
+
+def _kernel_semaphores(qw: QuantizedWeight, device: torch.device) -> torch.Tensor:
+    """The K split's semaphores: QuantLinear's buffer (seen by torch.compile), else this stream's."""
+    sem = None if qw.kernel_packs is None else qw.kernel_packs.get("semaphores")
+    return _semaphores(device) if sem is None else sem
 
 
 def _semaphores(device: torch.device) -> torch.Tensor:
@@ -182,16 +189,15 @@ def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_l
         if mw is not None:
             bias = None if bias is None else bias.contiguous()
             return torch.ops.quantdllm.lut_wgmma(x2.contiguous(), mw.codes, mw.sz, mw.N, mw.K, mw.bits,
-                                                 mw.group_shift, mw.in_scale, bias, t, bounds, ts_bias)
+                                                 mw.group_shift, mw.in_scale, bias, t, bounds, ts_bias,
+                                                 _kernel_semaphores(qw, x2.device))
     # 1-bit segments: the GEMV reads their codes as stored up to GEMV_MAX_M; past it the tensor-core
     # path (2-bit layout) instead of a dequantized copy and cuBLAS
     if x2.shape[0] <= MMA_MAX_M and not use_ts_luts and (qw.bits != 1 or x2.shape[0] > GEMV_MAX_M):
         mw = mma_pack(qw, x2.dtype)
         if mw is not None:
             bias = None if bias is None else bias.contiguous()
-            sem = None if qw.kernel_packs is None else qw.kernel_packs.get("semaphores")
-            if sem is None:
-                sem = _semaphores(x2.device)
+            sem = _kernel_semaphores(qw, x2.device)
             return torch.ops.quantdllm.lut_mma(x2, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift,
                                                mw.in_scale, bias, t, bounds, ts_bias, sem)
     f0, f1, f2, strides, cb_per_row = _op_fields(qw, use_ts_luts)
@@ -283,7 +289,7 @@ if not _IMPORT_ERROR:
         return x.new_empty(x.shape[0], N)
 
     @torch.library.register_fake("quantdllm::lut_wgmma")
-    def _wgmma_fake(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias):
+    def _wgmma_fake(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias, semaphores=None):
         return x.new_empty(x.shape[0], N)
 
     @torch.library.register_fake("quantdllm::ts_bias_add_")
