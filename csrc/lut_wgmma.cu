@@ -344,13 +344,19 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // tile's semaphore, reset by it) sums the slices in order -- deterministic, one launch, no memset
     const int64_t slice = static_cast<int64_t>(a.M) * a.N;
     float* ws = a.workspace + blockIdx.y * slice;
+    const bool vec4 = (a.N & 3) == 0;  // 16-byte partials: (M, N) rows 16-byte aligned
     for (int idx = tid; idx < outs; idx += kWThreads) {
         int tok, r8;
         const int64_t o = at(idx, tok, r8);
         const float* src = out + tok * (kWRows + kOutPad) + r8;
+        if (vec4 && n0 + r8 + 8 <= a.N) {
+            reinterpret_cast<float4*>(ws + o)[0] = make_float4(src[0], src[1], src[2], src[3]);
+            reinterpret_cast<float4*>(ws + o)[1] = make_float4(src[4], src[5], src[6], src[7]);
+        } else {
 #pragma unroll
-        for (int e = 0; e < 8; ++e)
-            if (n0 + r8 + e < a.N) ws[o + e] = src[e];
+            for (int e = 0; e < 8; ++e)
+                if (n0 + r8 + e < a.N) ws[o + e] = src[e];
+        }
     }
     __threadfence();
     __syncthreads();
@@ -368,10 +374,17 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         const int64_t o = at(idx, tok, r8);
         if (n0 + r8 >= a.N) continue;
         float v[8] = {};
-        for (int z = 0; z < ksplit; ++z)
+        for (int z = 0; z < ksplit; ++z) {
+            const float* p = a.workspace + z * slice + o;
+            if (vec4 && n0 + r8 + 8 <= a.N) {
+                const float4 lo = __ldcg(reinterpret_cast<const float4*>(p)), hi = __ldcg(reinterpret_cast<const float4*>(p) + 1);
+                v[0] += lo.x, v[1] += lo.y, v[2] += lo.z, v[3] += lo.w, v[4] += hi.x, v[5] += hi.y, v[6] += hi.z, v[7] += hi.w;
+            } else {
 #pragma unroll
-            for (int e = 0; e < 8; ++e)
-                if (n0 + r8 + e < a.N) v[e] += __ldcg(a.workspace + z * slice + o + e);
+                for (int e = 0; e < 8; ++e)
+                    if (n0 + r8 + e < a.N) v[e] += __ldcg(p + e);
+            }
+        }
         finish(tok, n0 + r8, o, v);
     }
 #endif
@@ -440,9 +453,11 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     // relative to a 128-token one, measured at many waves (H200, (4096, 12288) w4 M = 4096, x by
     // TMA: 1044 / 918 / 666 µs over 47 / 24 / 12 waves of 64 chunks): 0.58 / 1 / 1.45 (the wider
     // wgmma amortizes the same decode over more tokens), ~0.6 µs per chunk for 128 tokens. K is
-    // split only when the tiles leave SMs idle (N = 4096 at M <= 512: 32 row blocks); each slice
-    // then writes fp32 partials that the tile's last block reads back (~ks * M * N * 8 bytes of L2
-    // traffic, costed at 5 TB/s), slices of >= 16 chunks.
+    // split in two only when the tiles leave SMs idle, K >= 8192 and M <= 256: the slices' fp32
+    // partials (ks * M * N * 8 bytes, costed at 2 TB/s) and the last block's serial sum cost more
+    // than they save elsewhere (H200 w4, µs, one slice vs two / four: (12288, 4096) M = 128 82.8 vs
+    // 57.8 / 61.2, M = 256 85.6 vs 78.2 / 96.5, M = 512 108.6 vs 119.7; (4096, 4096) M = 128 34.3 vs
+    // 33.3 / 43.1, M = 256 35.7 vs 46.4 / 69.1).
     auto knob = [](const char* name) { return std::getenv(name) ? std::atoi(std::getenv(name)) : 0; };
     const int forced_bn = knob("QUANTDLLM_WGMMA_BN"), forced_ks = knob("QUANTDLLM_WGMMA_KSPLIT");
     const int chunks = std::max(K / 64, 1);
@@ -453,13 +468,12 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
         if (forced_bn && bn != forced_bn) continue;
         const long long tiles = nblk * ((M + bn - 1) / bn);
         for (int ks = 1; ks <= 8; ++ks) {
-            if (forced_ks ? ks != forced_ks : ks > 1 && tiles * ks > sms) continue;
+            if (forced_ks ? ks != forced_ks : ks > 1 && (ks > 2 || tiles * ks > sms || K < 8192 || M > 256)) continue;
             const int slice = (chunks + ks - 1) / ks, per_split = ks == 1 ? chunks : (slice + 3) / 4 * 4;
-            if (ks > 1 && !forced_ks && per_split < 16) continue;
             const int ks_eff = (chunks + per_split - 1) / per_split;
             const long long blocks = tiles * ks_eff;
             double cost = static_cast<double>((blocks + sms - 1) / sms) * per * per_split * 0.6;
-            if (ks_eff > 1) cost += static_cast<double>(ks_eff) * M * N * 8 / 5e6;  // µs at 5 TB/s
+            if (ks_eff > 1) cost += static_cast<double>(ks_eff) * M * N * 8 / 2e6;  // µs at 2 TB/s
             if (cost < best_cost * 0.999) best = {bn, ks_eff, per_split}, best_cost = cost;
         }
     }

@@ -319,6 +319,10 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
                 "lut_wgmma needs a compute capability 9.0 GPU and an extension built with 9.0a in TORCH_CUDA_ARCH_LIST");
     MmaArgs a = mma_args(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias);
     TORCH_CHECK(x.is_contiguous(), "x must be contiguous");
+    if (semaphores) {
+        check_on(*semaphores, codes, "semaphores");
+        TORCH_CHECK(semaphores->scalar_type() == at::kInt, "semaphores must be zeroed int32");
+    }
     at::Tensor y = at::empty({x.size(0), N}, x.options());
     if (a.M == 0) return y;
     a.y = y.data_ptr();
@@ -332,9 +336,7 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     at::Tensor ws;
     if (plan.ksplit > 1 && semaphores) {
         const int64_t tiles = (a.N + 127) / 128 * ((a.M + plan.bn - 1) / plan.bn);
-        check_on(*semaphores, codes, "semaphores");
-        TORCH_CHECK(semaphores->scalar_type() == at::kInt && semaphores->is_contiguous() && semaphores->numel() >= tiles,
-                    "semaphores must be zeroed contiguous int32 with at least ", tiles, " elements");
+        TORCH_CHECK(semaphores->numel() >= tiles, "semaphores must be zeroed int32 with at least ", tiles, " elements");
         ws = at::empty({plan.ksplit, a.M, a.N}, x.options().dtype(at::kFloat));
         a.workspace = ws.data_ptr<float>();
         a.semaphores = semaphores->data_ptr<int32_t>();

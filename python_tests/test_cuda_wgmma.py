@@ -97,9 +97,9 @@ def test_k_split(ks, bn, bits, gen, monkeypatch):
 
 @pytest.mark.parametrize("M", [65, 128, 256, 512])
 def test_k_split_plan(M, gen):
-    """N = 4096 leaves SMs idle at these M: the plan splits K when given semaphores, the same result
-    as one slice (no semaphores) up to fp32 summation order."""
-    N = K = 4096
+    """(K, N) = (12288, 4096) leaves SMs idle at these M: the plan splits K when given semaphores (at
+    M <= 256), the same result as one slice (no semaphores) up to fp32 summation order."""
+    N, K = 4096, 12288
     qw = rtn(N, K, 4, 128, torch.float16, gen)
     mw = cb.mma_pack(qw, torch.float16)
     x = torch.randn(M, K, generator=gen).half().cuda()
@@ -207,7 +207,7 @@ def test_op_rejects_bad_arguments(gen):
         run_op(x.float(), mw)
     with pytest.raises(RuntimeError, match="bias must have N"):
         run_op(x, mw, torch.zeros(3, dtype=torch.float16, device="cuda"))
-    qw = rtn(4096, 4096, 4, 128, torch.float16, gen)  # the plan splits K here at M = 128
-    x = torch.randn(128, 4096, generator=gen).half().cuda()
     with pytest.raises(RuntimeError, match="semaphores must be"):
-        run_op(x, cb.mma_pack(qw, torch.float16), sem=torch.zeros(4096, device="cuda"))
+        run_op(x, mw, sem=torch.zeros(4096, device="cuda"))
+    with pytest.raises(RuntimeError, match="semaphores is on"):
+        run_op(x, mw, sem=torch.zeros(4096, dtype=torch.int32))
