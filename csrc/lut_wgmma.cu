@@ -453,11 +453,12 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     // relative to a 128-token one, measured at many waves (H200, (4096, 12288) w4 M = 4096, x by
     // TMA: 1044 / 918 / 666 µs over 47 / 24 / 12 waves of 64 chunks): 0.58 / 1 / 1.45 (the wider
     // wgmma amortizes the same decode over more tokens), ~0.6 µs per chunk for 128 tokens. K is
-    // split in two only when the tiles leave SMs idle, K >= 8192 and M <= 256: the slices' fp32
+    // split in two only when the tiles leave SMs idle, K >= 4096 and M <= 256: the slices' fp32
     // partials (ks * M * N * 8 bytes, costed at 2 TB/s) and the last block's serial sum cost more
-    // than they save elsewhere (H200 w4, µs, one slice vs two / four: (12288, 4096) M = 128 82.8 vs
-    // 57.8 / 61.2, M = 256 85.6 vs 78.2 / 96.5, M = 512 108.6 vs 119.7; (4096, 4096) M = 128 34.3 vs
-    // 33.3 / 43.1, M = 256 35.7 vs 46.4 / 69.1).
+    // than they save elsewhere (H200 w4, 16-byte partials, µs, one slice vs two: (12288, 4096)
+    // M = 128 83.7 vs 53.7, M = 256 85.9 vs 69.9; (4096, 4096) M = 128 34.3 vs 28.0, M = 256 35.6
+    // vs 38.3 (the model keeps one there); scalar partials, one vs four slices: (12288, 4096) M = 128
+    // 82.8 vs 61.2, M = 512 108.6 vs 160.1 (two: 119.7)).
     auto knob = [](const char* name) { return std::getenv(name) ? std::atoi(std::getenv(name)) : 0; };
     const int forced_bn = knob("QUANTDLLM_WGMMA_BN"), forced_ks = knob("QUANTDLLM_WGMMA_KSPLIT");
     const int chunks = std::max(K / 64, 1);
@@ -468,7 +469,7 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
         if (forced_bn && bn != forced_bn) continue;
         const long long tiles = nblk * ((M + bn - 1) / bn);
         for (int ks = 1; ks <= 8; ++ks) {
-            if (forced_ks ? ks != forced_ks : ks > 1 && (ks > 2 || tiles * ks > sms || K < 8192 || M > 256)) continue;
+            if (forced_ks ? ks != forced_ks : ks > 1 && (ks > 2 || tiles * ks > sms || K < 4096 || M > 256)) continue;
             const int slice = (chunks + ks - 1) / ks, per_split = ks == 1 ? chunks : (slice + 3) / 4 * 4;
             const int ks_eff = (chunks + per_split - 1) / per_split;
             const long long blocks = tiles * ks_eff;
