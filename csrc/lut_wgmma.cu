@@ -9,17 +9,25 @@
 // x is read through a pre-pass (launch_permute_x): the layout permutes k inside every 64-code chunk
 // so that a lane of lut_mma reads its 16 consecutive k with two 16-byte loads (lut_mma.cu's header);
 // wgmma reads B from shared memory in natural fragment order, so x is permuted the same way once per
-// call (and in_scale folded in) -- M*K*2 bytes each way, 1-3% of a GEMM at M >= 512. Then the
-// kernel copies x with 16-byte cp.async into 128-byte-swizzled rows (the canonical K-major layout
-// of a wgmma descriptor: 8-row groups 1024 bytes apart), one 64-k chunk per ring stage.
+// call (and in_scale folded in) -- M*K*2 bytes each way, 1-3% of a GEMM at M >= 512. Then one
+// thread per block copies each 64-k chunk of it with a TMA box copy (64 k x BN tokens, 128-byte
+// swizzle: the canonical K-major layout of a wgmma descriptor, 8-row groups 1024 bytes apart; rows
+// past M read as zeros) that completes on the stage's mbarrier. The copies had been eight 16-byte
+// cp.async per thread per chunk, whose address math (recomputed every chunk at ~216 registers) was
+// ~150 of a warp's ~258 instructions per chunk: the warps, not the tensor cores, set the pace.
 //
 // Pipeline, per block of 2 warpgroups (256 threads, 128 W rows x BN tokens): a ring of x stages
-// (64-k chunks), kAhead = stages - 2 chunks in flight. Each chunk: wait for its copies, fence them
-// into the async proxy, one barrier (which also proves that every warpgroup has retired the wgmmas
-// of the chunk two back, whose stage the next copy overwrites), issue the copy kAhead ahead, wgmma
-// x 4 (k16 steps) on the A decoded during the previous chunk, commit, wait for the previous chunk's
-// group (its A set is then free), decode the next chunk's A into that set. Codes and scales ride in
-// a lane-private ring of super-chunks (each lane reads back only what it copied: no barrier).
+// (64-k chunks), kAhead = stages - 2 chunks in flight. Each chunk: one block barrier (which proves
+// that every warpgroup has retired the wgmmas of the chunk two back, whose stage the next copy
+// overwrites), issue the copy kAhead ahead, wait on the chunk's mbarrier, wgmma x 4 (k16 steps) on
+// the A decoded during the previous chunk, commit, wait for the previous chunk's group (its A set is
+// then free), decode the next chunk's A into that set. Codes and scales ride in a lane-private
+// cp.async ring of super-chunks (each lane reads back only what it copied: no barrier). Per-stage
+// "empty" mbarriers in place of the block barrier measured slower (NOTES, tenth session).
+//
+// K split (grid.y, when the tiles leave SMs idle: N = 4096 at M <= 256): each slice writes its fp32
+// tile, and the tile's last block to arrive (a semaphore, reset by it) sums the slices in order and
+// adds the bias terms -- deterministic, one launch, no memset, as lut_mma.
 #include <algorithm>
 #include <cstdlib>
 #include <cstdint>
