@@ -154,7 +154,8 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[BN / 2], const uint32_t (&a)
 #endif
 
 template <typename T, int BITS, int BN>
-__global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a, const __grid_constant__ CUtensorMap xmap) {
+__global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a, const WgmmaPlan p,
+                                                                    const __grid_constant__ CUtensorMap xmap) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using P = Pair<T>;
     using L = Layout<BITS>;
@@ -165,12 +166,15 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const uint32_t raw = dev::smem_u32(smem_raw), base = (raw + 1023u) & ~1023u;
     const uint32_t xring = base, cring = base + W::kFront, bars = base + W::kBarOff;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
-    const int nb = static_cast<int>(blockIdx.x) / a.token_tiles, tb = blockIdx.x - nb * a.token_tiles;
+    // block -> (tile, K slice): tiles below p.split_from run whole K, the rest p.ksplit slices each
+    const int b = blockIdx.x, split = b >= p.split_from, ksplit = split ? p.ksplit : 1;
+    const int tidx = split ? p.split_from + (b - p.split_from) / p.ksplit : b, z = split ? (b - p.split_from) % p.ksplit : 0;
+    const int nb = tidx / a.token_tiles, tb = tidx - nb * a.token_tiles;
     const int tiles = (a.N + 31) / 32 * 2;
     const int tile = min(nb * kWWarps + warp, tiles - 1);  // warps past the last tile compute a copy, never stored
     const int m0 = tb * BN, n0 = nb * kWRows;
     // this block's K slice (grid.y splits K): chunks c0 .. c0 + nchunks - 1, c0 a multiple of 4 (of CH)
-    const int c0 = static_cast<int>(blockIdx.y) * a.per_split, nchunks = min(a.per_split, (a.K >> 6) - c0);
+    const int c0 = z * p.per_split, nchunks = split ? min(p.per_split, (a.K >> 6) - c0) : a.K >> 6;
     const int kbase = c0 << 6;
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     const uint4* code_src =
@@ -307,7 +311,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     T* y = static_cast<T*>(a.y);
     const int toks = min(BN, a.M - m0);
     const bool vec = (a.N & 7) == 0;
-    const int ksplit = gridDim.y;
     // outputs idx = token * 16 + 8-row group: (token, first row n, and the token's offset in (M, N))
     auto at = [&](int idx, int& tok, int& r8) {
         tok = idx / (kWRows / 8), r8 = (idx % (kWRows / 8)) * 8;
@@ -351,7 +354,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // K split: every slice writes its fp32 partial tile; the last block of the tile to arrive (the
     // tile's semaphore, reset by it) sums the slices in order -- deterministic, one launch, no memset
     const int64_t slice = static_cast<int64_t>(a.M) * a.N;
-    float* ws = a.workspace + blockIdx.y * slice;
+    float* ws = a.workspace + z * slice;
     const bool vec4 = (a.N & 3) == 0;  // 16-byte partials: (M, N) rows 16-byte aligned
     for (int idx = tid; idx < outs; idx += kWThreads) {
         int tok, r8;
@@ -370,7 +373,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     __syncthreads();
     int& last = bucket[BN];  // one int past the buckets (WPlan)
     if (tid == 0) {
-        int* sem = a.semaphores + blockIdx.x;
+        int* sem = a.semaphores + (tidx - p.split_from);
         last = atomicAdd(sem, 1) == ksplit - 1;
         if (last) atomicExch(sem, 0);  // every slice has arrived: ready for the next launch
     }
@@ -461,32 +464,50 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     // relative to a 128-token one, measured at many waves (H200, (4096, 12288) w4 M = 4096, x by
     // TMA: 1044 / 918 / 666 µs over 47 / 24 / 12 waves of 64 chunks): 0.58 / 1 / 1.45 (the wider
     // wgmma amortizes the same decode over more tokens), ~0.6 µs per chunk for 128 tokens. K is
-    // split in two only when the tiles leave SMs idle, K >= 4096 and M <= 256: the slices' fp32
+    // split in two (K >= 4096) for every tile when the tiles leave SMs idle at M <= 256, or for the
+    // tiles of a last, partial wave when their slices fit in one wave (stream-K's tail; (4096,
+    // 12288) M = 512: 132 whole tiles + 60 split, 1.5 waves instead of 2). The slices' fp32
     // partials (ks * M * N * 8 bytes, costed at 2 TB/s) and the last block's serial sum cost more
     // than they save elsewhere (H200 w4, 16-byte partials, µs, one slice vs two: (12288, 4096)
     // M = 128 83.7 vs 53.7, M = 256 85.9 vs 69.9; (4096, 4096) M = 128 34.3 vs 28.0, M = 256 35.6
     // vs 38.3 (the model keeps one there); scalar partials, one vs four slices: (12288, 4096) M = 128
     // 82.8 vs 61.2, M = 512 108.6 vs 160.1 (two: 119.7)).
     auto knob = [](const char* name) { return std::getenv(name) ? std::atoi(std::getenv(name)) : 0; };
+    // benchmark / test knobs: the tile, the K slices, and (with slices) the first split tile
     const int forced_bn = knob("QUANTDLLM_WGMMA_BN"), forced_ks = knob("QUANTDLLM_WGMMA_KSPLIT");
+    const int forced_from = std::max(knob("QUANTDLLM_WGMMA_SPLIT_FROM"), 0);
     const int chunks = std::max(K / 64, 1);
     const long long nblk = (N + kWRows - 1) / kWRows, sms = std::max(num_sms, 1);
-    WgmmaPlan best{128, 1, chunks};
-    double best_cost = 1e30;
+    // the best plan splitting no tile or all of them (measured above), and the best splitting a
+    // tail: that must win by 10% (untested at most shapes, and the model's partial waves are rough)
+    WgmmaPlan best[2] = {{128, 1, chunks, 0}, {128, 1, chunks, 0}};
+    double best_cost[2] = {1e30, 1e30};
     for (const auto& [bn, per] : {std::pair<int, double>{256, 1.45}, {128, 1.0}, {64, 0.58}}) {
         if (forced_bn && bn != forced_bn) continue;
         const long long tiles = nblk * ((M + bn - 1) / bn);
         for (int ks = 1; ks <= 8; ++ks) {
-            if (forced_ks ? ks != forced_ks : ks > 1 && (ks > 2 || tiles * ks > sms || K < 4096 || M > 256)) continue;
+            if (forced_ks ? ks != forced_ks : ks > 2 || (ks > 1 && K < 4096)) continue;
             const int slice = (chunks + ks - 1) / ks, per_split = ks == 1 ? chunks : (slice + 3) / 4 * 4;
             const int ks_eff = (chunks + per_split - 1) / per_split;
-            const long long blocks = tiles * ks_eff;
-            double cost = static_cast<double>((blocks + sms - 1) / sms) * per * per_split * 0.6;
-            if (ks_eff > 1) cost += static_cast<double>(ks_eff) * M * N * 8 / 2e6;  // µs at 2 TB/s
-            if (cost < best_cost * 0.999) best = {bn, ks_eff, per_split}, best_cost = cost;
+            // which tiles are split: all (when they leave SMs idle, M <= 256), or only a last,
+            // partial wave's (when its slices fit in one wave), or none
+            long long tail = 0;
+            if (ks_eff > 1 && forced_ks) tail = tiles - std::min<long long>(forced_from, tiles - 1);
+            else if (ks_eff > 1 && tiles * ks_eff <= sms && M <= 256) tail = tiles;
+            else if (ks_eff > 1 && tiles > sms && tiles % sms && (tiles % sms) * ks_eff <= sms) tail = tiles % sms;
+            if (ks_eff > 1 && tail == 0) continue;
+            const long long whole = tiles - tail;
+            double cost = static_cast<double>((whole + sms - 1) / sms) * per * chunks * 0.6;
+            if (tail) {
+                cost = static_cast<double>(whole / sms) * per * chunks * 0.6 +
+                       static_cast<double>((tail * ks_eff + sms - 1) / sms) * per * per_split * 0.6;
+                cost += static_cast<double>(ks_eff) * tail * bn * kWRows * 8 / 2e6;  // partials, µs at 2 TB/s
+            }
+            if (const int i = tail && whole > 0; cost < best_cost[i] * 0.999)
+                best[i] = {bn, ks_eff, per_split, static_cast<int>(whole)}, best_cost[i] = cost;
         }
     }
-    return best;
+    return best_cost[1] < (forced_ks > 1 ? 1e30 : 0.9 * best_cost[0]) ? best[1] : best[0];
 }
 
 cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,
@@ -536,6 +557,9 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     if (p.ksplit < 1 || p.ksplit > 65535 || p.per_split < 1 || (p.ksplit > 1 && p.per_split % 4) ||
         static_cast<long long>(p.ksplit - 1) * p.per_split >= a.K / 64 || static_cast<long long>(p.ksplit) * p.per_split < a.K / 64)
         return cudaErrorInvalidValue;
+    const long long tiles = static_cast<long long>((a.N + kWRows - 1) / kWRows) * ((a.M + bn - 1) / bn);
+    if (p.split_from < 0 || p.split_from > tiles || (p.ksplit == 1 && p.split_from != tiles && p.split_from != 0))
+        return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
@@ -544,14 +568,14 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     MmaArgs args = a;
     args.token_tiles = (a.M + bn - 1) / bn;
     args.per_split = p.per_split;
-    const long long blocks = static_cast<long long>((a.N + kWRows - 1) / kWRows) * args.token_tiles;
+    const long long blocks = p.split_from + (tiles - p.split_from) * p.ksplit;
     if (blocks > 0x7FFFFFFF) return cudaErrorInvalidValue;
     if (p.ksplit > 1 && (!a.workspace || !a.semaphores)) return cudaErrorInvalidValue;
     cudaError_t err = cudaErrorInvalidValue;
     with_wgmma_kernel(a.x_dtype, a.bits, bn, [&](auto kernel, int smem) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));
         if (err != cudaSuccess) return;
-        kernel<<<dim3(static_cast<unsigned>(blocks), p.ksplit), kWThreads, smem, stream>>>(args, xmap);
+        kernel<<<static_cast<unsigned>(blocks), kWThreads, smem, stream>>>(args, p, xmap);
         err = cudaGetLastError();
     });
     return err;

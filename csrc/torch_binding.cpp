@@ -335,13 +335,13 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     WgmmaPlan plan = wgmma_plan(a.M, a.N, a.K, sm_count(codes));
     at::Tensor ws;
     if (plan.ksplit > 1 && semaphores) {
-        const int64_t tiles = (a.N + 127) / 128 * ((a.M + plan.bn - 1) / plan.bn);
+        const int64_t tiles = (a.N + 127) / 128 * ((a.M + plan.bn - 1) / plan.bn) - plan.split_from;
         TORCH_CHECK(semaphores->numel() >= tiles, "semaphores must be zeroed int32 with at least ", tiles, " elements");
         ws = at::empty({plan.ksplit, a.M, a.N}, x.options().dtype(at::kFloat));
         a.workspace = ws.data_ptr<float>();
         a.semaphores = semaphores->data_ptr<int32_t>();
     } else if (plan.ksplit > 1) {
-        plan = {plan.bn, 1, a.K / 64};  // no semaphores given: one K slice
+        plan = {plan.bn, 1, a.K / 64, 0};  // no semaphores given: one K slice
     }
     err = launch_lut_wgmma(a, plan, stream);
     TORCH_CHECK(err == cudaSuccess, "lut_wgmma launch failed: ", cudaGetErrorString(err));

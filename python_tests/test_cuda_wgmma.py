@@ -95,6 +95,41 @@ def test_k_split(ks, bn, bits, gen, monkeypatch):
             assert int(sem.abs().sum()) == 0
 
 
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize("split_from", ["1", "7", "14"])
+def test_k_split_tail(bits, split_from, gen, monkeypatch):
+    """Only the tiles from QUANTDLLM_WGMMA_SPLIT_FROM on are split (stream-K's tail; 15 tiles of 64
+    tokens here): whole-K and split tiles in one launch, with bias and per-row timestep bias."""
+    N, K, M = 333, 1280, 300
+    qw = rtn(N, K, bits, 128, torch.float16, gen)
+    mw = cb.mma_pack(qw, torch.float16)
+    bias = torch.randn(N, generator=gen).half().cuda()
+    bounds = torch.tensor([0.5], device="cuda")
+    ts_bias = torch.randn(2, N, generator=gen).half().cuda()
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    t = torch.rand(M, generator=gen).cuda()
+    want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+    for k, v in (("QUANTDLLM_WGMMA_BN", "64"), ("QUANTDLLM_WGMMA_KSPLIT", "2"), ("QUANTDLLM_WGMMA_SPLIT_FROM", split_from)):
+        monkeypatch.setenv(k, v)
+    sem = zeroed_semaphores()
+    y = run_op(x, mw, bias, t, bounds, ts_bias, sem)
+    assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
+    assert int(sem.abs().sum()) == 0
+
+
+@pytest.mark.parametrize("M", [384, 512, 700])
+def test_k_split_tail_plan(M, gen):
+    """(4096, 12288) at these M leaves a last, partial wave on a 132-SM GPU, which the plan splits;
+    any plan must give the product."""
+    N, K = 12288, 4096
+    qw = rtn(N, K, 4, 128, torch.float16, gen)
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    sem = zeroed_semaphores()
+    y = run_op(x, cb.mma_pack(qw, torch.float16), sem=sem)
+    assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
+    assert int(sem.abs().sum()) == 0
+
+
 @pytest.mark.parametrize("M", [65, 128, 256, 512])
 def test_k_split_plan(M, gen):
     """(K, N) = (12288, 4096) leaves SMs idle at these M: the plan splits K when given semaphores (at
