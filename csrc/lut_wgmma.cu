@@ -27,7 +27,8 @@
 //
 // K split (grid.y, when the tiles leave SMs idle: N = 4096 at M <= 256): each slice writes its fp32
 // tile, and the tile's last block to arrive (a semaphore, reset by it) sums the slices in order and
-// adds the bias terms -- deterministic, one launch, no memset, as lut_mma.
+// adds the bias terms -- deterministic, one launch, no memset, as lut_mma. The launch can also split
+// only the tiles from plan.split_from on (stream-K's tail; a knob, see wgmma_plan).
 #include <algorithm>
 #include <cstdlib>
 #include <cstdint>
@@ -464,9 +465,10 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     // relative to a 128-token one, measured at many waves (H200, (4096, 12288) w4 M = 4096, x by
     // TMA: 1044 / 918 / 666 µs over 47 / 24 / 12 waves of 64 chunks): 0.58 / 1 / 1.45 (the wider
     // wgmma amortizes the same decode over more tokens), ~0.6 µs per chunk for 128 tokens. K is
-    // split in two (K >= 4096) for every tile when the tiles leave SMs idle at M <= 256, or for the
-    // tiles of a last, partial wave when their slices fit in one wave (stream-K's tail; (4096,
-    // 12288) M = 512: 132 whole tiles + 60 split, 1.5 waves instead of 2). The slices' fp32
+    // split in two (K >= 4096) for every tile when the tiles leave SMs idle at M <= 256. Splitting
+    // only a last, partial wave's tiles (stream-K's tail, QUANTDLLM_WGMMA_SPLIT_FROM) measured no
+    // gain ((4096, 12288) w4 M = 512: 110.8 µs with 132 whole tiles + 60 split, 109.4 without; M =
+    // 768 159.6 vs 160.9), so the plan does not choose it; the kernel runs it for the knob. The slices' fp32
     // partials (ks * M * N * 8 bytes, costed at 2 TB/s) and the last block's serial sum cost more
     // than they save elsewhere (H200 w4, 16-byte partials, µs, one slice vs two: (12288, 4096)
     // M = 128 83.7 vs 53.7, M = 256 85.9 vs 69.9; (4096, 4096) M = 128 34.3 vs 28.0, M = 256 35.6
@@ -478,10 +480,8 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     const int forced_from = std::max(knob("QUANTDLLM_WGMMA_SPLIT_FROM"), 0);
     const int chunks = std::max(K / 64, 1);
     const long long nblk = (N + kWRows - 1) / kWRows, sms = std::max(num_sms, 1);
-    // the best plan splitting no tile or all of them (measured above), and the best splitting a
-    // tail: that must win by 10% (untested at most shapes, and the model's partial waves are rough)
-    WgmmaPlan best[2] = {{128, 1, chunks, 0}, {128, 1, chunks, 0}};
-    double best_cost[2] = {1e30, 1e30};
+    WgmmaPlan best{128, 1, chunks, 0};
+    double best_cost = 1e30;
     for (const auto& [bn, per] : {std::pair<int, double>{256, 1.45}, {128, 1.0}, {64, 0.58}}) {
         if (forced_bn && bn != forced_bn) continue;
         const long long tiles = nblk * ((M + bn - 1) / bn);
@@ -489,12 +489,10 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
             if (forced_ks ? ks != forced_ks : ks > 2 || (ks > 1 && K < 4096)) continue;
             const int slice = (chunks + ks - 1) / ks, per_split = ks == 1 ? chunks : (slice + 3) / 4 * 4;
             const int ks_eff = (chunks + per_split - 1) / per_split;
-            // which tiles are split: all (when they leave SMs idle, M <= 256), or only a last,
-            // partial wave's (when its slices fit in one wave), or none
+            // which tiles are split: all (when they leave SMs idle, M <= 256), the knob's tail, or none
             long long tail = 0;
             if (ks_eff > 1 && forced_ks) tail = tiles - std::min<long long>(forced_from, tiles - 1);
             else if (ks_eff > 1 && tiles * ks_eff <= sms && M <= 256) tail = tiles;
-            else if (ks_eff > 1 && tiles > sms && tiles % sms && (tiles % sms) * ks_eff <= sms) tail = tiles % sms;
             if (ks_eff > 1 && tail == 0) continue;
             const long long whole = tiles - tail;
             double cost = static_cast<double>((whole + sms - 1) / sms) * per * chunks * 0.6;
@@ -503,11 +501,10 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
                        static_cast<double>((tail * ks_eff + sms - 1) / sms) * per * per_split * 0.6;
                 cost += static_cast<double>(ks_eff) * tail * bn * kWRows * 8 / 2e6;  // partials, µs at 2 TB/s
             }
-            if (const int i = tail && whole > 0; cost < best_cost[i] * 0.999)
-                best[i] = {bn, ks_eff, per_split, static_cast<int>(whole)}, best_cost[i] = cost;
+            if (cost < best_cost * 0.999) best = {bn, ks_eff, per_split, static_cast<int>(whole)}, best_cost = cost;
         }
     }
-    return best_cost[1] < (forced_ks > 1 ? 1e30 : 0.9 * best_cost[0]) ? best[1] : best[0];
+    return best;
 }
 
 cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,

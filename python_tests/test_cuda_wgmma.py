@@ -118,9 +118,9 @@ def test_k_split_tail(bits, split_from, gen, monkeypatch):
 
 
 @pytest.mark.parametrize("M", [384, 512, 700])
-def test_k_split_tail_plan(M, gen):
-    """(4096, 12288) at these M leaves a last, partial wave on a 132-SM GPU, which the plan splits;
-    any plan must give the product."""
+def test_partial_last_wave(M, gen):
+    """(4096, 12288) at these M leaves a last, partial wave on a 132-SM GPU (the tiles the stream-K
+    tail experiment split); the plan's choice must give the product and leave the semaphores zeroed."""
     N, K = 12288, 4096
     qw = rtn(N, K, 4, 128, torch.float16, gen)
     x = torch.randn(M, K, generator=gen).half().cuda()
