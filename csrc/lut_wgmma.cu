@@ -464,16 +464,16 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     // Tokens per block and K slices: the plan whose waves cost least. A block's cost per 64-k chunk
     // relative to a 128-token one, measured at many waves (H200, (4096, 12288) w4 M = 4096, x by
     // TMA: 1044 / 918 / 666 µs over 47 / 24 / 12 waves of 64 chunks): 0.58 / 1 / 1.45 (the wider
-    // wgmma amortizes the same decode over more tokens), ~0.6 µs per chunk for 128 tokens. K is
-    // split in two (K >= 4096) for every tile when the tiles leave SMs idle at M <= 256. Splitting
-    // only a last, partial wave's tiles (stream-K's tail, QUANTDLLM_WGMMA_SPLIT_FROM) measured no
-    // gain ((4096, 12288) w4 M = 512: 110.8 µs with 132 whole tiles + 60 split, 109.4 without; M =
-    // 768 159.6 vs 160.9), so the plan does not choose it; the kernel runs it for the knob. The slices' fp32
-    // partials (ks * M * N * 8 bytes, costed at 2 TB/s) and the last block's serial sum cost more
-    // than they save elsewhere (H200 w4, 16-byte partials, µs, one slice vs two: (12288, 4096)
-    // M = 128 83.7 vs 53.7, M = 256 85.9 vs 69.9; (4096, 4096) M = 128 34.3 vs 28.0, M = 256 35.6
-    // vs 38.3 (the model keeps one there); scalar partials, one vs four slices: (12288, 4096) M = 128
-    // 82.8 vs 61.2, M = 512 108.6 vs 160.1 (two: 119.7)).
+    // wgmma amortizes the same decode over more tokens), ~0.6 µs per chunk for 128 tokens.
+    // K is split in two (K >= 4096) for every tile when the tiles leave SMs idle at M <= 256; the
+    // slices' fp32 partials (ks * M * N * 8 bytes, costed at 2 TB/s) and the last block's serial sum
+    // cost more than they save elsewhere (H200 w4, 16-byte partials, µs, one slice vs two:
+    // (12288, 4096) M = 128 83.7 vs 53.7, M = 256 85.9 vs 69.9; (4096, 4096) M = 128 34.3 vs 28.0,
+    // M = 256 35.6 vs 38.3 (the model keeps one there); scalar partials, one vs four slices:
+    // (12288, 4096) M = 128 82.8 vs 61.2, M = 512 108.6 vs 160.1 (two: 119.7)).
+    // Splitting only a last, partial wave's tiles (stream-K's tail, QUANTDLLM_WGMMA_SPLIT_FROM)
+    // measured no gain ((4096, 12288) w4 M = 512: 110.8 µs with 132 whole tiles + 60 split, 109.4
+    // without; M = 768 159.6 vs 160.9): the plan does not choose it; the kernel runs it for the knob.
     auto knob = [](const char* name) { return std::getenv(name) ? std::atoi(std::getenv(name)) : 0; };
     // benchmark / test knobs: the tile, the K slices, and (with slices) the first split tile
     const int forced_bn = knob("QUANTDLLM_WGMMA_BN"), forced_ks = knob("QUANTDLLM_WGMMA_KSPLIT");
