@@ -33,6 +33,14 @@ bool dispatch_bits(int bits, F&& f) {
     return false;
 }
 
+// The tensor-core kernels' bit widths (their fragment layouts exist for 2, 3 and 4 bits).
+template <typename F>
+bool dispatch_mma_bits(int bits, F&& f) {
+    return bits >= 2 && dispatch_bits(bits, [&](auto b) {
+        if constexpr (decltype(b)::value >= 2) f(b);
+    });
+}
+
 template <typename F>
 bool dispatch_act(DType dt, F&& f) {
     switch (dt) {

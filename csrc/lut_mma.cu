@@ -641,12 +641,7 @@ bool with_kernel(DType dt, int bits, int nt, bool in_scale, F&& f) {
                 default: ok = false;
             }
         };
-        switch (bits) {
-            case 2: by_nt(IntTag<2>{}); break;
-            case 3: by_nt(IntTag<3>{}); break;
-            case 4: by_nt(IntTag<4>{}); break;
-            default: break;
-        }
+        dispatch_mma_bits(bits, by_nt);
     });
     return ok;
 }

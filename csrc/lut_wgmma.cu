@@ -440,12 +440,7 @@ bool with_wgmma_kernel(DType dt, int bits, int bn, F&& f) {
             else if (bn == 64) f(lut_wgmma_kernel<T, B, 64>, WPlan<B, 64>::kSmem);
             else ok = false;
         };
-        switch (bits) {
-            case 2: by_bn(IntTag<2>{}); break;
-            case 3: by_bn(IntTag<3>{}); break;
-            case 4: by_bn(IntTag<4>{}); break;
-            default: break;
-        }
+        dispatch_mma_bits(bits, by_bn);
     });
     return ok;
 }
