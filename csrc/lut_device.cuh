@@ -14,6 +14,34 @@
 
 #include "lut_kernels.h"
 
+// Phase stamps for benchmarks/debug/mma_phases.cu (lut_mma) and wgmma_waves.cu (lut_wgmma), in a build
+// with -DQUANTDLLM_MMA_TRACE only: thread 0 of each block writes 8 values to
+// a.trace[(blockIdx.z * gridDim.x + blockIdx.x) * 8 + slot]:
+// 0 globaltimer at entry, 1 clock64 at entry, 2 after the ring's first stages are issued (lut_mma) or
+// the fp32 tile is staged in shared memory (lut_wgmma), 3 when warp 0's first stage has landed, 4 after
+// the main loop, 5 after y (or the partials) is stored, 6 globaltimer at exit, 7 the SM.
+#ifdef QUANTDLLM_MMA_TRACE
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ unsigned int sm_id() {
+    unsigned int r;
+    asm volatile("mov.u32 %0, %smid;" : "=r"(r));
+    return r;
+}
+#define MMA_TRACE(a, slot, expr)                                                                        \
+    do {                                                                                                \
+        if ((a).trace && threadIdx.x == 0)                                                              \
+            (a).trace[(static_cast<int64_t>(blockIdx.z) * gridDim.x + blockIdx.x) * 8 + (slot)] = (expr); \
+    } while (0)
+#else
+#define MMA_TRACE(a, slot, expr) \
+    do {                         \
+    } while (0)
+#endif
+
 namespace quantdllm {
 namespace dev {
 
@@ -38,6 +66,30 @@ __device__ __forceinline__ float raw_to_f(uint32_t r, DType dt) {
         case DType::BF16: return __uint_as_float(r << 16);
         default: return __uint_as_float(r);
     }
+}
+
+// v[e] += p[i + e] for e < valid, p in dtype dt; with `vec` (p + i 16-byte aligned) a whole group
+// (valid == 8) takes one or two 16-byte loads.
+__device__ __forceinline__ void add8(float (&v)[8], const void* p, int64_t i, DType dt, int valid, bool vec) {
+    if (vec && valid == 8) {
+        if (dt == DType::F32) {
+            const float4* q = reinterpret_cast<const float4*>(static_cast<const float*>(p) + i);
+            const float4 lo = __ldg(q), hi = __ldg(q + 1);
+            v[0] += lo.x, v[1] += lo.y, v[2] += lo.z, v[3] += lo.w, v[4] += hi.x, v[5] += hi.y, v[6] += hi.z, v[7] += hi.w;
+        } else {
+            const uint4 w = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + i));
+            const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                v[2 * j] += raw_to_f(ws[j] & 0xFFFFu, dt);
+                v[2 * j + 1] += raw_to_f(ws[j] >> 16, dt);
+            }
+        }
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+        if (e < valid) v[e] += ldf(p, i + e, dt);
 }
 
 __device__ __forceinline__ int dtype_size(DType dt) { return dt == DType::F32 ? 4 : 2; }

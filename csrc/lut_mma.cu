@@ -285,32 +285,6 @@ constexpr int kMinBlocks = NT == 4 ? (BITS == 4 ? 3 : 2)
                          : NT == 1 && IS ? (BITS == 4 ? 4 : 3)
                          : (BITS == 4 && NT == 1) ? 5 : 4;
 
-// Phase stamps for benchmarks/debug/mma_phases.cu, in a build with -DQUANTDLLM_MMA_TRACE only: thread 0
-// of each block writes 8 values to a.trace[(blockIdx.z * gridDim.x + blockIdx.x) * 8 + slot]:
-// 0 globaltimer at entry, 1 clock64 at entry, 2 after the ring's first stages are issued, 3 when
-// warp 0's first stage has landed, 4 after the main loop, 5 after y (or the partials) is stored,
-// 6 globaltimer at exit, 7 the SM.
-#ifdef QUANTDLLM_MMA_TRACE
-__device__ __forceinline__ unsigned long long global_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-    return t;
-}
-__device__ __forceinline__ unsigned int sm_id() {
-    unsigned int r;
-    asm volatile("mov.u32 %0, %smid;" : "=r"(r));
-    return r;
-}
-#define MMA_TRACE(a, slot, expr)                                                                        \
-    do {                                                                                                \
-        if ((a).trace && threadIdx.x == 0)                                                              \
-            (a).trace[(static_cast<int64_t>(blockIdx.z) * gridDim.x + blockIdx.x) * 8 + (slot)] = (expr); \
-    } while (0)
-#else
-#define MMA_TRACE(a, slot, expr) \
-    do {                         \
-    } while (0)
-#endif
 
 template <typename T, int BITS, int NT, bool IS>
 __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_kernel(const MmaArgs a, const int ksplit) {

@@ -163,6 +163,8 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     using W = WPlan<BITS, BN>;
     using D = Decode<T, BITS, false>;
     constexpr int CH = W::CH, V = W::V, S = kXStages<BN>, AHEAD = kAhead<BN>;
+    MMA_TRACE(a, 0, global_ns());
+    MMA_TRACE(a, 1, clock64());
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = dev::smem_u32(smem_raw), base = (raw + 1023u) & ~1023u;
     const uint32_t xring = base, cring = base + W::kFront, bars = base + W::kBarOff;
@@ -256,6 +258,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         cp_async_wait<AHEAD - 1>();  // chunk 0's codes (this lane's own copies: no barrier)
         decode(IntTag<0>{}, 0);
     }
+    MMA_TRACE(a, 3, clock64());  // chunk 0's codes landed and decoded
     for (int i0 = 0; i0 < nchunks; i0 += UNR) {
         [&]<int... R>(std::integer_sequence<int, R...>) {
             auto step = [&](auto pos) {
@@ -292,6 +295,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         wgmma_wait<0>();  // nothing in flight across the back edge (above)
     }
     wgmma_wait<0>();
+    MMA_TRACE(a, 4, clock64());
     cp_async_wait<0>();
     fence_proxy_async();  // the TMA writes (async proxy) ordered before the generic stores below
     __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
@@ -309,68 +313,81 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         bucket[tid] = a.ts_bias ? dev::bucket_of(__ldg(a.t + (a.t_numel == 1 ? 0 : m)), a.bounds, a.nbounds) : 0;
     }
     __syncthreads();
+    MMA_TRACE(a, 2, clock64());  // the fp32 tile staged in shared memory
     T* y = static_cast<T*>(a.y);
     const int toks = min(BN, a.M - m0);
-    const bool vec = (a.N & 7) == 0;
-    // outputs idx = token * 16 + 8-row group: (token, first row n, and the token's offset in (M, N))
-    auto at = [&](int idx, int& tok, int& r8) {
-        tok = idx / (kWRows / 8), r8 = (idx % (kWRows / 8)) * 8;
-        return static_cast<int64_t>(m0 + tok) * a.N + n0 + r8;
+    // Thread tid always handles rows n0 + r8 .. + 7 of tokens tok0, tok0 + kTokStep, ... (the block's
+    // threads are a multiple of its 16 row groups): its bias is loaded once, and a whole row group
+    // (N % 8 == 0) moves with 16-byte loads and stores and no per-element test. (The per-element form
+    // cost ~6.6 µs of a 256-token tile's ~50, and its K-split sum ~15 µs: tenth session's trace.)
+    constexpr int kGroups = kWRows / 8, kTokStep = kWThreads / kGroups;
+    static_assert(kWThreads % kGroups == 0, "a thread's rows are fixed");
+    const int r8 = (tid % kGroups) * 8, n = n0 + r8, tok0 = tid / kGroups;
+    const int valid = max(0, min(8, a.N - n));  // rows of the group inside N
+    const bool vec = (a.N & 7) == 0;            // then every (M, N) row group is 16-byte aligned
+    auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+    float bias8[8] = {};
+    if (a.bias && valid > 0) dev::add8(bias8, a.bias, n, a.bias_dtype, valid, vec && aligned(a.bias));
+    const bool ts_vec = vec && a.ts_bias && aligned(a.ts_bias);
+    // the staged fp32 values of token tok (16-byte aligned: the tile's row stride is 33 x 16 bytes)
+    auto staged = [&](int tok, float (&v)[8]) {
+        const float4* src = reinterpret_cast<const float4*>(out + tok * (kWRows + kOutPad) + r8);
+        const float4 lo = src[0], hi = src[1];
+        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
     };
-    // y = v + bias + the token's timestep row, 8 outputs from row n
-    auto finish = [&](int tok, int n, int64_t o, const float (&v)[8]) {
-        const int64_t tsrow = static_cast<int64_t>(bucket[tok]) * a.N;
+    // y = v + bias + the token's timestep row
+    auto finish = [&](int tok, float (&v)[8]) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] += bias8[e];
+        if (a.ts_bias) dev::add8(v, a.ts_bias, static_cast<int64_t>(bucket[tok]) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
         alignas(16) T h[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) {
-            float f = v[e];
-            if (n + e < a.N) {
-                if (a.bias) f += dev::ldf(a.bias, n + e, a.bias_dtype);
-                if (a.ts_bias) f += dev::ldf(a.ts_bias, tsrow + n + e, a.ts_bias_dtype);
-            }
-            h[e] = dev::from_f<T>(f);
-        }
-        if (vec) {
-            *reinterpret_cast<uint4*>(y + o) = *reinterpret_cast<const uint4*>(h);
+        for (int e = 0; e < 8; ++e) h[e] = dev::from_f<T>(v[e]);
+        T* dst = y + static_cast<int64_t>(m0 + tok) * a.N + n;
+        if (vec && valid == 8) {
+            *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
         } else {
 #pragma unroll
             for (int e = 0; e < 8; ++e)
-                if (n + e < a.N) y[o + e] = h[e];
+                if (e < valid) dst[e] = h[e];
         }
     };
-    const int outs = toks * (kWRows / 8);
     if (ksplit == 1) {
-        for (int idx = tid; idx < outs; idx += kWThreads) {
-            int tok, r8;
-            const int64_t o = at(idx, tok, r8);
-            if (n0 + r8 >= a.N) continue;
-            const float* src = out + tok * (kWRows + kOutPad) + r8;
-            float v[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) v[e] = src[e];
-            finish(tok, n0 + r8, o, v);
-        }
+        if (valid > 0)
+            for (int tok = tok0; tok < toks; tok += kTokStep) {
+                float v[8];
+                staged(tok, v);
+                finish(tok, v);
+            }
+        MMA_TRACE(a, 5, clock64());
+        MMA_TRACE(a, 6, global_ns());
+        MMA_TRACE(a, 7, sm_id());
         return;
     }
     // K split: every slice writes its fp32 partial tile; the last block of the tile to arrive (the
     // tile's semaphore, reset by it) sums the slices in order -- deterministic, one launch, no memset
     const int64_t slice = static_cast<int64_t>(a.M) * a.N;
-    float* ws = a.workspace + z * slice;
-    const bool vec4 = (a.N & 3) == 0;  // 16-byte partials: (M, N) rows 16-byte aligned
-    for (int idx = tid; idx < outs; idx += kWThreads) {
-        int tok, r8;
-        const int64_t o = at(idx, tok, r8);
-        const float* src = out + tok * (kWRows + kOutPad) + r8;
-        if (vec4 && n0 + r8 + 8 <= a.N) {
-            reinterpret_cast<float4*>(ws + o)[0] = make_float4(src[0], src[1], src[2], src[3]);
-            reinterpret_cast<float4*>(ws + o)[1] = make_float4(src[4], src[5], src[6], src[7]);
-        } else {
+    const bool vec4 = (a.N & 3) == 0 && valid == 8;  // 16-byte partials
+    if (valid > 0) {
+        float* ws = a.workspace + z * slice + static_cast<int64_t>(m0) * a.N + n;
+        for (int tok = tok0; tok < toks; tok += kTokStep) {
+            float v[8];
+            staged(tok, v);
+            float* dst = ws + static_cast<int64_t>(tok) * a.N;
+            if (vec4) {
+                reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
+                reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
+            } else {
 #pragma unroll
-            for (int e = 0; e < 8; ++e)
-                if (n0 + r8 + e < a.N) ws[o + e] = src[e];
+                for (int e = 0; e < 8; ++e)
+                    if (e < valid) dst[e] = v[e];
+            }
         }
     }
     __threadfence();
+    MMA_TRACE(a, 5, clock64());
+    MMA_TRACE(a, 6, global_ns());
+    MMA_TRACE(a, 7, sm_id());
     __syncthreads();
     int& last = bucket[BN];  // one int past the buckets (WPlan)
     if (tid == 0) {
@@ -379,26 +396,35 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         if (last) atomicExch(sem, 0);  // every slice has arrived: ready for the next launch
     }
     __syncthreads();
-    if (!last) return;
+    if (!last || valid == 0) return;
     __threadfence();
-    for (int idx = tid; idx < outs; idx += kWThreads) {
-        int tok, r8;
-        const int64_t o = at(idx, tok, r8);
-        if (n0 + r8 >= a.N) continue;
-        float v[8] = {};
-        for (int z = 0; z < ksplit; ++z) {
-            const float* p = a.workspace + z * slice + o;
-            if (vec4 && n0 + r8 + 8 <= a.N) {
-                const float4 lo = __ldcg(reinterpret_cast<const float4*>(p)), hi = __ldcg(reinterpret_cast<const float4*>(p) + 1);
-                v[0] += lo.x, v[1] += lo.y, v[2] += lo.z, v[3] += lo.w, v[4] += hi.x, v[5] += hi.y, v[6] += hi.z, v[7] += hi.w;
-            } else {
+    // kB tokens at a time, so that each slice's loads of them are in flight together (one token at a
+    // time was a chain of L2 round trips)
+    constexpr int kB = 4;
+    for (int t = tok0; t < toks; t += kB * kTokStep) {
+        float v[kB][8] = {};
+        for (int zz = 0; zz < ksplit; ++zz) {
+            const float* src = a.workspace + zz * slice + static_cast<int64_t>(m0 + t) * a.N + n;
 #pragma unroll
-                for (int e = 0; e < 8; ++e)
-                    if (n0 + r8 + e < a.N) v[e] += __ldcg(p + e);
+            for (int u = 0; u < kB; ++u) {
+                if (t + u * kTokStep >= toks) break;
+                const float* q = src + static_cast<int64_t>(u) * kTokStep * a.N;
+                if (vec4) {
+                    const float4 lo = __ldcg(reinterpret_cast<const float4*>(q)), hi = __ldcg(reinterpret_cast<const float4*>(q) + 1);
+                    v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
+                    v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; ++e)
+                        if (e < valid) v[u][e] += __ldcg(q + e);
+                }
             }
         }
-        finish(tok, n0 + r8, o, v);
+#pragma unroll
+        for (int u = 0; u < kB; ++u)
+            if (t + u * kTokStep < toks) finish(t + u * kTokStep, v[u]);
     }
+    MMA_TRACE(a, 6, global_ns());  // the last block of a tile: its reduction's end
 #endif
 }
 

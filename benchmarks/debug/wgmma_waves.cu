@@ -1,0 +1,173 @@
+// How a lut_wgmma launch fills the SMs, without torch: every block stamps its entry, main loop and
+// exit (csrc/lut_wgmma.cu, QUANTDLLM_MMA_TRACE), and blocks are grouped by their order on their SM
+// (wave 1 = each SM's first block, ...). Prints the plan, the event time per launch (L2 flushed,
+// median of 15), then per wave: blocks, entry and exit spread, the median block's main loop and
+// epilogue's phases, and the SM clock the stamps measure -- for whole-K blocks and K-slice blocks apart.
+// The plan is wgmma_plan's, so QUANTDLLM_WGMMA_BN / _KSPLIT / _SPLIT_FROM force a launch. Codes and x
+// are random (with constant bytes the tensor cores draw less power and the SM clock runs higher).
+// Optional CSV of every block.
+//
+//   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
+//        -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu \
+//        csrc/lut_common.cu -o /tmp/wgmma_waves
+//   /tmp/wgmma_waves [K=4096] [N=12288] [M=512] [bits=4] [blocks.csv]
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lut_kernels.h"
+
+using namespace quantdllm;
+
+#define CK(x)                                                                                       \
+    do {                                                                                            \
+        cudaError_t e_ = (x);                                                                       \
+        if (e_ != cudaSuccess) {                                                                    \
+            std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            std::exit(1);                                                                           \
+        }                                                                                           \
+    } while (0)
+
+static double median(std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+int main(int argc, char** argv) {
+    const int K = argc > 1 ? std::atoi(argv[1]) : 4096, N = argc > 2 ? std::atoi(argv[2]) : 12288;
+    const int M = argc > 3 ? std::atoi(argv[3]) : 512, bits = argc > 4 ? std::atoi(argv[4]) : 4;
+    const char* csv = argc > 5 ? argv[5] : nullptr;
+    const int sk = 64 * (bits == 4 ? 1 : bits == 2 ? 2 : 4);  // codes per super-chunk (mma_super_k, lut_mma.cu)
+    const int Np = (N + 31) / 32 * 32, Kp = (K + sk - 1) / sk * sk, U = Kp / sk, groups = K >> 7;
+    const size_t code_n = static_cast<size_t>(Np / 16) * U * 32 * bits * (sk / 64), sz_n = static_cast<size_t>(Np / 16) * groups * 32;
+    int sms = 0;
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    const WgmmaPlan p = wgmma_plan(M, N, K, sms);
+    const long long tiles = static_cast<long long>((N + 127) / 128) * ((M + p.bn - 1) / p.bn);
+    const long long blocks = p.split_from + (tiles - p.split_from) * p.ksplit;
+    std::printf("K %d N %d M %d bits %d: plan bn %d ksplit %d per_split %d split_from %d: %lld tiles, %lld blocks on %d SMs\n",
+                K, N, M, bits, p.bn, p.ksplit, p.per_split, p.split_from, tiles, blocks, sms);
+
+    int32_t* codes;
+    void *sz, *x, *y, *flush;
+    float* ws;
+    int* sem;
+    unsigned long long* trace;
+    const size_t flush_n = 256ull << 20;
+    CK(cudaMalloc(&codes, code_n * 4));
+    CK(cudaMalloc(&sz, sz_n * 2));
+    CK(cudaMalloc(&x, static_cast<size_t>(M) * K * 2));
+    {  // random codes and x (|x| in [0.5, 1), random signs): the tensor cores' power, and so the clock, depends on the data
+        std::vector<uint16_t> hc(code_n * 2), hx(static_cast<size_t>(M) * K);
+        uint32_t r = 12345u;
+        auto next = [&] { return r = r * 1664525u + 1013904223u; };
+        for (auto& v : hc) v = static_cast<uint16_t>(next() >> 16);
+        for (auto& v : hx) v = static_cast<uint16_t>(((next() >> 16) & 0x83FF) | 0x3800);
+        CK(cudaMemcpy(codes, hc.data(), code_n * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(x, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
+    }
+    CK(cudaMemset(sz, 0x2C, sz_n * 2));  // 0x2C2C: fp16 0.068 (scales and zeros)
+    CK(cudaMalloc(&y, static_cast<size_t>(M) * N * 2));
+    CK(cudaMalloc(&ws, static_cast<size_t>(p.ksplit) * M * N * 4));
+    CK(cudaMalloc(&sem, (tiles + 1) * 4));
+    CK(cudaMemset(sem, 0, (tiles + 1) * 4));
+    CK(cudaMalloc(&flush, flush_n));
+    CK(cudaMalloc(&trace, blocks * 8 * sizeof(unsigned long long)));
+    CK(cudaMemset(trace, 0, blocks * 8 * sizeof(unsigned long long)));
+
+    MmaArgs a;
+    a.codes = codes; a.sz = sz; a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
+    a.x = x; a.x_dtype = DType::F16; a.M = M; a.y = y; a.workspace = ws; a.semaphores = sem;
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<double> per;
+    for (int rep = 0; rep < 16; ++rep) {
+        CK(cudaMemsetAsync(flush, rep, flush_n));
+        CK(cudaEventRecord(e0));
+        CK(launch_lut_wgmma(a, p, 0));
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        float ms = 0.f;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (rep) per.push_back(1e3 * ms);
+    }
+    std::printf("untraced, L2 flushed: %.2f us per launch (median of %zu)\n", median(per), per.size());
+
+    a.trace = trace;
+    CK(cudaMemsetAsync(flush, 7, flush_n));
+    CK(launch_lut_wgmma(a, p, 0));
+    CK(cudaDeviceSynchronize());
+    std::vector<unsigned long long> h(blocks * 8);
+    CK(cudaMemcpy(h.data(), trace, h.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
+
+    unsigned long long t0 = ~0ull, t1 = 0;
+    std::map<unsigned long long, std::vector<long long>> by_sm;  // SM -> its blocks
+    for (long long b = 0; b < blocks; ++b) {
+        const unsigned long long* s = &h[b * 8];
+        t0 = std::min(t0, s[0]);
+        t1 = std::max(t1, s[6]);
+        by_sm[s[7]].push_back(b);
+    }
+    std::vector<int> wave(blocks, 0);
+    int waves = 0;
+    for (auto& [sm, bs] : by_sm) {
+        std::sort(bs.begin(), bs.end(), [&](long long i, long long j) { return h[i * 8] < h[j * 8]; });
+        for (size_t i = 0; i < bs.size(); ++i) wave[bs[i]] = static_cast<int>(i), waves = std::max(waves, static_cast<int>(i) + 1);
+    }
+    std::printf("traced: span %.2f us, %zu SMs used, up to %d blocks per SM\n", (t1 - t0) * 1e-3, by_sm.size(), waves);
+    // the SM clock: cycles per ns over a block's life; a tile's last K slice also spends the sum after
+    // its last clock stamp, so take a high percentile over blocks
+    std::vector<double> fs;
+    for (long long b = 0; b < blocks; ++b) {
+        const unsigned long long* s = &h[b * 8];
+        if (s[6] > s[0]) fs.push_back(static_cast<double>(s[5] - s[1]) / (s[6] - s[0]));
+    }
+    std::sort(fs.begin(), fs.end());
+    const double f = fs.empty() ? 1.0 : fs[fs.size() * 9 / 10];
+    std::printf("SM clock %.2f GHz; per block, median us: prologue (entry to chunk 0 decoded), main loop, stage (fp32 tile\n"
+                "to shared memory), store (y or the partials), sum (a tile's last slice: the reduction after its store)\n", f);
+    std::printf("%-5s %-6s %6s %22s %22s %8s %8s %8s %8s %8s\n", "wave", "kind", "blocks", "entry min/med/max us",
+                "exit min/med/max us", "prolog", "loop", "stage", "store", "sum");
+    for (int w = 0; w < waves; ++w)
+        for (int kind = 0; kind < 2; ++kind) {
+            std::vector<double> in, out, pro, loop, stage, store, sum;
+            for (long long b = 0; b < blocks; ++b) {
+                if (wave[b] != w || (b >= p.split_from && p.ksplit > 1) != (kind == 1)) continue;
+                const unsigned long long* s = &h[b * 8];
+                in.push_back((s[0] - t0) * 1e-3);
+                out.push_back((s[6] - t0) * 1e-3);
+                pro.push_back((s[3] - s[1]) / f * 1e-3);
+                loop.push_back((s[4] - s[3]) / f * 1e-3);
+                stage.push_back((s[2] - s[4]) / f * 1e-3);
+                store.push_back((s[5] - s[2]) / f * 1e-3);
+                const double after = (static_cast<double>(s[6] - s[0]) - (s[5] - s[1]) / f) * 1e-3;
+                if (kind == 1 && after > 0.3) sum.push_back(after);
+            }
+            if (in.empty()) continue;
+            auto mm = [](std::vector<double> v) {
+                std::sort(v.begin(), v.end());
+                char buf[64];
+                std::snprintf(buf, sizeof buf, "%6.1f/%6.1f/%6.1f", v.front(), v[v.size() / 2], v.back());
+                return std::string(buf);
+            };
+            std::printf("%-5d %-6s %6zu %22s %22s %8.2f %8.2f %8.2f %8.2f %8.2f\n", w + 1, kind ? "slice" : "whole", in.size(),
+                        mm(in).c_str(), mm(out).c_str(), median(pro), median(loop), median(stage), median(store), median(sum));
+        }
+    if (csv) {
+        FILE* f = std::fopen(csv, "w");
+        if (!f) return 1;
+        std::fprintf(f, "block,sm,wave,entry_ns,exit_ns,clk_entry,clk_first,clk_loop_end,clk_staged,clk_stored\n");
+        for (long long b = 0; b < blocks; ++b) {
+            const unsigned long long* s = &h[b * 8];
+            std::fprintf(f, "%lld,%llu,%d,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", b, s[7], wave[b] + 1, s[0] - t0, s[6] - t0, s[1],
+                         s[3], s[4], s[2], s[5]);
+        }
+        std::fclose(f);
+    }
+    return 0;
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# lut_wgmma's waves and phases (wgmma_waves.cu) over the shapes and plans that decide wgmma_plan, for a
+# device call: bash benchmarks/debug/wgmma_waves.sh [binary] > $OUT/waves.txt. Builds the traced
+# binary (-DQUANTDLLM_MMA_TRACE, ~70 s) when none is given; "$OUT" receives one CSV per run.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=${1:-/tmp/wgmma_waves}
+if [ ! -x "$B" ]; then
+  nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
+    -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu csrc/lut_common.cu -o "$B" || exit 1
+fi
+O=${OUT:-/tmp}
+run() {  # name, env assignments..., then "K N M"
+  local name=$1; shift
+  echo "=== $name"
+  env "$@" "$B" ${SHAPE} 4 "$O/waves_$name.csv"
+}
+SHAPE="4096 12288 512" run m512 ; SHAPE="4096 12288 512" run m512_tail QUANTDLLM_WGMMA_BN=256 QUANTDLLM_WGMMA_KSPLIT=2 QUANTDLLM_WGMMA_SPLIT_FROM=132
+SHAPE="4096 12288 512" run m512_split2 QUANTDLLM_WGMMA_BN=256 QUANTDLLM_WGMMA_KSPLIT=2 QUANTDLLM_WGMMA_SPLIT_FROM=0
+SHAPE="4096 12288 768" run m768 ; SHAPE="4096 12288 768" run m768_tail QUANTDLLM_WGMMA_BN=256 QUANTDLLM_WGMMA_KSPLIT=2 QUANTDLLM_WGMMA_SPLIT_FROM=264
+SHAPE="4096 12288 1024" run m1024 ; SHAPE="4096 12288 4096" run m4096
+SHAPE="4096 4096 256" run sq_m256 ; SHAPE="4096 4096 256" run sq_m256_split2 QUANTDLLM_WGMMA_BN=128 QUANTDLLM_WGMMA_KSPLIT=2 QUANTDLLM_WGMMA_SPLIT_FROM=0
+SHAPE="4096 4096 512" run sq_m512 ; SHAPE="4096 4096 512" run sq_m512_split2 QUANTDLLM_WGMMA_BN=256 QUANTDLLM_WGMMA_KSPLIT=2 QUANTDLLM_WGMMA_SPLIT_FROM=0
+SHAPE="12288 4096 512" run tall_m512 ; SHAPE="12288 4096 512" run tall_m512_split2 QUANTDLLM_WGMMA_BN=256 QUANTDLLM_WGMMA_KSPLIT=2 QUANTDLLM_WGMMA_SPLIT_FROM=0
+SHAPE="12288 4096 1024" run tall_m1024 ; SHAPE="12288 4096 1024" run tall_m1024_split2 QUANTDLLM_WGMMA_BN=256 QUANTDLLM_WGMMA_KSPLIT=2 QUANTDLLM_WGMMA_SPLIT_FROM=0
