@@ -49,8 +49,7 @@ def main():
         mw = cb.mma_pack(qw, torch.float16)
         bounds, ts_bias = torch.tensor([0.5], device="cuda"), torch.randn(2, 200, device="cuda").half()
         bias = torch.randn(200, device="cuda").half()
-        sem = torch.zeros(4096, dtype=torch.int32, device="cuda")
-        # + K splits: every tile, and the tiles from the third on (of 10)
+        # + K splits (clusters of 2 and 3 blocks): every tile, and the tiles from the third on (of 10)
         for bn, ks, fr in (("64", "1", "0"), ("128", "1", "0"), ("256", "1", "0"), ("64", "2", "0"), ("256", "3", "0"),
                            ("64", "2", "2")):
             os.environ["QUANTDLLM_WGMMA_BN"], os.environ["QUANTDLLM_WGMMA_KSPLIT"] = bn, ks
@@ -58,7 +57,7 @@ def main():
             x = torch.randn(300, 640, generator=gen).half().cuda()
             t = torch.rand(300, device="cuda")
             y = torch.ops.quantdllm.lut_wgmma(x, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift, mw.in_scale,
-                                              bias, t, bounds, ts_bias, sem)
+                                              bias, t, bounds, ts_bias)
             qt = qw.with_timestep_tables(qd.TimestepTables(bounds, ts_bias))
             worst = max(worst, rel_error(y, qd.lut_matmul(x, qt, bias, timestep=t, backend="torch")))
         del os.environ["QUANTDLLM_WGMMA_BN"], os.environ["QUANTDLLM_WGMMA_KSPLIT"], os.environ["QUANTDLLM_WGMMA_SPLIT_FROM"]

@@ -119,15 +119,16 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
 // ---- Large-M tensor-core path on sm_90a (csrc/lut_wgmma.cu): the same weight layout as lut_mma, wgmma
 // with the dequantized W in registers. x goes through launch_permute_x first (k in the layout's
 // fragment order, in_scale folded in); launch_lut_wgmma then reads a.x as that copy and ignores
-// a.in_scale. With ksplit > 1 it needs a.workspace (ksplit, M, N) fp32 and a.semaphores (>= one
-// zeroed int per split tile, left zeroed).
+// a.in_scale. A tile split along K runs as one thread-block cluster of ksplit blocks that sum their
+// slices in distributed shared memory: no workspace, no semaphores (a.workspace / a.semaphores unused).
 bool wgmma_built();  // whether this build holds sm_90a device code (QUANTDLLM_SM90A, set by setup.py)
 struct WgmmaPlan {
     int bn = 128;        // tokens per block: 64, 128 or 256
     int ksplit = 1;      // K slices of each split tile
     int per_split = 0;   // 64-k chunks per slice (a multiple of 4 when ksplit > 1)
     int split_from = 0;  // tiles (row block major, token tile minor) below this run whole K; with
-                         // ksplit > 1 the rest run ksplit slices each, one block per slice after them
+                         // ksplit > 1 (<= 8: one cluster per tile) the rest run ksplit slices each, one
+                         // block per slice after them; a multiple of ksplit
 };
 WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms);
 cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,

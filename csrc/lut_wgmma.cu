@@ -25,10 +25,11 @@
 // cp.async ring of super-chunks (each lane reads back only what it copied: no barrier). Per-stage
 // "empty" mbarriers in place of the block barrier measured slower (NOTES, tenth session).
 //
-// K split (grid.y, when the tiles leave SMs idle: N = 4096 at M <= 256): each slice writes its fp32
-// tile, and the tile's last block to arrive (a semaphore, reset by it) sums the slices in order and
-// adds the bias terms -- deterministic, one launch, no memset, as lut_mma. The launch can also split
-// only the tiles from plan.split_from on (stream-K's tail; a knob, see wgmma_plan).
+// K split (wgmma_plan: when the tiles leave SMs idle, or a last wave is partial): the tiles from
+// plan.split_from on run as plan.ksplit slices of K, one block each, and a tile's slices are one
+// thread-block cluster. Each slice stages its fp32 tile in its shared memory; after a cluster barrier
+// each sums its share of the tokens over every slice's tile (distributed shared memory, slice order:
+// deterministic) and adds the bias terms. One launch, no workspace, no semaphores.
 #include <algorithm>
 #include <cstdlib>
 #include <cstdint>
@@ -54,6 +55,7 @@ constexpr int kWRows = kWGs * 64;       // W rows per block
 template <int BN> constexpr int kXStages = BN == 256 ? 5 : 6;
 template <int BN> constexpr int kAhead = kXStages<BN> - 2;
 constexpr int kOutPad = 4;              // fp32 epilogue tile: row stride kWRows + 4 (conflict-free stores)
+constexpr int kMaxKSplit = 8;           // K slices of a tile: one cluster (8 blocks: the portable cluster size)
 
 // Shared memory of one block: the x ring (1024-aligned), reused by the fp32 epilogue tile, then the
 // code ring (SC super-chunks; a slot is refilled kAhead chunks before use, after its previous
@@ -68,7 +70,7 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    static constexpr int kBarOff = kFront + kCodeBytes + BN * 4 + 8;   // after the buckets and the K split's flag: an mbarrier per x stage
+    static constexpr int kBarOff = kFront + kCodeBytes + BN * 4;   // after the buckets: an mbarrier per x stage
     static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
 };
 
@@ -89,6 +91,20 @@ __device__ __forceinline__ void pin(uint32_t (&r)[4]) {
     asm volatile("" : "+r"(r[0]), "+r"(r[1]), "+r"(r[2]), "+r"(r[3]));
 }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// The K slices of a tile are one thread-block cluster: a barrier over it (release / acquire: the
+// slices' shared-memory tiles written before are visible after), and 16-byte loads from the shared
+// memory of block `rank` of the cluster at the offset of this block's address `addr`.
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+__device__ __forceinline__ float4 ld_cluster4(uint32_t addr, int rank) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(rank));
+    float4 v;
+    asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(remote) : "memory");
+    return v;
+}
 
 // The x stages are filled by the tensor-memory accelerator: one thread issues a 2-D box copy
 // (64 k x BN tokens, 128-byte swizzle: the layout the wgmma descriptor reads, rows past M zero)
@@ -364,67 +380,38 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         MMA_TRACE(a, 7, sm_id());
         return;
     }
-    // K split: every slice writes its fp32 partial tile; the last block of the tile to arrive (the
-    // tile's semaphore, reset by it) sums the slices in order -- deterministic, one launch, no memset
-    const int64_t slice = static_cast<int64_t>(a.M) * a.N;
-    const bool vec4 = (a.N & 3) == 0 && valid == 8;  // 16-byte partials
-    if (valid > 0) {
-        float* ws = a.workspace + z * slice + static_cast<int64_t>(m0) * a.N + n;
-        for (int tok = tok0; tok < toks; tok += kTokStep) {
-            float v[8];
-            staged(tok, v);
-            float* dst = ws + static_cast<int64_t>(tok) * a.N;
-            if (vec4) {
-                reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
-                reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; ++e)
-                    if (e < valid) dst[e] = v[e];
-            }
-        }
-    }
-    __threadfence();
+    // K split: the tile's slices are one cluster (block rank z), each with its fp32 tile staged in
+    // shared memory above. After a cluster barrier, slice z sums every slice's tile, in slice order
+    // (deterministic), over distributed shared memory for its share of the tokens, and stores y; a
+    // second barrier keeps each tile alive until the others have read it. (Partial tiles through
+    // global memory and a semaphore cost ~20 µs per split tile: tenth session's trace.)
     MMA_TRACE(a, 5, clock64());
-    MMA_TRACE(a, 6, global_ns());
-    MMA_TRACE(a, 7, sm_id());
-    __syncthreads();
-    int& last = bucket[BN];  // one int past the buckets (WPlan)
-    if (tid == 0) {
-        int* sem = a.semaphores + (tidx - p.split_from);
-        last = atomicAdd(sem, 1) == ksplit - 1;
-        if (last) atomicExch(sem, 0);  // every slice has arrived: ready for the next launch
-    }
-    __syncthreads();
-    if (!last || valid == 0) return;
-    __threadfence();
-    // kB tokens at a time, so that each slice's loads of them are in flight together (one token at a
-    // time was a chain of L2 round trips)
-    constexpr int kB = 4;
-    for (int t = tok0; t < toks; t += kB * kTokStep) {
-        float v[kB][8] = {};
-        for (int zz = 0; zz < ksplit; ++zz) {
-            const float* src = a.workspace + zz * slice + static_cast<int64_t>(m0 + t) * a.N + n;
+    cluster_sync();
+    if (valid > 0) {
+        const uint32_t mine = dev::smem_u32(out + r8);
+        // kB tokens at a time, so that their loads from every slice are in flight together
+        constexpr int kB = 4;
+        for (int t = tok0 + z * kTokStep; t < toks; t += kB * ksplit * kTokStep) {
+            float v[kB][8] = {};
+            for (int zz = 0; zz < ksplit; ++zz) {
 #pragma unroll
-            for (int u = 0; u < kB; ++u) {
-                if (t + u * kTokStep >= toks) break;
-                const float* q = src + static_cast<int64_t>(u) * kTokStep * a.N;
-                if (vec4) {
-                    const float4 lo = __ldcg(reinterpret_cast<const float4*>(q)), hi = __ldcg(reinterpret_cast<const float4*>(q) + 1);
+                for (int u = 0; u < kB; ++u) {
+                    const int tok = t + u * ksplit * kTokStep;
+                    if (tok >= toks) break;
+                    const uint32_t at = mine + tok * (kWRows + kOutPad) * 4;
+                    const float4 lo = ld_cluster4(at, zz), hi = ld_cluster4(at + 16, zz);
                     v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
                     v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
-                } else {
-#pragma unroll
-                    for (int e = 0; e < 8; ++e)
-                        if (e < valid) v[u][e] += __ldcg(q + e);
                 }
             }
-        }
 #pragma unroll
-        for (int u = 0; u < kB; ++u)
-            if (t + u * kTokStep < toks) finish(t + u * kTokStep, v[u]);
+            for (int u = 0; u < kB; ++u)
+                if (t + u * ksplit * kTokStep < toks) finish(t + u * ksplit * kTokStep, v[u]);
+        }
     }
-    MMA_TRACE(a, 6, global_ns());  // the last block of a tile: its reduction's end
+    cluster_sync();
+    MMA_TRACE(a, 6, global_ns());
+    MMA_TRACE(a, 7, sm_id());
 #endif
 }
 
@@ -482,47 +469,50 @@ bool wgmma_built() {
 }
 
 WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
-    // Tokens per block and K slices: the plan whose waves cost least. A block's cost per 64-k chunk
-    // relative to a 128-token one, measured at many waves (H200, (4096, 12288) w4 M = 4096, x by
-    // TMA: 1044 / 918 / 666 µs over 47 / 24 / 12 waves of 64 chunks): 0.58 / 1 / 1.45 (the wider
-    // wgmma amortizes the same decode over more tokens), ~0.6 µs per chunk for 128 tokens.
-    // K is split in two (K >= 4096) for every tile when the tiles leave SMs idle at M <= 256; the
-    // slices' fp32 partials (ks * M * N * 8 bytes, costed at 2 TB/s) and the last block's serial sum
-    // cost more than they save elsewhere (H200 w4, 16-byte partials, µs, one slice vs two:
-    // (12288, 4096) M = 128 83.7 vs 53.7, M = 256 85.9 vs 69.9; (4096, 4096) M = 128 34.3 vs 28.0,
-    // M = 256 35.6 vs 38.3 (the model keeps one there); scalar partials, one vs four slices:
-    // (12288, 4096) M = 128 82.8 vs 61.2, M = 512 108.6 vs 160.1 (two: 119.7)).
-    // Splitting only a last, partial wave's tiles (stream-K's tail, QUANTDLLM_WGMMA_SPLIT_FROM)
-    // measured no gain ((4096, 12288) w4 M = 512: 110.8 µs with 132 whole tiles + 60 split, 109.4
-    // without; M = 768 159.6 vs 160.9): the plan does not choose it; the kernel runs it for the knob.
+    // Tokens per block and K slices: the plan whose waves cost least, one block per SM. A block's
+    // time is a cost per 64-k chunk plus a fixed part (prologue, staging, y store), from the phase
+    // stamps of debug/wgmma_waves.cu (H200, random data, w4; eleventh session): 256 / 128 / 64 tokens
+    // 0.644 / 0.455 / 0.378 µs per chunk, 3.9 / 2.6 / 2.2 µs fixed. A K slice adds the cluster's
+    // sum over distributed shared memory (~1 µs). Options: no split; every tile split (when the tiles
+    // leave SMs idle); or only a last, partial wave's tiles split (stream-K's tail), the whole tiles
+    // first. The tail is what makes (4096, 12288) at M = 512 1.45 waves instead of 2.
     auto knob = [](const char* name) { return std::getenv(name) ? std::atoi(std::getenv(name)) : 0; };
     // benchmark / test knobs: the tile, the K slices, and (with slices) the first split tile
     const int forced_bn = knob("QUANTDLLM_WGMMA_BN"), forced_ks = knob("QUANTDLLM_WGMMA_KSPLIT");
-    const int forced_from = std::max(knob("QUANTDLLM_WGMMA_SPLIT_FROM"), 0);
+    const int forced_from = knob("QUANTDLLM_WGMMA_SPLIT_FROM");
     const int chunks = std::max(K / 64, 1);
     const long long nblk = (N + kWRows - 1) / kWRows, sms = std::max(num_sms, 1);
     WgmmaPlan best{128, 1, chunks, 0};
     double best_cost = 1e30;
-    for (const auto& [bn, per] : {std::pair<int, double>{256, 1.45}, {128, 1.0}, {64, 0.58}}) {
-        if (forced_bn && bn != forced_bn) continue;
-        const long long tiles = nblk * ((M + bn - 1) / bn);
-        for (int ks = 1; ks <= 8; ++ks) {
-            if (forced_ks ? ks != forced_ks : ks > 2 || (ks > 1 && K < 4096)) continue;
+    struct Tile { int bn; double per_chunk, fixed; };
+    for (const Tile& t : {Tile{256, 0.644, 3.9}, Tile{128, 0.455, 2.6}, Tile{64, 0.378, 2.2}}) {
+        if (forced_bn && t.bn != forced_bn) continue;
+        const long long tiles = nblk * ((M + t.bn - 1) / t.bn);
+        const double whole_cost = t.per_chunk * chunks + t.fixed;
+        auto consider = [&](double cost, const WgmmaPlan& plan) {
+            if (cost < best_cost * 0.999) best = plan, best_cost = cost;
+        };
+        for (int ks = 1; ks <= kMaxKSplit; ++ks) {
+            if (forced_ks ? ks != forced_ks : ks > 4) continue;
             const int slice = (chunks + ks - 1) / ks, per_split = ks == 1 ? chunks : (slice + 3) / 4 * 4;
             const int ks_eff = (chunks + per_split - 1) / per_split;
-            // which tiles are split: all (when they leave SMs idle, M <= 256), the knob's tail, or none
-            long long tail = 0;
-            if (ks_eff > 1 && forced_ks) tail = tiles - std::min<long long>(forced_from, tiles - 1);
-            else if (ks_eff > 1 && tiles * ks_eff <= sms && M <= 256) tail = tiles;
-            if (ks_eff > 1 && tail == 0) continue;
-            const long long whole = tiles - tail;
-            double cost = static_cast<double>((whole + sms - 1) / sms) * per * chunks * 0.6;
-            if (tail) {
-                cost = static_cast<double>(whole / sms) * per * chunks * 0.6 +
-                       static_cast<double>((tail * ks_eff + sms - 1) / sms) * per * per_split * 0.6;
-                cost += static_cast<double>(ks_eff) * tail * bn * kWRows * 8 / 2e6;  // partials, µs at 2 TB/s
+            if (ks_eff == 1) {
+                if (ks == 1 || forced_ks) consider(static_cast<double>((tiles + sms - 1) / sms) * whole_cost, {t.bn, 1, chunks, 0});
+                continue;
             }
-            if (cost < best_cost * 0.999) best = {bn, ks_eff, per_split, static_cast<int>(whole)}, best_cost = cost;
+            const double slice_cost = t.per_chunk * per_split + t.fixed + 1.0;
+            // the whole tiles ahead of the split ones: none, full waves of them (the tail), or the
+            // knob's; a multiple of ks_eff (a tile's slices are one cluster, aligned to the grid)
+            const long long options[2] = {0, forced_ks ? forced_from : tiles / sms * sms};
+            for (long long whole : options) {
+                whole = std::clamp<long long>(whole, 0, tiles - 1);
+                whole -= whole % ks_eff;
+                if (forced_ks && whole != std::clamp<long long>(forced_from, 0, tiles - 1) / ks_eff * ks_eff) continue;
+                const long long split_blocks = (tiles - whole) * ks_eff;
+                const double cost = static_cast<double>((whole + sms - 1) / sms) * whole_cost +
+                                    static_cast<double>((split_blocks + sms - 1) / sms) * slice_cost;
+                consider(cost, {t.bn, ks_eff, per_split, static_cast<int>(whole)});
+            }
         }
     }
     return best;
@@ -572,11 +562,13 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
     if (a.M < 1 || a.N < 1 || a.K < 64 || a.K % 64 || !a.codes || !a.sz || !a.x || !a.y) return cudaErrorInvalidValue;
     if (a.bits < 2 || a.bits > 4 || (bn != 64 && bn != 128 && bn != 256)) return cudaErrorInvalidValue;
-    if (p.ksplit < 1 || p.ksplit > 65535 || p.per_split < 1 || (p.ksplit > 1 && p.per_split % 4) ||
+    if (p.ksplit < 1 || p.ksplit > kMaxKSplit || p.per_split < 1 || (p.ksplit > 1 && p.per_split % 4) ||
         static_cast<long long>(p.ksplit - 1) * p.per_split >= a.K / 64 || static_cast<long long>(p.ksplit) * p.per_split < a.K / 64)
         return cudaErrorInvalidValue;
     const long long tiles = static_cast<long long>((a.N + kWRows - 1) / kWRows) * ((a.M + bn - 1) / bn);
-    if (p.split_from < 0 || p.split_from > tiles || (p.ksplit == 1 && p.split_from != tiles && p.split_from != 0))
+    // a tile's slices are one cluster: the split blocks start at a multiple of the cluster size
+    if (p.split_from < 0 || p.split_from > tiles || (p.ksplit == 1 && p.split_from != tiles && p.split_from != 0) ||
+        p.split_from % p.ksplit)
         return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
@@ -588,13 +580,23 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     args.per_split = p.per_split;
     const long long blocks = p.split_from + (tiles - p.split_from) * p.ksplit;
     if (blocks > 0x7FFFFFFF) return cudaErrorInvalidValue;
-    if (p.ksplit > 1 && (!a.workspace || !a.semaphores)) return cudaErrorInvalidValue;
     cudaError_t err = cudaErrorInvalidValue;
     with_wgmma_kernel(a.x_dtype, a.bits, bn, [&](auto kernel, int smem) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));
         if (err != cudaSuccess) return;
-        kernel<<<static_cast<unsigned>(blocks), kWThreads, smem, stream>>>(args, p, xmap);
-        err = cudaGetLastError();
+        // clusters of ksplit blocks (the grid is then a multiple of it: split_from % ksplit == 0)
+        cudaLaunchConfig_t cfg{};
+        cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+        cfg.blockDim = dim3(kWThreads);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = stream;
+        cudaLaunchAttribute attr{};
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = static_cast<unsigned>(p.ksplit);
+        attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        err = cudaLaunchKernelEx(&cfg, kernel, args, p, xmap);
     });
     return err;
 }

@@ -312,17 +312,12 @@ bool wgmma_supported(int64_t device) {
 at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& sz, int64_t N, int64_t K,
                      int64_t bits, int64_t group_shift, const std::optional<at::Tensor>& in_scale,
                      const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& t,
-                     const std::optional<at::Tensor>& boundaries, const std::optional<at::Tensor>& ts_bias,
-                     const std::optional<at::Tensor>& semaphores) {
+                     const std::optional<at::Tensor>& boundaries, const std::optional<at::Tensor>& ts_bias) {
     const c10::cuda::CUDAGuard guard(codes.device());
     TORCH_CHECK(wgmma_supported(codes.get_device()),
                 "lut_wgmma needs a compute capability 9.0 GPU and an extension built with 9.0a in TORCH_CUDA_ARCH_LIST");
     MmaArgs a = mma_args(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias);
     TORCH_CHECK(x.is_contiguous(), "x must be contiguous");
-    if (semaphores) {
-        check_on(*semaphores, codes, "semaphores");
-        TORCH_CHECK(semaphores->scalar_type() == at::kInt, "semaphores must be zeroed int32");
-    }
     at::Tensor y = at::empty({x.size(0), N}, x.options());
     if (a.M == 0) return y;
     a.y = y.data_ptr();
@@ -332,18 +327,7 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     TORCH_CHECK(err == cudaSuccess, "permute_x launch failed: ", cudaGetErrorString(err));
     a.x = xp.data_ptr();
     a.in_scale = nullptr;  // folded into xp
-    WgmmaPlan plan = wgmma_plan(a.M, a.N, a.K, sm_count(codes));
-    at::Tensor ws;
-    if (plan.ksplit > 1 && semaphores) {
-        const int64_t tiles = (a.N + 127) / 128 * ((a.M + plan.bn - 1) / plan.bn) - plan.split_from;
-        TORCH_CHECK(semaphores->numel() >= tiles, "semaphores must be zeroed int32 with at least ", tiles, " elements");
-        ws = at::empty({plan.ksplit, a.M, a.N}, x.options().dtype(at::kFloat));
-        a.workspace = ws.data_ptr<float>();
-        a.semaphores = semaphores->data_ptr<int32_t>();
-    } else if (plan.ksplit > 1) {
-        plan = {plan.bn, 1, a.K / 64, 0};  // no semaphores given: one K slice
-    }
-    err = launch_lut_wgmma(a, plan, stream);
+    err = launch_lut_wgmma(a, wgmma_plan(a.M, a.N, a.K, sm_count(codes)), stream);
     TORCH_CHECK(err == cudaSuccess, "lut_wgmma launch failed: ", cudaGetErrorString(err));
     return y;
 }
@@ -359,12 +343,11 @@ TORCH_LIBRARY_FRAGMENT(quantdllm, m) {
           "Tensor? in_scale, Tensor? t, Tensor? boundaries, int bits, int kind, int group_size, bool cb_per_row, "
           "ScalarType dtype) -> Tensor");
     m.def("ts_bias_add_(Tensor(a!) y, Tensor t, Tensor boundaries, Tensor ts_bias) -> ()");
-    // semaphores: zeroed int32, left zeroed by the kernel (not a visible mutation); lut_wgmma splits K
-    // only when given them
+    // semaphores: zeroed int32, left zeroed by the kernel (not a visible mutation)
     m.def("lut_mma(Tensor x, Tensor codes, Tensor sz, int N, int K, int bits, int group_shift, Tensor? in_scale, "
           "Tensor? bias, Tensor? t, Tensor? boundaries, Tensor? ts_bias, Tensor semaphores) -> Tensor");
     m.def("lut_wgmma(Tensor x, Tensor codes, Tensor sz, int N, int K, int bits, int group_shift, Tensor? in_scale, "
-          "Tensor? bias, Tensor? t, Tensor? boundaries, Tensor? ts_bias, Tensor? semaphores=None) -> Tensor");
+          "Tensor? bias, Tensor? t, Tensor? boundaries, Tensor? ts_bias) -> Tensor");
     m.def("wgmma_supported(int device) -> bool", &quantdllm::wgmma_supported);
 }
 

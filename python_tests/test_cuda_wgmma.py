@@ -22,13 +22,9 @@ def rtn(N, K, bits, g, dtype, gen, in_scale=False):
     return rtn_qweight(N, K, bits, g, dtype, gen, in_scale=in_scale)
 
 
-def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None, sem=None):
+def run_op(x, mw, bias=None, t=None, bounds=None, ts_bias=None):
     return torch.ops.quantdllm.lut_wgmma(x, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift, mw.in_scale,
-                                         bias, t, bounds, ts_bias, sem)
-
-
-def zeroed_semaphores():
-    return torch.zeros(4096, dtype=torch.int32, device="cuda")
+                                         bias, t, bounds, ts_bias)
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
@@ -69,13 +65,13 @@ def test_every_token_tile(bn, bits, dtype, gen, monkeypatch):
         assert rel_error(y, want) <= kernel_tolerance(dtype, K), M
 
 
-@pytest.mark.parametrize("ks", ["2", "3"])
+@pytest.mark.parametrize("ks", ["2", "3", "5"])
 @pytest.mark.parametrize("bn", ["64", "256"])
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_k_split(ks, bn, bits, gen, monkeypatch):
-    """QUANTDLLM_WGMMA_KSPLIT forces K slices (20 chunks: slices of 12 + 8, or 8 + 8 + 4 -- the last
-    3-bit super-chunk partial), partial row block and token tile, in_scale, bias and per-row timestep
-    bias added once; the semaphores are left zeroed, so a second call (and the next layer) reuses them."""
+    """QUANTDLLM_WGMMA_KSPLIT forces K slices, one cluster per tile (20 chunks: slices of 12 + 8,
+    8 + 8 + 4, or 4 x 5 -- the last 3-bit super-chunk partial), partial row block and token tile,
+    in_scale, bias and per-row timestep bias added once."""
     N, K = 333, 1280
     qw = rtn(N, K, bits, 128, torch.float16, gen, in_scale=True)
     mw = cb.mma_pack(qw, torch.float16)
@@ -84,22 +80,32 @@ def test_k_split(ks, bn, bits, gen, monkeypatch):
     ts_bias = torch.randn(3, N, generator=gen).half().cuda()
     monkeypatch.setenv("QUANTDLLM_WGMMA_BN", bn)
     monkeypatch.setenv("QUANTDLLM_WGMMA_KSPLIT", ks)
-    sem = zeroed_semaphores()
     for M in (65, 300):
         x = torch.randn(M, K, generator=gen).half().cuda()
         t = torch.rand(M, generator=gen).cuda()
         want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
-        for _ in range(2):
-            y = run_op(x, mw, bias, t, bounds, ts_bias, sem)
-            assert rel_error(y, want) <= kernel_tolerance(torch.float16, K), M
-            assert int(sem.abs().sum()) == 0
+        y = run_op(x, mw, bias, t, bounds, ts_bias)
+        assert rel_error(y, want) <= kernel_tolerance(torch.float16, K), M
+        assert torch.equal(run_op(x, mw, bias, t, bounds, ts_bias), y)  # slices summed in order
+
+
+def test_k_split_eight_slices(gen, monkeypatch):
+    """The largest cluster: 8 slices of 4 chunks (K = 2048), the 128-token tile."""
+    N, K, M = 300, 2048, 200
+    qw = rtn(N, K, 4, 128, torch.float16, gen)
+    monkeypatch.setenv("QUANTDLLM_WGMMA_BN", "128")
+    monkeypatch.setenv("QUANTDLLM_WGMMA_KSPLIT", "8")
+    x = torch.randn(M, K, generator=gen).half().cuda()
+    y = run_op(x, cb.mma_pack(qw, torch.float16))
+    assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
 
 
 @pytest.mark.parametrize("bits", [3, 4])
 @pytest.mark.parametrize("split_from", ["1", "7", "14"])
 def test_k_split_tail(bits, split_from, gen, monkeypatch):
-    """Only the tiles from QUANTDLLM_WGMMA_SPLIT_FROM on are split (stream-K's tail; 15 tiles of 64
-    tokens here): whole-K and split tiles in one launch, with bias and per-row timestep bias."""
+    """Only the tiles from QUANTDLLM_WGMMA_SPLIT_FROM on (rounded down to a multiple of the 2 slices:
+    the clusters align with the grid) are split (stream-K's tail; 15 tiles of 64 tokens here): whole-K
+    and split tiles in one launch, with bias and per-row timestep bias."""
     N, K, M = 333, 1280, 300
     qw = rtn(N, K, bits, 128, torch.float16, gen)
     mw = cb.mma_pack(qw, torch.float16)
@@ -111,39 +117,35 @@ def test_k_split_tail(bits, split_from, gen, monkeypatch):
     want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
     for k, v in (("QUANTDLLM_WGMMA_BN", "64"), ("QUANTDLLM_WGMMA_KSPLIT", "2"), ("QUANTDLLM_WGMMA_SPLIT_FROM", split_from)):
         monkeypatch.setenv(k, v)
-    sem = zeroed_semaphores()
-    y = run_op(x, mw, bias, t, bounds, ts_bias, sem)
+    y = run_op(x, mw, bias, t, bounds, ts_bias)
     assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
-    assert int(sem.abs().sum()) == 0
 
 
-@pytest.mark.parametrize("M", [384, 512, 700])
+@pytest.mark.parametrize("M", [384, 512, 700, 768])
 def test_partial_last_wave(M, gen):
-    """(4096, 12288) at these M leaves a last, partial wave on a 132-SM GPU (the tiles the stream-K
-    tail experiment split); the plan's choice must give the product and leave the semaphores zeroed."""
+    """(4096, 12288) at these M leaves a last, partial wave on a 132-SM GPU: the plan splits that
+    wave's tiles along K (the stream-K tail); it must give the product."""
     N, K = 12288, 4096
     qw = rtn(N, K, 4, 128, torch.float16, gen)
     x = torch.randn(M, K, generator=gen).half().cuda()
-    sem = zeroed_semaphores()
-    y = run_op(x, cb.mma_pack(qw, torch.float16), sem=sem)
+    y = run_op(x, cb.mma_pack(qw, torch.float16))
     assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
-    assert int(sem.abs().sum()) == 0
 
 
 @pytest.mark.parametrize("M", [65, 128, 256, 512])
-def test_k_split_plan(M, gen):
-    """(K, N) = (12288, 4096) leaves SMs idle at these M: the plan splits K when given semaphores (at
-    M <= 256), the same result as one slice (no semaphores) up to fp32 summation order."""
+def test_k_split_plan(M, gen, monkeypatch):
+    """(K, N) = (12288, 4096) leaves SMs idle at these M: the plan splits K, the same result as one
+    slice (QUANTDLLM_WGMMA_KSPLIT=1) up to fp32 summation order."""
     N, K = 4096, 12288
     qw = rtn(N, K, 4, 128, torch.float16, gen)
     mw = cb.mma_pack(qw, torch.float16)
     x = torch.randn(M, K, generator=gen).half().cuda()
     want = exact_matmul(x, qw)
-    sem = zeroed_semaphores()
-    y_split, y_one = run_op(x, mw, sem=sem), run_op(x, mw)
+    y_split = run_op(x, mw)
+    monkeypatch.setenv("QUANTDLLM_WGMMA_KSPLIT", "1")
+    y_one = run_op(x, mw)
     assert rel_error(y_split, want) <= kernel_tolerance(torch.float16, K)
     assert rel_error(y_one, want) <= kernel_tolerance(torch.float16, K)
-    assert int(sem.abs().sum()) == 0
 
 
 def test_k_split_graph_replay(gen, monkeypatch):
@@ -151,18 +153,16 @@ def test_k_split_graph_replay(gen, monkeypatch):
     N, K, M = 256, 2048, 128
     qw = rtn(N, K, 4, 128, torch.float16, gen)
     mw = cb.mma_pack(qw, torch.float16)
-    sem = zeroed_semaphores()
     x = torch.randn(M, K, generator=gen).half().cuda()
-    run_op(x, mw, sem=sem)
+    run_op(x, mw)
     torch.cuda.synchronize()
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        y = run_op(x, mw, sem=sem)
+        y = run_op(x, mw)
     for _ in range(2):
         x.copy_(torch.randn(M, K, generator=gen).half().cuda())
         g.replay()
         assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
-    assert int(sem.abs().sum()) == 0
 
 
 @pytest.mark.parametrize("NK", [(4096, 4096), (256, 12288), (12288, 256)])
@@ -242,7 +242,3 @@ def test_op_rejects_bad_arguments(gen):
         run_op(x.float(), mw)
     with pytest.raises(RuntimeError, match="bias must have N"):
         run_op(x, mw, torch.zeros(3, dtype=torch.float16, device="cuda"))
-    with pytest.raises(RuntimeError, match="semaphores must be"):
-        run_op(x, mw, sem=torch.zeros(4096, device="cuda"))
-    with pytest.raises(RuntimeError, match="semaphores is on"):
-        run_op(x, mw, sem=torch.zeros(4096, dtype=torch.int32))

@@ -189,8 +189,7 @@ def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_l
         if mw is not None:
             bias = None if bias is None else bias.contiguous()
             return torch.ops.quantdllm.lut_wgmma(x2.contiguous(), mw.codes, mw.sz, mw.N, mw.K, mw.bits,
-                                                 mw.group_shift, mw.in_scale, bias, t, bounds, ts_bias,
-                                                 _kernel_semaphores(qw, x2.device))
+                                                 mw.group_shift, mw.in_scale, bias, t, bounds, ts_bias)
     # 1-bit segments: the GEMV reads their codes as stored up to GEMV_MAX_M; past it the tensor-core
     # path (2-bit layout) instead of a dequantized copy and cuBLAS
     if x2.shape[0] <= MMA_MAX_M and not use_ts_luts and (qw.bits != 1 or x2.shape[0] > GEMV_MAX_M):
@@ -289,7 +288,7 @@ if not _IMPORT_ERROR:
         return x.new_empty(x.shape[0], N)
 
     @torch.library.register_fake("quantdllm::lut_wgmma")
-    def _wgmma_fake(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias, semaphores=None):
+    def _wgmma_fake(x, codes, sz, N, K, bits, group_shift, in_scale, bias, t, boundaries, ts_bias):
         return x.new_empty(x.shape[0], N)
 
     @torch.library.register_fake("quantdllm::ts_bias_add_")
