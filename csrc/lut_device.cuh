@@ -15,11 +15,12 @@
 #include "lut_kernels.h"
 
 // Phase stamps for benchmarks/debug/mma_phases.cu (lut_mma) and wgmma_waves.cu (lut_wgmma), in a build
-// with -DQUANTDLLM_MMA_TRACE only: thread 0 of each block writes 8 values to
-// a.trace[(blockIdx.z * gridDim.x + blockIdx.x) * 8 + slot]:
+// with -DQUANTDLLM_MMA_TRACE only: thread 0 of each block writes a.trace[(blockIdx.z * gridDim.x +
+// blockIdx.x) * kTraceSlots + slot]:
 // 0 globaltimer at entry, 1 clock64 at entry, 2 after the ring's first stages are issued (lut_mma) or
 // the fp32 tile is staged in shared memory (lut_wgmma), 3 when warp 0's first stage has landed, 4 after
-// the main loop, 5 after y (or the partials) is stored, 6 globaltimer at exit, 7 the SM.
+// the main loop, 5 after y (or the partials) is stored, 6 globaltimer at exit, 7 the SM; lut_wgmma
+// also 8 globaltimer with 5 and 9 clock64 with 6 (so the SM clock is exact for every block).
 #ifdef QUANTDLLM_MMA_TRACE
 __device__ __forceinline__ unsigned long long global_ns() {
     unsigned long long t;
@@ -34,7 +35,7 @@ __device__ __forceinline__ unsigned int sm_id() {
 #define MMA_TRACE(a, slot, expr)                                                                        \
     do {                                                                                                \
         if ((a).trace && threadIdx.x == 0)                                                              \
-            (a).trace[(static_cast<int64_t>(blockIdx.z) * gridDim.x + blockIdx.x) * 8 + (slot)] = (expr); \
+            (a).trace[(static_cast<int64_t>(blockIdx.z) * gridDim.x + blockIdx.x) * kTraceSlots + (slot)] = (expr); \
     } while (0)
 #else
 #define MMA_TRACE(a, slot, expr) \

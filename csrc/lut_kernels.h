@@ -78,6 +78,7 @@ cudaError_t launch_ts_bias_add(const TsBiasArgs& a, cudaStream_t stream);
 //   codes: [tile16][super][lane][words]  int32, super = 64 * (bits == 4 ? 1 : bits == 2 ? 2 : 4) codes
 //   sz:    [tile16][group][row8][4]       activation dtype: (s_r, s_r+8, z_r, z_r+8)
 // Rows are padded to a multiple of 32 (two 16-row tiles per warp), K to a multiple of `super`.
+constexpr int kTraceSlots = 16;  // phase stamps per block in a -DQUANTDLLM_MMA_TRACE build (lut_device.cuh)
 struct MmaArgs {
     const int32_t* codes = nullptr;
     const void* sz = nullptr;
@@ -102,7 +103,7 @@ struct MmaArgs {
     float* workspace = nullptr;  // (ksplit, M, N) fp32 partial sums when ksplit > 1
     int* semaphores = nullptr;   // >= grid.x * grid.y zeroed ints when ksplit > 1 (left zeroed);
                                  // the plan splits K only when grid.x * grid.y < resident blocks
-    unsigned long long* trace = nullptr;  // 8 stamps per block, read only by a -DQUANTDLLM_MMA_TRACE build
+    unsigned long long* trace = nullptr;  // kTraceSlots stamps per block, read only by a -DQUANTDLLM_MMA_TRACE build
 };
 
 // Launch shape chosen from (M, N, K, bits, SM count, the kernel's occupancy): warps along N (wn) and K (wk) in a block of

@@ -376,7 +376,9 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 finish(tok, v);
             }
         MMA_TRACE(a, 5, clock64());
+        MMA_TRACE(a, 8, global_ns());
         MMA_TRACE(a, 6, global_ns());
+        MMA_TRACE(a, 9, clock64());
         MMA_TRACE(a, 7, sm_id());
         return;
     }
@@ -386,11 +388,14 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // second barrier keeps each tile alive until the others have read it. (Partial tiles through
     // global memory and a semaphore cost ~20 µs per split tile: tenth session's trace.)
     MMA_TRACE(a, 5, clock64());
+    MMA_TRACE(a, 8, global_ns());
     cluster_sync();
     if (valid > 0) {
         const uint32_t mine = dev::smem_u32(out + r8);
-        // kB tokens at a time, so that their loads from every slice are in flight together
-        constexpr int kB = 4;
+        // kB tokens at a time (a two-slice thread's whole share at 256 tokens), so that their loads
+        // from every slice are in flight together; this slice's own tile read locally (the
+        // distributed loads, ~15 bytes per cycle per SM, set the sum's time)
+        constexpr int kB = BN / 32 < 8 ? BN / 32 : 8;
         for (int t = tok0 + z * kTokStep; t < toks; t += kB * ksplit * kTokStep) {
             float v[kB][8] = {};
             for (int zz = 0; zz < ksplit; ++zz) {
@@ -398,10 +403,16 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 for (int u = 0; u < kB; ++u) {
                     const int tok = t + u * ksplit * kTokStep;
                     if (tok >= toks) break;
-                    const uint32_t at = mine + tok * (kWRows + kOutPad) * 4;
-                    const float4 lo = ld_cluster4(at, zz), hi = ld_cluster4(at + 16, zz);
-                    v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
-                    v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
+                    float f[8];
+                    if (zz == z) {
+                        staged(tok, f);
+                    } else {
+                        const uint32_t at = mine + tok * (kWRows + kOutPad) * 4;
+                        const float4 lo = ld_cluster4(at, zz), hi = ld_cluster4(at + 16, zz);
+                        f[0] = lo.x, f[1] = lo.y, f[2] = lo.z, f[3] = lo.w, f[4] = hi.x, f[5] = hi.y, f[6] = hi.z, f[7] = hi.w;
+                    }
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) v[u][e] += f[e];
                 }
             }
 #pragma unroll
@@ -411,6 +422,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     cluster_sync();
     MMA_TRACE(a, 6, global_ns());
+    MMA_TRACE(a, 9, clock64());
     MMA_TRACE(a, 7, sm_id());
 #endif
 }
@@ -473,9 +485,12 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     // time is a cost per 64-k chunk plus a fixed part (prologue, staging, y store), from the phase
     // stamps of debug/wgmma_waves.cu (H200, random data, w4; eleventh session): 256 / 128 / 64 tokens
     // 0.644 / 0.455 / 0.378 µs per chunk, 3.9 / 2.6 / 2.2 µs fixed. A K slice adds the cluster's
-    // sum over distributed shared memory (~1 µs). Options: no split; every tile split (when the tiles
-    // leave SMs idle); or only a last, partial wave's tiles split (stream-K's tail), the whole tiles
-    // first. The tail is what makes (4096, 12288) at M = 512 1.45 waves instead of 2.
+    // sum over distributed shared memory (~4 µs for 256 tokens, the remote half of the tile at ~15
+    // bytes per cycle). Options: no split; every tile split (when the tiles leave SMs idle); or only
+    // a last, partial wave's tiles split (stream-K's tail), the whole tiles first. The tail is what
+    // makes (4096, 12288) at M = 512 1.45 waves instead of 2 (94 -> 81 µs). At most two slices: with
+    // clusters of 3 or 4 blocks only 120-124 of the H200's 132 SMs took blocks (GPCs whose SM count
+    // is not a multiple), for the whole launch (M = 4096: 575 -> 639 µs).
     auto knob = [](const char* name) { return std::getenv(name) ? std::atoi(std::getenv(name)) : 0; };
     // benchmark / test knobs: the tile, the K slices, and (with slices) the first split tile
     const int forced_bn = knob("QUANTDLLM_WGMMA_BN"), forced_ks = knob("QUANTDLLM_WGMMA_KSPLIT");
@@ -484,8 +499,8 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     const long long nblk = (N + kWRows - 1) / kWRows, sms = std::max(num_sms, 1);
     WgmmaPlan best{128, 1, chunks, 0};
     double best_cost = 1e30;
-    struct Tile { int bn; double per_chunk, fixed; };
-    for (const Tile& t : {Tile{256, 0.644, 3.9}, Tile{128, 0.455, 2.6}, Tile{64, 0.378, 2.2}}) {
+    struct Tile { int bn; double per_chunk, fixed, sum; };
+    for (const Tile& t : {Tile{256, 0.644, 3.9, 4.0}, Tile{128, 0.455, 2.6, 2.0}, Tile{64, 0.378, 2.2, 1.0}}) {
         if (forced_bn && t.bn != forced_bn) continue;
         const long long tiles = nblk * ((M + t.bn - 1) / t.bn);
         const double whole_cost = t.per_chunk * chunks + t.fixed;
@@ -493,14 +508,14 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
             if (cost < best_cost * 0.999) best = plan, best_cost = cost;
         };
         for (int ks = 1; ks <= kMaxKSplit; ++ks) {
-            if (forced_ks ? ks != forced_ks : ks > 4) continue;
+            if (forced_ks ? ks != forced_ks : ks > 2) continue;
             const int slice = (chunks + ks - 1) / ks, per_split = ks == 1 ? chunks : (slice + 3) / 4 * 4;
             const int ks_eff = (chunks + per_split - 1) / per_split;
             if (ks_eff == 1) {
                 if (ks == 1 || forced_ks) consider(static_cast<double>((tiles + sms - 1) / sms) * whole_cost, {t.bn, 1, chunks, 0});
                 continue;
             }
-            const double slice_cost = t.per_chunk * per_split + t.fixed + 1.0;
+            const double slice_cost = t.per_chunk * per_split + t.fixed + t.sum;
             // the whole tiles ahead of the split ones: none, full waves of them (the tail), or the
             // knob's; a multiple of ks_eff (a tile's slices are one cluster, aligned to the grid)
             const long long options[2] = {0, forced_ks ? forced_from : tiles / sms * sms};

@@ -68,8 +68,8 @@ int main(int argc, char** argv) {
     CK(cudaMalloc(&ws, static_cast<size_t>(p.ksplit) * M * N * 4));
     CK(cudaMalloc(&sem, static_cast<size_t>(p.grid_x) * p.grid_y * 4));
     CK(cudaMemset(sem, 0, static_cast<size_t>(p.grid_x) * p.grid_y * 4));
-    CK(cudaMalloc(&trace, R * blocks * 8 * sizeof(unsigned long long)));
-    CK(cudaMemset(trace, 0, R * blocks * 8 * sizeof(unsigned long long)));
+    CK(cudaMalloc(&trace, R * blocks * kTraceSlots * sizeof(unsigned long long)));
+    CK(cudaMemset(trace, 0, R * blocks * kTraceSlots * sizeof(unsigned long long)));
 
     MmaArgs a;
     a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     auto launch = [&](int r, bool traced) {
         a.codes = codes[r];
         a.sz = sz[r];
-        a.trace = traced ? trace + r * blocks * 8 : nullptr;
+        a.trace = traced ? trace + r * blocks * kTraceSlots : nullptr;
         CK(launch_lut_mma(a, p, 0));
     };
     for (int r = 0; r < R; ++r) launch(r, false);
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
 
     for (int r = 0; r < R; ++r) launch(r, true);
     CK(cudaDeviceSynchronize());
-    std::vector<unsigned long long> h(R * blocks * 8);
+    std::vector<unsigned long long> h(R * blocks * kTraceSlots);
     CK(cudaMemcpy(h.data(), trace, h.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
 
     std::vector<double> span, gap, spread, pro, first, loop, epi, ghz;
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < R; ++r) {
         std::vector<double> b_pro, b_first, b_loop, b_epi;
         for (size_t b = 0; b < blocks; ++b) {
-            const unsigned long long* s = &h[(r * blocks + b) * 8];
+            const unsigned long long* s = &h[(r * blocks + b) * kTraceSlots];
             if (!s[0]) continue;
             start[r] = std::min(start[r], s[0]);
             end[r] = std::max(end[r], s[6]);
@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
         epi.push_back(median(b_epi));
         double last_entry = 0;
         for (size_t b = 0; b < blocks; ++b) {
-            const unsigned long long* s = &h[(r * blocks + b) * 8];
+            const unsigned long long* s = &h[(r * blocks + b) * kTraceSlots];
             if (s[0]) last_entry = std::max(last_entry, static_cast<double>(s[0] - start[r]));
         }
         spread.push_back(last_entry * 1e-3);

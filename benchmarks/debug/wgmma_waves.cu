@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
     CK(cudaMemset(sz, 0x2C, sz_n * 2));  // 0x2C2C: fp16 0.068 (scales and zeros)
     CK(cudaMalloc(&y, static_cast<size_t>(M) * N * 2));
     CK(cudaMalloc(&flush, flush_n));
-    CK(cudaMalloc(&trace, blocks * 8 * sizeof(unsigned long long)));
-    CK(cudaMemset(trace, 0, blocks * 8 * sizeof(unsigned long long)));
+    CK(cudaMalloc(&trace, blocks * kTraceSlots * sizeof(unsigned long long)));
+    CK(cudaMemset(trace, 0, blocks * kTraceSlots * sizeof(unsigned long long)));
 
     MmaArgs a;
     a.codes = codes; a.sz = sz; a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
@@ -97,13 +97,13 @@ int main(int argc, char** argv) {
     CK(cudaMemsetAsync(flush, 7, flush_n));
     CK(launch_lut_wgmma(a, p, 0));
     CK(cudaDeviceSynchronize());
-    std::vector<unsigned long long> h(blocks * 8);
+    std::vector<unsigned long long> h(blocks * kTraceSlots);
     CK(cudaMemcpy(h.data(), trace, h.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
 
     unsigned long long t0 = ~0ull, t1 = 0;
     std::map<unsigned long long, std::vector<long long>> by_sm;  // SM -> its blocks
     for (long long b = 0; b < blocks; ++b) {
-        const unsigned long long* s = &h[b * 8];
+        const unsigned long long* s = &h[b * kTraceSlots];
         t0 = std::min(t0, s[0]);
         t1 = std::max(t1, s[6]);
         by_sm[s[7]].push_back(b);
@@ -111,19 +111,17 @@ int main(int argc, char** argv) {
     std::vector<int> wave(blocks, 0);
     int waves = 0;
     for (auto& [sm, bs] : by_sm) {
-        std::sort(bs.begin(), bs.end(), [&](long long i, long long j) { return h[i * 8] < h[j * 8]; });
+        std::sort(bs.begin(), bs.end(), [&](long long i, long long j) { return h[i * kTraceSlots] < h[j * kTraceSlots]; });
         for (size_t i = 0; i < bs.size(); ++i) wave[bs[i]] = static_cast<int>(i), waves = std::max(waves, static_cast<int>(i) + 1);
     }
     std::printf("traced: span %.2f us, %zu SMs used, up to %d blocks per SM\n", (t1 - t0) * 1e-3, by_sm.size(), waves);
-    // the SM clock: cycles per ns over a block's life; a tile's last K slice also spends the sum after
-    // its last clock stamp, so take a high percentile over blocks
+    // the SM clock: cycles per ns over a block's life (stamps 1 / 9 and 0 / 6), median over blocks
     std::vector<double> fs;
     for (long long b = 0; b < blocks; ++b) {
-        const unsigned long long* s = &h[b * 8];
-        if (s[6] > s[0]) fs.push_back(static_cast<double>(s[5] - s[1]) / (s[6] - s[0]));
+        const unsigned long long* s = &h[b * kTraceSlots];
+        if (s[6] > s[0]) fs.push_back(static_cast<double>(s[9] - s[1]) / (s[6] - s[0]));
     }
-    std::sort(fs.begin(), fs.end());
-    const double f = fs.empty() ? 1.0 : fs[fs.size() * 9 / 10];
+    const double f = fs.empty() ? 1.0 : median(fs);
     std::printf("SM clock %.2f GHz; per block, median us: prologue (entry to chunk 0 decoded), main loop, stage (fp32 tile\n"
                 "to shared memory), store (y), sum (a K slice: the cluster's barriers and its share of the sum and y)\n", f);
     std::printf("%-5s %-6s %6s %22s %22s %8s %8s %8s %8s %8s\n", "wave", "kind", "blocks", "entry min/med/max us",
@@ -133,15 +131,14 @@ int main(int argc, char** argv) {
             std::vector<double> in, out, pro, loop, stage, store, sum;
             for (long long b = 0; b < blocks; ++b) {
                 if (wave[b] != w || (b >= p.split_from && p.ksplit > 1) != (kind == 1)) continue;
-                const unsigned long long* s = &h[b * 8];
+                const unsigned long long* s = &h[b * kTraceSlots];
                 in.push_back((s[0] - t0) * 1e-3);
                 out.push_back((s[6] - t0) * 1e-3);
                 pro.push_back((s[3] - s[1]) / f * 1e-3);
                 loop.push_back((s[4] - s[3]) / f * 1e-3);
                 stage.push_back((s[2] - s[4]) / f * 1e-3);
                 store.push_back((s[5] - s[2]) / f * 1e-3);
-                const double after = (static_cast<double>(s[6] - s[0]) - (s[5] - s[1]) / f) * 1e-3;
-                if (kind == 1) sum.push_back(after);
+                if (kind == 1) sum.push_back((s[6] - s[8]) * 1e-3);
             }
             if (in.empty()) continue;
             auto mm = [](std::vector<double> v) {
@@ -158,7 +155,7 @@ int main(int argc, char** argv) {
         if (!f) return 1;
         std::fprintf(f, "block,sm,wave,entry_ns,exit_ns,clk_entry,clk_first,clk_loop_end,clk_staged,clk_stored\n");
         for (long long b = 0; b < blocks; ++b) {
-            const unsigned long long* s = &h[b * 8];
+            const unsigned long long* s = &h[b * kTraceSlots];
             std::fprintf(f, "%lld,%llu,%d,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", b, s[7], wave[b] + 1, s[0] - t0, s[6] - t0, s[1],
                          s[3], s[4], s[2], s[5]);
         }
