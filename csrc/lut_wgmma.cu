@@ -383,44 +383,48 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         return;
     }
     // K split: the tile's slices are one cluster (block rank z), each with its fp32 tile staged in
-    // shared memory above. After a cluster barrier, slice z sums every slice's tile, in slice order
-    // (deterministic), over distributed shared memory for its share of the tokens, and stores y; a
-    // second barrier keeps each tile alive until the others have read it. (Partial tiles through
-    // global memory and a semaphore cost ~20 µs per split tile: tenth session's trace.)
+    // shared memory above. After a cluster barrier, slice z sums its share of the tokens (z, z + ks,
+    // ... of the thread's) over every slice's tile, in slice order (deterministic): its own tile
+    // locally, the others' over distributed shared memory. A second barrier, once every load has
+    // returned, keeps each tile alive until the others have read it; y is stored after it, since a
+    // cluster barrier's release would wait for the stores to drain (~6 µs of a 256-token tile when
+    // they came first). (Partial tiles through global memory and a semaphore, the tenth session's
+    // form, cost ~20 µs per split tile.)
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
+    // a thread's share is at most BN / 32 tokens (two slices or more): one batch, every load in flight
+    constexpr int kB = BN / 32 < 8 ? BN / 32 : 8;
+    static_assert(BN / kTokStep <= 2 * kB, "a thread's share of a split tile fits one batch");
+    float v[kB][8] = {};
     cluster_sync();
     if (valid > 0) {
         const uint32_t mine = dev::smem_u32(out + r8);
-        // kB tokens at a time (a two-slice thread's whole share at 256 tokens), so that their loads
-        // from every slice are in flight together; this slice's own tile read locally (the
-        // distributed loads, ~15 bytes per cycle per SM, set the sum's time)
-        constexpr int kB = BN / 32 < 8 ? BN / 32 : 8;
-        for (int t = tok0 + z * kTokStep; t < toks; t += kB * ksplit * kTokStep) {
-            float v[kB][8] = {};
-            for (int zz = 0; zz < ksplit; ++zz) {
+        for (int zz = 0; zz < ksplit; ++zz) {
 #pragma unroll
-                for (int u = 0; u < kB; ++u) {
-                    const int tok = t + u * ksplit * kTokStep;
-                    if (tok >= toks) break;
-                    float f[8];
-                    if (zz == z) {
-                        staged(tok, f);
-                    } else {
-                        const uint32_t at = mine + tok * (kWRows + kOutPad) * 4;
-                        const float4 lo = ld_cluster4(at, zz), hi = ld_cluster4(at + 16, zz);
-                        f[0] = lo.x, f[1] = lo.y, f[2] = lo.z, f[3] = lo.w, f[4] = hi.x, f[5] = hi.y, f[6] = hi.z, f[7] = hi.w;
-                    }
-#pragma unroll
-                    for (int e = 0; e < 8; ++e) v[u][e] += f[e];
+            for (int u = 0; u < kB; ++u) {
+                const int tok = tok0 + kTokStep * (z + ksplit * u);
+                if (tok >= toks) break;
+                float f[8];
+                if (zz == z) {
+                    staged(tok, f);
+                } else {
+                    const uint32_t at = mine + tok * (kWRows + kOutPad) * 4;
+                    const float4 lo = ld_cluster4(at, zz), hi = ld_cluster4(at + 16, zz);
+                    f[0] = lo.x, f[1] = lo.y, f[2] = lo.z, f[3] = lo.w, f[4] = hi.x, f[5] = hi.y, f[6] = hi.z, f[7] = hi.w;
                 }
-            }
 #pragma unroll
-            for (int u = 0; u < kB; ++u)
-                if (t + u * ksplit * kTokStep < toks) finish(t + u * ksplit * kTokStep, v[u]);
+                for (int e = 0; e < 8; ++e) v[u][e] += f[e];
+            }
         }
     }
     cluster_sync();
+    if (valid > 0) {
+#pragma unroll
+        for (int u = 0; u < kB; ++u) {
+            const int tok = tok0 + kTokStep * (z + ksplit * u);
+            if (tok < toks) finish(tok, v[u]);
+        }
+    }
     MMA_TRACE(a, 6, global_ns());
     MMA_TRACE(a, 9, clock64());
     MMA_TRACE(a, 7, sm_id());

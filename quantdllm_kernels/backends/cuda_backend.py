@@ -7,8 +7,9 @@ Paths by weight and M:
   the codes tensor;
 * the same weights at ``MMA_MAX_M`` < M <= ``WGMMA_MAX_M`` on a compute capability 9.0 GPU (an
   extension built with 9.0a): the wgmma kernel ``lut_wgmma`` on the same repack (x permuted into
-  the layout's k order by a pre-pass, in_scale folded there). Past it dequantize + cuBLAS is faster
-  (H200: lut_wgmma reaches ~620 TFLOP/s, cuBLAS fp16 ~680, and the dequant's cost shrinks with M);
+  the layout's k order by a pre-pass, in_scale folded there). Past it dequantize + cuBLAS (H200:
+  lut_wgmma ~650-670 TFLOP/s with its pre-pass, cuBLAS fp16 ~680, and the dequant's cost shrinks
+  with M);
 * other kinds, M <= ``GEMV_MAX_M``: the LUT GEMV, which reads the canonical format as stored;
 * otherwise dequantize once into fp16/bf16 and call cuBLAS. Timestep tables are fused: the kernels take
 the timesteps ``t`` (1 or M fp32 values) and the boundaries, and compute each row's bucket on the
@@ -39,10 +40,10 @@ except ImportError as e:  # pragma: no cover - depends on the build
 GEMV_MAX_M = 16
 MMA_MAX_M = 64
 # The wgmma path up to this M (QUANTDLLM_WGMMA_MAX_M overrides, for benchmarks; 0 turns it off).
-# H200, w4, µs, lut_wgmma with x by TMA (tenth session, probe_wgmma) vs Triton / dequant + cuBLAS:
-# (4096, 12288) M = 128 41.8 vs 73.4 / 81.8, M = 256 55.8 vs 78.6 / 87.0, M = 1024 163.8 vs 182.9 /
-# 188.5, M = 4096 675.7 vs 629.8 / 613.2; (12288, 4096) M = 1024 166 vs 171 / 185.
-WGMMA_MAX_M = 1024
+# H200, w4, µs, lut_wgmma (eleventh session, probe_wgmma call 5) vs Triton / dequant + cuBLAS:
+# (4096, 12288) M = 128 39.7 vs 73.3 / 81.7, M = 512 86.9 vs 110.5 / 118.7, M = 1024 153.7 vs
+# 177.8 / 188.6, M = 4096 636.3 vs 607.0 / 629.2; (12288, 4096) M = 1024 156.1 vs 173.5 / 184.2.
+WGMMA_MAX_M = 2048
 _WGMMA_OK = {}  # device index -> torch.ops.quantdllm.wgmma_supported
 _MMA_ATTR = "_quantdllm_mma_pack"  # eager cache slot on the codes tensor: {dtype: (fingerprint, MmaWeight|None)}
 _SEMAPHORES = {}  # (device index, stream) -> zeroed int32; the kernel leaves them zeroed
