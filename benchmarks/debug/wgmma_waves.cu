@@ -9,7 +9,7 @@
 //
 //   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
 //        -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu \
-//        csrc/lut_common.cu -o /tmp/wgmma_waves
+//        csrc/lut_common.cu -o /tmp/wgmma_waves   (.ci/run links it the same way, for sm_80 and sm_90a)
 //   /tmp/wgmma_waves [K=4096] [N=12288] [M=512] [bits=4] [blocks.csv]
 #include <algorithm>
 #include <cstdio>
@@ -19,23 +19,9 @@
 #include <vector>
 
 #include "lut_kernels.h"
+#include "trace_util.h"
 
 using namespace quantdllm;
-
-#define CK(x)                                                                                       \
-    do {                                                                                            \
-        cudaError_t e_ = (x);                                                                       \
-        if (e_ != cudaSuccess) {                                                                    \
-            std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            std::exit(1);                                                                           \
-        }                                                                                           \
-    } while (0)
-
-static double median(std::vector<double> v) {
-    if (v.empty()) return 0.0;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
 
 int main(int argc, char** argv) {
     const int K = argc > 1 ? std::atoi(argv[1]) : 4096, N = argc > 2 ? std::atoi(argv[2]) : 12288;
