@@ -60,6 +60,19 @@ def main():
                                               bias, t, bounds, ts_bias)
             qt = qw.with_timestep_tables(qd.TimestepTables(bounds, ts_bias))
             worst = max(worst, rel_error(y, qd.lut_matmul(x, qt, bias, timestep=t, backend="torch")))
+        # 64 buckets: fp16 rows staged in shared memory; fp32 rows past its room at 64 tokens (global)
+        os.environ["QUANTDLLM_WGMMA_KSPLIT"], os.environ["QUANTDLLM_WGMMA_SPLIT_FROM"] = "1", "0"
+        bounds = torch.sort(torch.rand(63, device="cuda")).values
+        for bn, dt in (("256", torch.float16), ("64", torch.float32)):
+            os.environ["QUANTDLLM_WGMMA_BN"] = bn
+            ts_bias = torch.randn(64, 200, device="cuda").to(dt)
+            x = torch.randn(300, 640, generator=gen).half().cuda()
+            t = torch.rand(300, device="cuda")
+            y = torch.ops.quantdllm.lut_wgmma(x, mw.codes, mw.sz, mw.N, mw.K, mw.bits, mw.group_shift, mw.in_scale,
+                                              bias, t, bounds, ts_bias)
+            want = qd.lut_matmul(x, qw, bias, backend="torch").double()
+            want += ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+            worst = max(worst, rel_error(y, want))
         del os.environ["QUANTDLLM_WGMMA_BN"], os.environ["QUANTDLLM_WGMMA_KSPLIT"], os.environ["QUANTDLLM_WGMMA_SPLIT_FROM"]
     torch.cuda.synchronize()
     print(f"sanitize cases done, worst rel error {worst:.2e}")

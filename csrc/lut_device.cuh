@@ -69,28 +69,49 @@ __device__ __forceinline__ float raw_to_f(uint32_t r, DType dt) {
     }
 }
 
+// v[e] += the 8 values of dtype dt in the 16-byte words lo (and hi, fp32 only: 32 bytes)
+__device__ __forceinline__ void add8_words(float (&v)[8], uint4 lo, uint4 hi, DType dt) {
+    if (dt == DType::F32) {
+        const uint32_t ws[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] += __uint_as_float(ws[e]);
+        return;
+    }
+    const uint32_t ws[4] = {lo.x, lo.y, lo.z, lo.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        v[2 * j] += raw_to_f(ws[j] & 0xFFFFu, dt);
+        v[2 * j + 1] += raw_to_f(ws[j] >> 16, dt);
+    }
+}
+
 // v[e] += p[i + e] for e < valid, p in dtype dt; with `vec` (p + i 16-byte aligned) a whole group
 // (valid == 8) takes one or two 16-byte loads.
 __device__ __forceinline__ void add8(float (&v)[8], const void* p, int64_t i, DType dt, int valid, bool vec) {
     if (vec && valid == 8) {
-        if (dt == DType::F32) {
-            const float4* q = reinterpret_cast<const float4*>(static_cast<const float*>(p) + i);
-            const float4 lo = __ldg(q), hi = __ldg(q + 1);
-            v[0] += lo.x, v[1] += lo.y, v[2] += lo.z, v[3] += lo.w, v[4] += hi.x, v[5] += hi.y, v[6] += hi.z, v[7] += hi.w;
-        } else {
-            const uint4 w = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + i));
-            const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                v[2 * j] += raw_to_f(ws[j] & 0xFFFFu, dt);
-                v[2 * j + 1] += raw_to_f(ws[j] >> 16, dt);
-            }
-        }
+        const uint4* q = reinterpret_cast<const uint4*>(static_cast<const char*>(p) + i * (dt == DType::F32 ? 4 : 2));
+        add8_words(v, __ldg(q), dt == DType::F32 ? __ldg(q + 1) : uint4{}, dt);
         return;
     }
 #pragma unroll
     for (int e = 0; e < 8; ++e)
         if (e < valid) v[e] += ldf(p, i + e, dt);
+}
+
+// Fetch the 128-byte line at p (a valid global address) into L2, without waiting for it.
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+// Every bucket's row segment [n_first, n_first + rows) of a timestep bias table (T x N, element
+// size es) fetched into L2 by threads tid of nthreads, at a kernel's start: the epilogue's reads of
+// the table then hit L2 (after an L2 flush they were a DRAM round trip behind the main loop).
+__device__ __forceinline__ void prefetch_table_rows(const void* table, int es, int buckets, int N, int n_first,
+                                                    int rows, int tid, int nthreads) {
+    const int per_row = (rows * es + 127) / 128;
+    for (int i = tid; i < buckets * per_row; i += nthreads) {
+        const int b = i / per_row, col = n_first + (i - b * per_row) * (128 / es);
+        if (col < N && col < n_first + rows)
+            prefetch_l2(static_cast<const char*>(table) + (static_cast<int64_t>(b) * N + col) * es);
+    }
 }
 
 __device__ __forceinline__ int dtype_size(DType dt) { return dt == DType::F32 ? 4 : 2; }

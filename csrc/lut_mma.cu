@@ -486,6 +486,11 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
             const int bytes = max(0, min(rows, a.N - n_first)) * esz;
             for (int off = 0; off < bytes; off += 128) asm volatile("prefetch.global.L1 [%0];" ::"l"(row + off));
         }
+    } else if (a.ts_bias && (ksplit == 1 || blockIdx.z == 0)) {
+        // NT >= 2 compares its buckets after the loop: every bucket's rows of this block into L2 now,
+        // so the epilogue's loads are not DRAM round trips after an L2 flush
+        dev::prefetch_table_rows(a.ts_bias, dev::dtype_size(a.ts_bias_dtype), a.nbounds + 1, a.N, rb << rows_shift,
+                                 rows, threadIdx.x, kThreads);
     }
     if (work) {
 #pragma unroll

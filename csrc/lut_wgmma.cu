@@ -70,7 +70,15 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    static constexpr int kBarOff = kFront + kCodeBytes + BN * 4;   // after the buckets: an mbarrier per x stage
+    // past the code ring: the tile's tokens' timesteps (overwritten by their buckets), the timestep
+    // boundaries (T <= 64), the set of buckets present (64 bits), then an mbarrier per x stage
+    static constexpr int kBucketOff = kFront + kCodeBytes;
+    static constexpr int kBoundsOff = kBucketOff + BN * 4;
+    static constexpr int kMaskOff = kBoundsOff + 64 * 4;
+    static constexpr int kBarOff = kMaskOff + 8;
+    // bytes of the front left past the fp32 epilogue tile: the present buckets' timestep rows
+    static constexpr int kTsBytes = kFront - kOutBytes;
+    static_assert(kTsBytes >= 8 * kWRows * 4, "eight buckets' fp32 rows fit past the epilogue tile");
     static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
 };
 
@@ -223,12 +231,23 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     float acc[BN / 2];
 #pragma unroll
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
+    uint32_t* ts_mask = reinterpret_cast<uint32_t*>(smem_raw + (base - raw) + W::kMaskOff);
     if (tid == 0) {
 #pragma unroll
         for (int s = 0; s < S; ++s) mbar_init(bars + s * 8);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        ts_mask[0] = ts_mask[1] = 0u;
     }
     __syncthreads();  // the barriers exist before anyone waits on them
+    // Timestep bias: the tokens' t and the boundaries copied to shared memory with the first chunk
+    // (no registers held across the main loop), and every bucket's table rows for this block's rows
+    // fetched into L2; the buckets are compared after the loop.
+    if (a.ts_bias) {
+        if (tid < BN) cp_async4(base + W::kBucketOff + tid * 4, a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
+        if (tid < a.nbounds) cp_async4(base + W::kBoundsOff + tid * 4, a.bounds + tid);
+        dev::prefetch_table_rows(a.ts_bias, dev::dtype_size(a.ts_bias_dtype), a.nbounds + 1, a.N, n0, kWRows, tid,
+                                 kWThreads);
+    }
 #pragma unroll
     for (int j = 0; j < AHEAD; ++j) {
         if (j < nchunks) issue(j);
@@ -317,17 +336,47 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
 
     float* out = reinterpret_cast<float*>(smem_raw + (xring - raw));
-    int* bucket = reinterpret_cast<int*>(smem_raw + (cring - raw) + W::kCodeBytes);
+    int* bucket = reinterpret_cast<int*>(smem_raw + (base - raw) + W::kBucketOff);
+    // Timestep buckets (their t and boundaries landed with the ring's copies), and the set present in
+    // the tile. When the present buckets' rows fit past the fp32 tile, they are copied there while
+    // the tile is staged and the epilogue reads them from shared memory; otherwise (many buckets, or
+    // N % 8 != 0, or an unaligned table) from global memory. (One load per token and row group from
+    // global memory cost +5-7% at M = 256, every block's epilogue at once: eleventh session.)
+    const int es = dev::dtype_size(a.ts_bias_dtype);
+    const bool vec = (a.N & 7) == 0;  // then every (M, N) row group is 16-byte aligned
+    auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+    const bool ts_vec = vec && a.ts_bias && aligned(a.ts_bias);
+    if (a.ts_bias && tid < BN) {
+        const float tv = __int_as_float(bucket[tid]);
+        const float* bnd = reinterpret_cast<const float*>(smem_raw + (base - raw) + W::kBoundsOff);
+        int bk = 0;
+        for (int i = 0; i < a.nbounds; ++i) bk += bnd[i] <= tv;
+        bucket[tid] = bk;
+        atomicOr(ts_mask + (bk >> 5), 1u << (bk & 31));
+    }
+    __syncthreads();
+    const uint64_t present = (static_cast<uint64_t>(ts_mask[1]) << 32) | ts_mask[0];
+    const bool ts_smem = ts_vec && __popcll(present) * kWRows * es <= W::kTsBytes;
+    const uint32_t ts_rows_at = xring + W::kOutBytes;  // present bucket i's row segment: + i * kWRows * es
+    if (ts_smem) {
+        // 16-byte pieces (b, c) of bucket b's segment; the absent buckets' skipped
+        const int per_row = kWRows * es / 16, rows_per = 16 / es;
+        for (int i = tid; i < (a.nbounds + 1) * per_row; i += kWThreads) {
+            const int bk = i / per_row, c = i - bk * per_row;
+            if (!((present >> bk) & 1) || n0 + c * rows_per >= a.N) continue;
+            const int slot = __popcll(present & ((1ull << bk) - 1));
+            cp_async16(ts_rows_at + (slot * per_row + c) * 16,
+                       static_cast<const char*>(a.ts_bias) + (static_cast<int64_t>(bk) * a.N + n0) * es + c * 16);
+        }
+        cp_async_commit();
+    }
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;
 #pragma unroll
     for (int jn = 0; jn < BN / 8; ++jn)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
             out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
-    if (tid < BN) {
-        const int m = min(m0 + tid, a.M - 1);
-        bucket[tid] = a.ts_bias ? dev::bucket_of(__ldg(a.t + (a.t_numel == 1 ? 0 : m)), a.bounds, a.nbounds) : 0;
-    }
+    cp_async_wait<0>();
     __syncthreads();
     MMA_TRACE(a, 2, clock64());  // the fp32 tile staged in shared memory
     T* y = static_cast<T*>(a.y);
@@ -340,21 +389,27 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     static_assert(kWThreads % kGroups == 0, "a thread's rows are fixed");
     const int r8 = (tid % kGroups) * 8, n = n0 + r8, tok0 = tid / kGroups;
     const int valid = max(0, min(8, a.N - n));  // rows of the group inside N
-    const bool vec = (a.N & 7) == 0;            // then every (M, N) row group is 16-byte aligned
-    auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
     float bias8[8] = {};
     if (a.bias && valid > 0) dev::add8(bias8, a.bias, n, a.bias_dtype, valid, vec && aligned(a.bias));
-    const bool ts_vec = vec && a.ts_bias && aligned(a.ts_bias);
-    // one t: every token's table row is the same, added with the bias; per-row t: a row per token,
-    // its loads issued for kB tokens before their stores (a load per token between stores made a
-    // chain of L2 round trips: +3.5 µs at M = 256, eleventh session)
-    const bool ts_rows = a.ts_bias && a.t_numel != 1;
-    if (a.ts_bias && !ts_rows && valid > 0)
-        dev::add8(bias8, a.ts_bias, static_cast<int64_t>(bucket[0]) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
     constexpr int kB = BN / 32 < 8 ? BN / 32 : 8;  // tokens per thread whose loads are in flight together
+    // v += token tok's timestep row (this thread's 8 rows of it)
     auto add_ts = [&](int tok, float (&v)[8]) {
-        dev::add8(v, a.ts_bias, static_cast<int64_t>(bucket[tok]) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
+        const int bk = bucket[tok];
+        if (ts_smem) {
+            const uint32_t at = ts_rows_at + (__popcll(present & ((1ull << bk) - 1)) * kWRows + r8) * es;
+            uint4 lo, hi = {};
+            asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(lo.x), "=r"(lo.y), "=r"(lo.z), "=r"(lo.w) : "r"(at));
+            if (es == 4)
+                asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(hi.x), "=r"(hi.y), "=r"(hi.z), "=r"(hi.w) : "r"(at + 16));
+            dev::add8_words(v, lo, hi, a.ts_bias_dtype);
+        } else {
+            dev::add8(v, a.ts_bias, static_cast<int64_t>(bk) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
+        }
     };
+    // one t: every token's table row is the same, added with the bias; per-row t: a row per token,
+    // its loads issued for kB tokens before their stores
+    const bool ts_rows = a.ts_bias && a.t_numel != 1;
+    if (a.ts_bias && !ts_rows && valid > 0) add_ts(0, bias8);
     // the staged fp32 values of token tok (16-byte aligned: the tile's row stride is 33 x 16 bytes)
     auto staged = [&](int tok, float (&v)[8]) {
         const float4* src = reinterpret_cast<const float4*>(out + tok * (kWRows + kOutPad) + r8);
@@ -611,7 +666,8 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     if (p.split_from < 0 || p.split_from > tiles || (p.ksplit == 1 && p.split_from != tiles && p.split_from != 0) ||
         p.split_from % p.ksplit)
         return cudaErrorInvalidValue;
-    if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M))) return cudaErrorInvalidValue;
+    if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M) || a.nbounds < 0 || a.nbounds > 63))
+        return cudaErrorInvalidValue;  // the kernel keeps the set of buckets as 64 bits
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
     CUtensorMap xmap;

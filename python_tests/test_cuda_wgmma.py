@@ -175,19 +175,31 @@ def test_shapes(NK, M, gen):
     assert rel_error(y, exact_matmul(x, qw)) <= kernel_tolerance(torch.float16, K)
 
 
-@pytest.mark.parametrize("T", [4, 11])
+@pytest.mark.parametrize("T", [4, 11, 64])
 @pytest.mark.parametrize("per_row", [True, False])
-def test_timestep_bias(T, per_row, gen):
-    N, K, M = 200, 1024, 300
-    qw = rtn(N, K, 4, 128, torch.float16, gen)
-    mw = cb.mma_pack(qw, torch.float16)
-    bounds = torch.sort(torch.rand(T - 1, generator=gen)).values.cuda()
-    ts_bias = torch.randn(T, N, generator=gen).half().cuda()
-    t = torch.rand(M if per_row else 1, generator=gen).cuda()
-    x = torch.randn(M, K, generator=gen).half().cuda()
-    want = exact_matmul(x, qw) + ts_bias[torch.searchsorted(bounds, t, right=True)].float()
-    y = run_op(x, mw, None, t, bounds, ts_bias)
-    assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
+@pytest.mark.parametrize("table", ["half", "float", "unaligned"])
+@pytest.mark.parametrize("bn", ["64", "256"])
+def test_timestep_bias(T, per_row, table, bn, gen, monkeypatch):
+    """The present buckets' rows staged in shared memory (fp16 / fp32 tables; 64 fp32 buckets over
+    64 tokens overflow the room and take the global path), a table at an odd address (global path),
+    N % 8 != 0 (global path)."""
+    K, M = 1024, 300
+    monkeypatch.setenv("QUANTDLLM_WGMMA_BN", bn)
+    for N in (200, 333):
+        qw = rtn(N, K, 4, 128, torch.float16, gen)
+        mw = cb.mma_pack(qw, torch.float16)
+        bounds = torch.sort(torch.rand(T - 1, generator=gen)).values.cuda()
+        values = torch.randn(T, N, generator=gen)
+        if table == "unaligned":  # storage offset of one element: 2-byte aligned
+            ts_bias = torch.empty(T * N + 1, dtype=torch.float16, device="cuda")[1:].view(T, N)
+            ts_bias.copy_(values)
+        else:
+            ts_bias = values.to(torch.float16 if table == "half" else torch.float32).cuda()
+        t = torch.rand(M if per_row else 1, generator=gen).cuda()
+        x = torch.randn(M, K, generator=gen).half().cuda()
+        want = exact_matmul(x, qw) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+        y = run_op(x, mw, None, t, bounds, ts_bias)
+        assert rel_error(y, want) <= kernel_tolerance(torch.float16, K), N
 
 
 def test_lut_matmul_routes_mid_m(gen, monkeypatch):
