@@ -106,9 +106,7 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
-__device__ __forceinline__ float4 ld_cluster4(uint32_t addr, int rank) {
-    uint32_t remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(rank));
+__device__ __forceinline__ float4 ld_cluster4(uint32_t remote) {
     float4 v;
     asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(remote) : "memory");
     return v;
@@ -338,11 +336,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     float* out = reinterpret_cast<float*>(smem_raw + (xring - raw));
     int* bucket = reinterpret_cast<int*>(smem_raw + (base - raw) + W::kBucketOff);
     // Timestep buckets (their t and boundaries landed with the ring's copies), and the set present in
-    // the tile. When the present buckets' rows fit past the fp32 tile, they are copied there while
-    // the tile is staged and the epilogue reads them from shared memory; otherwise (many buckets, or
-    // N % 8 != 0, or an unaligned table) from global memory. (One load per token and row group from
-    // global memory cost +5-7% at M = 256, every block's epilogue at once: eleventh session.)
-    const int es = dev::dtype_size(a.ts_bias_dtype);
+    // the tile. When the present buckets' rows fit past the fp32 tile, they are converted to fp32
+    // there (the first row group's load in flight while the tile is staged) and the epilogue reads a
+    // token's row from shared memory; past that room (> 56 buckets at BN = 256, > 30 at 64) from
+    // global memory.
     const bool vec = (a.N & 7) == 0;  // then every (M, N) row group is 16-byte aligned
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
     const bool ts_vec = vec && a.ts_bias && aligned(a.ts_bias);
@@ -352,31 +349,47 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         int bk = 0;
         for (int i = 0; i < a.nbounds; ++i) bk += bnd[i] <= tv;
         bucket[tid] = bk;
-        atomicOr(ts_mask + (bk >> 5), 1u << (bk & 31));
+        // the warp's set first (one shared-memory atomic per word per warp, not one per token)
+        const uint32_t lo = __reduce_or_sync(0xFFFFFFFFu, bk < 32 ? 1u << bk : 0u);
+        const uint32_t hi = __reduce_or_sync(0xFFFFFFFFu, bk >= 32 ? 1u << (bk - 32) : 0u);
+        if (lane == 0) {
+            if (lo) atomicOr(ts_mask, lo);
+            if (hi) atomicOr(ts_mask + 1, hi);
+        }
     }
     __syncthreads();
+    constexpr int kGroups = kWRows / 8;  // row groups of 8 rows
     const uint64_t present = (static_cast<uint64_t>(ts_mask[1]) << 32) | ts_mask[0];
-    const bool ts_smem = ts_vec && __popcll(present) * kWRows * es <= W::kTsBytes;
-    const uint32_t ts_rows_at = xring + W::kOutBytes;  // present bucket i's row segment: + i * kWRows * es
-    if (ts_smem) {
-        // 16-byte pieces (b, c) of bucket b's segment; the absent buckets' skipped
-        const int per_row = kWRows * es / 16, rows_per = 16 / es;
-        for (int i = tid; i < (a.nbounds + 1) * per_row; i += kWThreads) {
-            const int bk = i / per_row, c = i - bk * per_row;
-            if (!((present >> bk) & 1) || n0 + c * rows_per >= a.N) continue;
-            const int slot = __popcll(present & ((1ull << bk) - 1));
-            cp_async16(ts_rows_at + (slot * per_row + c) * 16,
-                       static_cast<const char*>(a.ts_bias) + (static_cast<int64_t>(bk) * a.N + n0) * es + c * 16);
-        }
-        cp_async_commit();
-    }
+    const bool ts_smem = a.ts_bias && __popcll(present) * kWRows * 4 <= W::kTsBytes;
+    float* ts_rows = out + BN * (kWRows + kOutPad);  // present bucket i's fp32 rows: + i * kWRows
+    // row group i % kGroups of bucket i / kGroups into v (when present), at its place in ts_rows
+    auto ts_group = [&](int i, float (&v)[8]) -> float* {
+        const int bk = i / kGroups, grp = i % kGroups;
+        if (!((present >> bk) & 1)) return nullptr;
+        dev::add8(v, a.ts_bias, static_cast<int64_t>(bk) * a.N + n0 + 8 * grp, a.ts_bias_dtype,
+                  max(0, min(8, a.N - n0 - 8 * grp)), ts_vec);
+        return ts_rows + __popcll(present & ((1ull << bk) - 1)) * kWRows + 8 * grp;
+    };
+    auto put8 = [](float* dst, const float (&v)[8]) {
+        reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
+        reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    };
+    float first[8] = {};
+    float* first_at = ts_smem && tid < (a.nbounds + 1) * kGroups ? ts_group(tid, first) : nullptr;
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;
 #pragma unroll
     for (int jn = 0; jn < BN / 8; ++jn)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
             out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
-    cp_async_wait<0>();
+    if (first_at) put8(first_at, first);
+    if (ts_smem) {
+#pragma unroll 1
+        for (int i = tid + kWThreads; i < (a.nbounds + 1) * kGroups; i += kWThreads) {  // T > 16 buckets
+            float v[8] = {};
+            if (float* at = ts_group(i, v)) put8(at, v);
+        }
+    }
     __syncthreads();
     MMA_TRACE(a, 2, clock64());  // the fp32 tile staged in shared memory
     T* y = static_cast<T*>(a.y);
@@ -385,69 +398,69 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // threads are a multiple of its 16 row groups): its bias is loaded once, and a whole row group
     // (N % 8 == 0) moves with 16-byte loads and stores and no per-element test. (The per-element form
     // cost ~6.6 µs of a 256-token tile's ~50, and its K-split sum ~15 µs: tenth session's trace.)
-    constexpr int kGroups = kWRows / 8, kTokStep = kWThreads / kGroups;
+    // The loops below are kept short on purpose: each block runs its epilogue once, from an
+    // instruction cache that is cold after an L2 flush, and a per-row timestep epilogue unrolled
+    // over 8 tokens (45 KB of SASS) took 6.1 µs against 2.5 with one t (twelfth session's stamps).
+    constexpr int kTokStep = kWThreads / kGroups;
     static_assert(kWThreads % kGroups == 0, "a thread's rows are fixed");
     const int r8 = (tid % kGroups) * 8, n = n0 + r8, tok0 = tid / kGroups;
     const int valid = max(0, min(8, a.N - n));  // rows of the group inside N
     float bias8[8] = {};
     if (a.bias && valid > 0) dev::add8(bias8, a.bias, n, a.bias_dtype, valid, vec && aligned(a.bias));
-    constexpr int kB = BN / 32 < 8 ? BN / 32 : 8;  // tokens per thread whose loads are in flight together
     // v += token tok's timestep row (this thread's 8 rows of it)
     auto add_ts = [&](int tok, float (&v)[8]) {
         const int bk = bucket[tok];
         if (ts_smem) {
-            const uint32_t at = ts_rows_at + (__popcll(present & ((1ull << bk) - 1)) * kWRows + r8) * es;
-            uint4 lo, hi = {};
-            asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(lo.x), "=r"(lo.y), "=r"(lo.z), "=r"(lo.w) : "r"(at));
-            if (es == 4)
-                asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(hi.x), "=r"(hi.y), "=r"(hi.z), "=r"(hi.w) : "r"(at + 16));
-            dev::add8_words(v, lo, hi, a.ts_bias_dtype);
+            const float4* src = reinterpret_cast<const float4*>(ts_rows + __popcll(present & ((1ull << bk) - 1)) * kWRows + r8);
+            const float4 lo = src[0], hi = src[1];
+            v[0] += lo.x, v[1] += lo.y, v[2] += lo.z, v[3] += lo.w, v[4] += hi.x, v[5] += hi.y, v[6] += hi.z, v[7] += hi.w;
         } else {
             dev::add8(v, a.ts_bias, static_cast<int64_t>(bk) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
         }
     };
-    // one t: every token's table row is the same, added with the bias; per-row t: a row per token,
-    // its loads issued for kB tokens before their stores
-    const bool ts_rows = a.ts_bias && a.t_numel != 1;
-    if (a.ts_bias && !ts_rows && valid > 0) add_ts(0, bias8);
+    // one t: every token's table row is the same, added with the bias
+    const bool ts_per_row = a.ts_bias && a.t_numel != 1;
+    if (a.ts_bias && !ts_per_row && valid > 0) add_ts(0, bias8);
     // the staged fp32 values of token tok (16-byte aligned: the tile's row stride is 33 x 16 bytes)
     auto staged = [&](int tok, float (&v)[8]) {
         const float4* src = reinterpret_cast<const float4*>(out + tok * (kWRows + kOutPad) + r8);
         const float4 lo = src[0], hi = src[1];
         v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
     };
-    // y = v (+ its timestep row, added by the caller) + bias (+ the one-t row)
-    auto finish = [&](int tok, float (&v)[8]) {
+    // y of tokens first, first + step, ... < toks: the staged sums (+ the token's timestep row) + bias
+    // (+ the one-t row), two tokens per trip
+    auto store_tokens = [&](int first_tok, int step) {
+        if (valid == 0) return;
+#pragma unroll 1
+        for (int t = first_tok; t < toks; t += 2 * step) {
+            float v[2][8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) v[e] += bias8[e];
-        alignas(16) T h[8];
+            for (int u = 0; u < 2; ++u) {
+                if (t + u * step >= toks) break;
+                staged(t + u * step, v[u]);
+                if (ts_per_row) add_ts(t + u * step, v[u]);
+            }
 #pragma unroll
-        for (int e = 0; e < 8; ++e) h[e] = dev::from_f<T>(v[e]);
-        T* dst = y + static_cast<int64_t>(m0 + tok) * a.N + n;
-        if (vec && valid == 8) {
-            *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
-        } else {
+            for (int u = 0; u < 2; ++u) {
+                if (t + u * step >= toks) break;
 #pragma unroll
-            for (int e = 0; e < 8; ++e)
-                if (e < valid) dst[e] = h[e];
+                for (int e = 0; e < 8; ++e) v[u][e] += bias8[e];
+                alignas(16) T h[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) h[e] = dev::from_f<T>(v[u][e]);
+                T* dst = y + static_cast<int64_t>(m0 + t + u * step) * a.N + n;
+                if (vec && valid == 8) {
+                    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; ++e)
+                        if (e < valid) dst[e] = h[e];
+                }
+            }
         }
     };
     if (ksplit == 1) {
-        if (valid > 0)
-            for (int t = tok0; t < toks; t += kB * kTokStep) {
-                float v[kB][8] = {};
-#pragma unroll
-                for (int u = 0; u < kB; ++u)
-                    if (t + u * kTokStep < toks) staged(t + u * kTokStep, v[u]);
-                if (ts_rows) {
-#pragma unroll
-                    for (int u = 0; u < kB; ++u)
-                        if (t + u * kTokStep < toks) add_ts(t + u * kTokStep, v[u]);
-                }
-#pragma unroll
-                for (int u = 0; u < kB; ++u)
-                    if (t + u * kTokStep < toks) finish(t + u * kTokStep, v[u]);
-            }
+        store_tokens(tok0, kTokStep);
         MMA_TRACE(a, 5, clock64());
         MMA_TRACE(a, 8, global_ns());
         MMA_TRACE(a, 6, global_ns());
@@ -457,51 +470,45 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     // K split: the tile's slices are one cluster (block rank z), each with its fp32 tile staged in
     // shared memory above. After a cluster barrier, slice z sums its share of the tokens (z, z + ks,
-    // ... of the thread's) over every slice's tile, in slice order (deterministic): its own tile
-    // locally, the others' over distributed shared memory. A second barrier, once every load has
-    // returned, keeps each tile alive until the others have read it; y is stored after it, since a
-    // cluster barrier's release would wait for the stores to drain (~6 µs of a 256-token tile when
-    // they came first). (Partial tiles through global memory and a semaphore, the tenth session's
-    // form, cost ~20 µs per split tile.)
+    // ... of the thread's) over every slice's tile, in slice order (deterministic), over distributed
+    // shared memory (its own tile through its own cluster address). A second barrier, once every load
+    // has returned, keeps each tile alive until the others have read it; the sums then go back to the
+    // slice's own tile and y is stored after it, since a cluster barrier's release would wait for
+    // the stores to drain (~6 µs of a 256-token tile when they came first). (Partial tiles through
+    // global memory and a semaphore, the tenth session's form, cost ~20 µs per split tile.)
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
-    // a thread's share is at most BN / 32 tokens (two slices or more): one batch, every load in flight
-    static_assert(BN / kTokStep <= 2 * kB, "a thread's share of a split tile fits one batch");
-    float v[kB][8] = {};
+    constexpr int kShare = BN / kTokStep / 2;  // a thread's tokens of a split tile: at most this many
+    float v[kShare][8] = {};
+    const int my0 = tok0 + kTokStep * z, my_step = kTokStep * ksplit;
     cluster_sync();
     if (valid > 0) {
         const uint32_t mine = dev::smem_u32(out + r8);
+#pragma unroll 1
         for (int zz = 0; zz < ksplit; ++zz) {
+            uint32_t from;
+            asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(from) : "r"(mine), "r"(zz));
 #pragma unroll
-            for (int u = 0; u < kB; ++u) {
-                const int tok = tok0 + kTokStep * (z + ksplit * u);
+            for (int u = 0; u < kShare; ++u) {
+                const int tok = my0 + my_step * u;
                 if (tok >= toks) break;
-                float f[8];
-                if (zz == z) {
-                    staged(tok, f);
-                } else {
-                    const uint32_t at = mine + tok * (kWRows + kOutPad) * 4;
-                    const float4 lo = ld_cluster4(at, zz), hi = ld_cluster4(at + 16, zz);
-                    f[0] = lo.x, f[1] = lo.y, f[2] = lo.z, f[3] = lo.w, f[4] = hi.x, f[5] = hi.y, f[6] = hi.z, f[7] = hi.w;
-                }
-#pragma unroll
-                for (int e = 0; e < 8; ++e) v[u][e] += f[e];
+                const uint32_t at = from + tok * (kWRows + kOutPad) * 4;
+                const float4 lo = ld_cluster4(at), hi = ld_cluster4(at + 16);
+                v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
+                v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
             }
         }
     }
     cluster_sync();
     if (valid > 0) {
-        if (ts_rows) {
 #pragma unroll
-            for (int u = 0; u < kB; ++u)
-                if (tok0 + kTokStep * (z + ksplit * u) < toks) add_ts(tok0 + kTokStep * (z + ksplit * u), v[u]);
-        }
-#pragma unroll
-        for (int u = 0; u < kB; ++u) {
-            const int tok = tok0 + kTokStep * (z + ksplit * u);
-            if (tok < toks) finish(tok, v[u]);
+        for (int u = 0; u < kShare; ++u) {
+            const int tok = my0 + my_step * u;
+            if (tok >= toks) break;
+            put8(out + tok * (kWRows + kOutPad) + r8, v[u]);  // this thread's own place: read back below
         }
     }
+    store_tokens(my0, my_step);
     MMA_TRACE(a, 6, global_ns());
     MMA_TRACE(a, 9, clock64());
     MMA_TRACE(a, 7, sm_id());
