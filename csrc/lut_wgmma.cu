@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include <cuda.h>           // CUtensorMap (the x copies are TMA loads)
@@ -359,37 +360,29 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     __syncthreads();
     constexpr int kGroups = kWRows / 8;  // row groups of 8 rows
+    const int es = dev::dtype_size(a.ts_bias_dtype);
     const uint64_t present = (static_cast<uint64_t>(ts_mask[1]) << 32) | ts_mask[0];
-    const bool ts_smem = a.ts_bias && __popcll(present) * kWRows * 4 <= W::kTsBytes;
-    float* ts_rows = out + BN * (kWRows + kOutPad);  // present bucket i's fp32 rows: + i * kWRows
-    // row group i % kGroups of bucket i / kGroups into v (when present), at its place in ts_rows
-    auto ts_group = [&](int i, float (&v)[8]) -> float* {
-        const int bk = i / kGroups, grp = i % kGroups;
-        if (!((present >> bk) & 1)) return nullptr;
-        dev::add8(v, a.ts_bias, static_cast<int64_t>(bk) * a.N + n0 + 8 * grp, a.ts_bias_dtype,
-                  max(0, min(8, a.N - n0 - 8 * grp)), ts_vec);
-        return ts_rows + __popcll(present & ((1ull << bk) - 1)) * kWRows + 8 * grp;
-    };
-    auto put8 = [](float* dst, const float (&v)[8]) {
-        reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
-        reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
-    };
-    float first[8] = {};
-    float* first_at = ts_smem && tid < (a.nbounds + 1) * kGroups ? ts_group(tid, first) : nullptr;
+    const bool ts_smem = ts_vec && __popcll(present) * kWRows * es <= W::kTsBytes;
+    // present bucket i's rows n0 .. n0 + 127, as stored (dtype of the table): + i * kWRows * es bytes
+    const uint32_t ts_rows_at = xring + W::kOutBytes;
+    if (ts_smem) {  // 16-byte copies, in flight while the fp32 tile is staged
+        const int per_row = kWRows * es / 16, rows_per = 16 / es;
+        for (int i = tid; i < (a.nbounds + 1) * per_row; i += kWThreads) {
+            const int bk = i / per_row, c = i - bk * per_row;
+            if (!((present >> bk) & 1) || n0 + c * rows_per >= a.N) continue;
+            const int slot = __popcll(present & ((1ull << bk) - 1));
+            cp_async16(ts_rows_at + (slot * per_row + c) * 16,
+                       static_cast<const char*>(a.ts_bias) + (static_cast<int64_t>(bk) * a.N + n0) * es + c * 16);
+        }
+        cp_async_commit();
+    }
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;
 #pragma unroll
     for (int jn = 0; jn < BN / 8; ++jn)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
             out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
-    if (first_at) put8(first_at, first);
-    if (ts_smem) {
-#pragma unroll 1
-        for (int i = tid + kWThreads; i < (a.nbounds + 1) * kGroups; i += kWThreads) {  // T > 16 buckets
-            float v[8] = {};
-            if (float* at = ts_group(i, v)) put8(at, v);
-        }
-    }
+    cp_async_wait<0>();
     __syncthreads();
     MMA_TRACE(a, 2, clock64());  // the fp32 tile staged in shared memory
     T* y = static_cast<T*>(a.y);
@@ -407,28 +400,54 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const int valid = max(0, min(8, a.N - n));  // rows of the group inside N
     float bias8[8] = {};
     if (a.bias && valid > 0) dev::add8(bias8, a.bias, n, a.bias_dtype, valid, vec && aligned(a.bias));
-    // v += token tok's timestep row (this thread's 8 rows of it)
-    auto add_ts = [&](int tok, float (&v)[8]) {
-        const int bk = bucket[tok];
-        if (ts_smem) {
-            const float4* src = reinterpret_cast<const float4*>(ts_rows + __popcll(present & ((1ull << bk) - 1)) * kWRows + r8);
-            const float4 lo = src[0], hi = src[1];
-            v[0] += lo.x, v[1] += lo.y, v[2] += lo.z, v[3] += lo.w, v[4] += hi.x, v[5] += hi.y, v[6] += hi.z, v[7] += hi.w;
-        } else {
-            dev::add8(v, a.ts_bias, static_cast<int64_t>(bk) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
-        }
+    // v += the 8 values of bucket bk's staged row at this thread's rows (table dtype dt)
+    auto add_staged_row = [&](int bk, float (&v)[8], DType dt) {
+        const uint32_t at = ts_rows_at + (__popcll(present & ((1ull << bk) - 1)) * kWRows + r8) * es;
+        uint4 lo, hi = {};
+        asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(lo.x), "=r"(lo.y), "=r"(lo.z), "=r"(lo.w) : "r"(at));
+        if (dt == DType::F32)
+            asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(hi.x), "=r"(hi.y), "=r"(hi.z), "=r"(hi.w) : "r"(at + 16));
+        dev::add8_words(v, lo, hi, dt);
     };
     // one t: every token's table row is the same, added with the bias
     const bool ts_per_row = a.ts_bias && a.t_numel != 1;
-    if (a.ts_bias && !ts_per_row && valid > 0) add_ts(0, bias8);
+    if (a.ts_bias && !ts_per_row && valid > 0) {
+        if (ts_smem) add_staged_row(bucket[0], bias8, a.ts_bias_dtype);
+        else dev::add8(bias8, a.ts_bias, static_cast<int64_t>(bucket[0]) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
+    }
+    // per-row t: each token's row added to its staged sums (this thread's own cells) in a pass of its
+    // own, one loop per table dtype, so the store loop below is the plain call's
+    auto add_rows = [&](int first_tok, int step) {
+        if (!ts_per_row || valid == 0) return;
+        auto pass = [&](auto src) {  // src: the table's DType as an int, or 3: from global memory
+            constexpr int SRC = decltype(src)::value;
+#pragma unroll 2
+            for (int tok = first_tok; tok < toks; tok += step) {
+                float v[8] = {};
+                if constexpr (SRC == 3) {
+                    dev::add8(v, a.ts_bias, static_cast<int64_t>(bucket[tok]) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
+                } else {
+                    add_staged_row(bucket[tok], v, static_cast<DType>(SRC));
+                }
+                float4* o = reinterpret_cast<float4*>(out + tok * (kWRows + kOutPad) + r8);
+                const float4 lo = o[0], hi = o[1];
+                o[0] = make_float4(lo.x + v[0], lo.y + v[1], lo.z + v[2], lo.w + v[3]);
+                o[1] = make_float4(hi.x + v[4], hi.y + v[5], hi.z + v[6], hi.w + v[7]);
+            }
+        };
+        if (!ts_smem) pass(std::integral_constant<int, 3>{});
+        else if (a.ts_bias_dtype == DType::F16) pass(std::integral_constant<int, static_cast<int>(DType::F16)>{});
+        else if (a.ts_bias_dtype == DType::BF16) pass(std::integral_constant<int, static_cast<int>(DType::BF16)>{});
+        else pass(std::integral_constant<int, static_cast<int>(DType::F32)>{});
+    };
     // the staged fp32 values of token tok (16-byte aligned: the tile's row stride is 33 x 16 bytes)
     auto staged = [&](int tok, float (&v)[8]) {
         const float4* src = reinterpret_cast<const float4*>(out + tok * (kWRows + kOutPad) + r8);
         const float4 lo = src[0], hi = src[1];
         v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
     };
-    // y of tokens first, first + step, ... < toks: the staged sums (+ the token's timestep row) + bias
-    // (+ the one-t row), two tokens per trip
+    // y of tokens first, first + step, ... < toks: the staged sums + bias (+ the one-t row), two
+    // tokens per trip
     auto store_tokens = [&](int first_tok, int step) {
         if (valid == 0) return;
 #pragma unroll 1
@@ -438,7 +457,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             for (int u = 0; u < 2; ++u) {
                 if (t + u * step >= toks) break;
                 staged(t + u * step, v[u]);
-                if (ts_per_row) add_ts(t + u * step, v[u]);
             }
 #pragma unroll
             for (int u = 0; u < 2; ++u) {
@@ -460,6 +478,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         }
     };
     if (ksplit == 1) {
+        add_rows(tok0, kTokStep);
         store_tokens(tok0, kTokStep);
         MMA_TRACE(a, 5, clock64());
         MMA_TRACE(a, 8, global_ns());
@@ -484,7 +503,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     cluster_sync();
     if (valid > 0) {
         const uint32_t mine = dev::smem_u32(out + r8);
-#pragma unroll 1
+#pragma unroll 2  // two slices' loads in flight together (the plan's splits are two)
         for (int zz = 0; zz < ksplit; ++zz) {
             uint32_t from;
             asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(from) : "r"(mine), "r"(zz));
@@ -505,9 +524,12 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int u = 0; u < kShare; ++u) {
             const int tok = my0 + my_step * u;
             if (tok >= toks) break;
-            put8(out + tok * (kWRows + kOutPad) + r8, v[u]);  // this thread's own place: read back below
+            float4* o = reinterpret_cast<float4*>(out + tok * (kWRows + kOutPad) + r8);  // own cells: read back below
+            o[0] = make_float4(v[u][0], v[u][1], v[u][2], v[u][3]);
+            o[1] = make_float4(v[u][4], v[u][5], v[u][6], v[u][7]);
         }
     }
+    add_rows(my0, my_step);
     store_tokens(my0, my_step);
     MMA_TRACE(a, 6, global_ns());
     MMA_TRACE(a, 9, clock64());
