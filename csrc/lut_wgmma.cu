@@ -415,41 +415,18 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         if (ts_smem) add_staged_row(bucket[0], bias8, a.ts_bias_dtype);
         else dev::add8(bias8, a.ts_bias, static_cast<int64_t>(bucket[0]) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
     }
-    // per-row t: each token's row added to its staged sums (this thread's own cells) in a pass of its
-    // own, one loop per table dtype, so the store loop below is the plain call's
-    auto add_rows = [&](int first_tok, int step) {
-        if (!ts_per_row || valid == 0) return;
-        auto pass = [&](auto src) {  // src: the table's DType as an int, or 3: from global memory
-            constexpr int SRC = decltype(src)::value;
-#pragma unroll 2
-            for (int tok = first_tok; tok < toks; tok += step) {
-                float v[8] = {};
-                if constexpr (SRC == 3) {
-                    dev::add8(v, a.ts_bias, static_cast<int64_t>(bucket[tok]) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
-                } else {
-                    add_staged_row(bucket[tok], v, static_cast<DType>(SRC));
-                }
-                float4* o = reinterpret_cast<float4*>(out + tok * (kWRows + kOutPad) + r8);
-                const float4 lo = o[0], hi = o[1];
-                o[0] = make_float4(lo.x + v[0], lo.y + v[1], lo.z + v[2], lo.w + v[3]);
-                o[1] = make_float4(hi.x + v[4], hi.y + v[5], hi.z + v[6], hi.w + v[7]);
-            }
-        };
-        if (!ts_smem) pass(std::integral_constant<int, 3>{});
-        else if (a.ts_bias_dtype == DType::F16) pass(std::integral_constant<int, static_cast<int>(DType::F16)>{});
-        else if (a.ts_bias_dtype == DType::BF16) pass(std::integral_constant<int, static_cast<int>(DType::BF16)>{});
-        else pass(std::integral_constant<int, static_cast<int>(DType::F32)>{});
-    };
     // the staged fp32 values of token tok (16-byte aligned: the tile's row stride is 33 x 16 bytes)
     auto staged = [&](int tok, float (&v)[8]) {
         const float4* src = reinterpret_cast<const float4*>(out + tok * (kWRows + kOutPad) + r8);
         const float4 lo = src[0], hi = src[1];
         v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
     };
-    // y of tokens first, first + step, ... < toks: the staged sums + bias (+ the one-t row), two
-    // tokens per trip
-    auto store_tokens = [&](int first_tok, int step) {
-        if (valid == 0) return;
+    // y of tokens first, first + step, ... < toks: the staged sums (+ the token's timestep row) + bias
+    // (+ the one-t row), two tokens per trip. SRC: the per-row table staged in shared memory in
+    // DType SRC, or 3: from global memory, or 4: no per-row table. One loop per source, chosen
+    // outside it: no dtype switch per token.
+    auto store_loop = [&](auto src, int first_tok, int step) {
+        constexpr int SRC = decltype(src)::value;
 #pragma unroll 1
         for (int t = first_tok; t < toks; t += 2 * step) {
             float v[2][8];
@@ -457,6 +434,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             for (int u = 0; u < 2; ++u) {
                 if (t + u * step >= toks) break;
                 staged(t + u * step, v[u]);
+                if constexpr (SRC < 3) add_staged_row(bucket[t + u * step], v[u], static_cast<DType>(SRC));
+                if constexpr (SRC == 3)
+                    dev::add8(v[u], a.ts_bias, static_cast<int64_t>(bucket[t + u * step]) * a.N + n, a.ts_bias_dtype,
+                              valid, ts_vec);
             }
 #pragma unroll
             for (int u = 0; u < 2; ++u) {
@@ -477,8 +458,16 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             }
         }
     };
+    auto store_tokens = [&](int first_tok, int step) {
+        using std::integral_constant;
+        if (valid == 0) return;
+        if (!ts_per_row) store_loop(integral_constant<int, 4>{}, first_tok, step);
+        else if (!ts_smem) store_loop(integral_constant<int, 3>{}, first_tok, step);
+        else if (a.ts_bias_dtype == DType::F16) store_loop(integral_constant<int, static_cast<int>(DType::F16)>{}, first_tok, step);
+        else if (a.ts_bias_dtype == DType::BF16) store_loop(integral_constant<int, static_cast<int>(DType::BF16)>{}, first_tok, step);
+        else store_loop(integral_constant<int, static_cast<int>(DType::F32)>{}, first_tok, step);
+    };
     if (ksplit == 1) {
-        add_rows(tok0, kTokStep);
         store_tokens(tok0, kTokStep);
         MMA_TRACE(a, 5, clock64());
         MMA_TRACE(a, 8, global_ns());
@@ -529,7 +518,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             o[1] = make_float4(v[u][4], v[u][5], v[u][6], v[u][7]);
         }
     }
-    add_rows(my0, my_step);
     store_tokens(my0, my_step);
     MMA_TRACE(a, 6, global_ns());
     MMA_TRACE(a, 9, clock64());
