@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
         CK(cudaEventElapsedTime(&ms, e0, e1));
         if (rep) per.push_back(1e3 * ms);
     }
-    std::printf(flush_l2 ? "untraced, L2 flushed: %.2f us" : "untraced, no flush: %.2f us per launch (median of %zu)\n", median(per), per.size());
+    std::printf("untraced, %s: %.2f us per launch (median of %zu)\n", flush_l2 ? "L2 flushed" : "no flush", median(per), per.size());
 
     a.trace = trace;
     if (flush_l2) CK(cudaMemsetAsync(flush, 7, flush_n));
