@@ -106,9 +106,10 @@ __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefe
 // the table then hit L2 (after an L2 flush they were a DRAM round trip behind the main loop).
 __device__ __forceinline__ void prefetch_table_rows(const void* table, int es, int buckets, int N, int n_first,
                                                     int rows, int tid, int nthreads) {
-    const int per_row = (rows * es + 127) / 128;
+    const int per_row = (rows * es + 127) / 128, shift = __popc(per_row - 1);  // exact when a power of two
+    const bool pow2 = (per_row & (per_row - 1)) == 0;
     for (int i = tid; i < buckets * per_row; i += nthreads) {
-        const int b = i / per_row, col = n_first + (i - b * per_row) * (128 / es);
+        const int b = pow2 ? i >> shift : i / per_row, col = n_first + (i - b * per_row) * (128 / es);
         if (col < N && col < n_first + rows)
             prefetch_l2(static_cast<const char*>(table) + (static_cast<int64_t>(b) * N + col) * es);
     }
