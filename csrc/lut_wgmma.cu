@@ -480,8 +480,8 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     // K split: the tile's slices are one cluster (block rank z), each with its fp32 tile staged in
     // shared memory above. After a cluster barrier, slice z sums its share of the tokens (z, z + ks,
-    // ... of the thread's) over every slice's tile, in slice order (deterministic), over distributed
-    // shared memory (its own tile through its own cluster address). A second barrier, once every load
+    // ... of the thread's) over every slice's tile: its own, then the others' over distributed
+    // shared memory. A second barrier, once every load
     // has returned, keeps each tile alive until the others have read it; the sums then go back to the
     // slice's own tile and y is stored after it, since a cluster barrier's release would wait for
     // the stores to drain (~6 µs of a 256-token tile when they came first). (Partial tiles through
@@ -489,13 +489,22 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
     constexpr int kShare = BN / kTokStep / 2;  // a thread's tokens of a split tile: at most this many
-    float v[kShare][8] = {};
+    float v[kShare][8];
     const int my0 = tok0 + kTokStep * z, my_step = kTokStep * ksplit;
     cluster_sync();
     if (valid > 0) {
+        // its own slice first (plain shared loads), then the others in rank order: a fixed order
+        // per token, so a second call gives the same bits
+#pragma unroll
+        for (int u = 0; u < kShare; ++u) {
+            const int tok = my0 + my_step * u;
+            if (tok >= toks) break;
+            staged(tok, v[u]);
+        }
         const uint32_t mine = dev::smem_u32(out + r8);
-#pragma unroll 2  // two slices' loads in flight together (the plan's splits are two)
+#pragma unroll 1
         for (int zz = 0; zz < ksplit; ++zz) {
+            if (zz == z) continue;
             uint32_t from;
             asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(from) : "r"(mine), "r"(zz));
 #pragma unroll
