@@ -339,10 +339,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     float* out = reinterpret_cast<float*>(smem_raw + (xring - raw));
     int* bucket = reinterpret_cast<int*>(smem_raw + (base - raw) + W::kBucketOff);
     // Timestep buckets (their t and boundaries landed with the ring's copies), and the set present in
-    // the tile. When the present buckets' rows fit past the fp32 tile, they are converted to fp32
-    // there (the first row group's load in flight while the tile is staged) and the epilogue reads a
-    // token's row from shared memory; past that room (> 56 buckets at BN = 256, > 30 at 64) from
-    // global memory.
+    // the tile. When the present buckets' rows fit past the fp32 tile, they are copied there as
+    // stored (in flight while the tile is staged) and the epilogue reads a token's row from shared
+    // memory; past that room (fp32 tables: > 56 buckets at BN = 256, > 30 at 64; fp16: > 60 at 64),
+    // for an unaligned table or N % 8 != 0, from global memory.
     const bool vec = (a.N & 7) == 0;  // then every (M, N) row group is 16-byte aligned
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
     const bool ts_vec = vec && a.ts_bias && aligned(a.ts_bias);
@@ -480,12 +480,12 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     // K split: the tile's slices are one cluster (block rank z), each with its fp32 tile staged in
     // shared memory above. After a cluster barrier, slice z sums its share of the tokens (z, z + ks,
-    // ... of the thread's) over every slice's tile: its own, then the others' over distributed
-    // shared memory. A second barrier, once every load
-    // has returned, keeps each tile alive until the others have read it; the sums then go back to the
-    // slice's own tile and y is stored after it, since a cluster barrier's release would wait for
-    // the stores to drain (~6 µs of a 256-token tile when they came first). (Partial tiles through
-    // global memory and a semaphore, the tenth session's form, cost ~20 µs per split tile.)
+    // ... of the thread's) over every slice's tile: its own, then the others' over distributed shared
+    // memory. A second barrier, once every load has returned, keeps each tile alive until the others
+    // have read it; the sums then go back to the slice's own tile and y is stored after it, since a
+    // cluster barrier's release would wait for the stores to drain (~6 µs of a 256-token tile when
+    // they came first). (Partial tiles through global memory and a semaphore, the tenth session's
+    // form, cost ~20 µs per split tile.)
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
     constexpr int kShare = BN / kTokStep / 2;  // a thread's tokens of a split tile: at most this many
