@@ -204,7 +204,7 @@ def test_timestep_bias(T, per_row, table, bn, gen, monkeypatch):
 
 def test_lut_matmul_routes_mid_m(gen, monkeypatch):
     """MMA_MAX_M < M <= WGMMA_MAX_M takes lut_wgmma through lut_matmul(backend="cuda");
-    QUANTDLLM_WGMMA_MAX_M=0 turns it off."""
+    QUANTDLLM_WGMMA_MAX_M=0 turns it off; QUANTDLLM_WGMMA_MIN_M lowers its start."""
     qw = rtn(256, 512, 4, 128, torch.float16, gen)
     x = torch.randn(cb.MMA_MAX_M + 3, 512, generator=gen).half().cuda()
     calls = []
@@ -222,6 +222,14 @@ def test_lut_matmul_routes_mid_m(gen, monkeypatch):
     calls.clear()
     lut_matmul(x, qw, backend="cuda")
     assert not calls
+    # QUANTDLLM_WGMMA_MIN_M moves the lower end: M = 32 on lut_wgmma, M = 16 still on lut_mma
+    monkeypatch.delenv("QUANTDLLM_WGMMA_MAX_M")
+    monkeypatch.setenv("QUANTDLLM_WGMMA_MIN_M", "17")
+    for M, want in ((32, True), (16, False)):
+        calls.clear()
+        xm = torch.randn(M, 512, generator=gen).half().cuda()
+        y = lut_matmul(xm, qw, backend="cuda")
+        assert bool(calls) == want and rel_error(y, exact_matmul(xm, qw)) <= kernel_tolerance(torch.float16, 512), M
 
 
 def test_graph_replay(gen):

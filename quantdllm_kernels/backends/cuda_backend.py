@@ -39,7 +39,8 @@ except ImportError as e:  # pragma: no cover - depends on the build
 
 GEMV_MAX_M = 16
 MMA_MAX_M = 64
-# The wgmma path up to this M (QUANTDLLM_WGMMA_MAX_M overrides, for benchmarks; 0 turns it off).
+# The wgmma path up to this M (QUANTDLLM_WGMMA_MAX_M overrides, for benchmarks; 0 turns it off;
+# QUANTDLLM_WGMMA_MIN_M moves its lower end, MMA_MAX_M + 1 by default).
 # H200, w4, µs, lut_wgmma (eleventh session, probe_wgmma call 5) vs Triton / dequant + cuBLAS:
 # (4096, 12288) M = 128 39.7 vs 73.3 / 81.7, M = 512 86.9 vs 110.5 / 118.7, M = 1024 153.7 vs
 # 177.8 / 188.6, M = 4096 636.3 vs 607.0 / 629.2; (12288, 4096) M = 1024 156.1 vs 173.5 / 184.2.
@@ -183,9 +184,16 @@ def _wgmma_max_m() -> int:
     return WGMMA_MAX_M if v is None else int(v)
 
 
+def _wgmma_min_m() -> int:
+    """The smallest M the wgmma path takes: MMA_MAX_M + 1, or QUANTDLLM_WGMMA_MIN_M (for benchmarks
+    that time lut_wgmma against lut_mma at M <= 64, e.g. the LM head at M = 64)."""
+    v = os.environ.get("QUANTDLLM_WGMMA_MIN_M")
+    return MMA_MAX_M + 1 if v is None else max(1, int(v))
+
+
 def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_luts: bool):
     M = x2.shape[0]
-    if MMA_MAX_M < M <= _wgmma_max_m() and not use_ts_luts and wgmma_supported(x2.device):
+    if _wgmma_min_m() <= M <= _wgmma_max_m() and not use_ts_luts and wgmma_supported(x2.device):
         mw = mma_pack(qw, x2.dtype)
         if mw is not None:
             bias = None if bias is None else bias.contiguous()
