@@ -5,7 +5,9 @@
 // epilogue's phases, and the SM clock the stamps measure -- for whole-K blocks and K-slice blocks apart.
 // The plan is wgmma_plan's, so QUANTDLLM_WGMMA_BN / _KSPLIT / _SPLIT_FROM force a launch. Codes and x
 // are random (with constant bytes the tensor cores draw less power and the SM clock runs higher).
-// Optional CSV of every block.
+// Optional CSV of every block. Environment: QUANTDLLM_WAVES_TS=rows|one (an 8-bucket timestep bias
+// table, per-row or one t), QUANTDLLM_WAVES_NOFLUSH=1 (no L2 flush), QUANTDLLM_WAVES_PERMUTE=1 (the
+// timed launch is the op's pair: launch_permute_x, then lut_wgmma on its output).
 //
 //   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
 //        -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu \
@@ -89,18 +91,29 @@ int main(int argc, char** argv) {
     CK(cudaEventCreate(&e1));
     // QUANTDLLM_WAVES_NOFLUSH=1: no L2 flush before the launches (code, tables and L2 lines clean)
     const bool flush_l2 = !std::getenv("QUANTDLLM_WAVES_NOFLUSH");
+    const bool with_permute = std::getenv("QUANTDLLM_WAVES_PERMUTE") != nullptr;
+    void* xp = nullptr;
+    if (with_permute) CK(cudaMalloc(&xp, static_cast<size_t>(M) * K * 2));
+    MmaArgs ap = a;  // the pair's lut_wgmma reads the permuted copy
+    if (with_permute) ap.x = xp;
     std::vector<double> per;
     for (int rep = 0; rep < 41; ++rep) {
         if (flush_l2) CK(cudaMemsetAsync(flush, rep, flush_n));
         CK(cudaEventRecord(e0));
-        CK(launch_lut_wgmma(a, p, 0));
+        if (with_permute) {
+            CK(launch_permute_x(x, nullptr, xp, DType::F16, M, K, 0));
+            CK(launch_lut_wgmma(ap, p, 0));
+        } else {
+            CK(launch_lut_wgmma(a, p, 0));
+        }
         CK(cudaEventRecord(e1));
         CK(cudaEventSynchronize(e1));
         float ms = 0.f;
         CK(cudaEventElapsedTime(&ms, e0, e1));
         if (rep) per.push_back(1e3 * ms);
     }
-    std::printf("untraced, %s: %.2f us per launch (median of %zu)\n", flush_l2 ? "L2 flushed" : "no flush", median(per), per.size());
+    std::printf("untraced, %s: %.2f us per launch%s (median of %zu)\n", flush_l2 ? "L2 flushed" : "no flush",
+                median(per), with_permute ? " (x permutation + lut_wgmma)" : "", per.size());
 
     a.trace = trace;
     if (flush_l2) CK(cudaMemsetAsync(flush, 7, flush_n));

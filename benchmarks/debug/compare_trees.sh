@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# lut_wgmma from several source trees, side by side, without building the extension: each tree's
+# csrc is linked into this tree's traced wgmma_waves tool (built in parallel, ~70 s), then every
+# configuration below runs on every tree in interleaved rounds (drift cancels), and the table gives
+# the median per-launch time of each (L2 flushed) and the median block's phases of the last round.
+#   bash benchmarks/debug/compare_trees.sh DIR_A DIR_B ...   (DIR: a checkout holding csrc/)
+# For branches on the device (which gets the working tree, not .git): `git worktree add devsrc/NAME
+# BRANCH` here before the call (untracked, so it travels), and remove it after.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-3}
+[ $# -ge 1 ] || { echo "usage: $0 DIR..."; exit 2; }
+i=0
+for d in "$@"; do
+  ( nvcc -std=c++20 -O3 -I"$d/csrc" -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
+      -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu "$d/csrc/lut_wgmma.cu" \
+      "$d/csrc/lut_common.cu" -o "/tmp/cmp_ww_$i" > "/tmp/cmp_ww_$i.log" 2>&1 || echo "build failed: $d" ) &
+  i=$((i + 1))
+done
+wait
+# name | environment | K N M
+CONFIGS=(
+  "plain 256|QUANTDLLM_WAVES_X=1|4096 12288 256"
+  "one t 256|QUANTDLLM_WAVES_TS=one|4096 12288 256"
+  "per-row t 256|QUANTDLLM_WAVES_TS=rows|4096 12288 256"
+  "sq per-row t 256|QUANTDLLM_WAVES_TS=rows|4096 4096 256"
+  "pair 256|QUANTDLLM_WAVES_PERMUTE=1|4096 12288 256"
+  "pair 512|QUANTDLLM_WAVES_PERMUTE=1|4096 12288 512"
+  "pair 1024|QUANTDLLM_WAVES_PERMUTE=1|4096 12288 1024"
+  "sq pair 256|QUANTDLLM_WAVES_PERMUTE=1|4096 4096 256"
+  "tall pair 512|QUANTDLLM_WAVES_PERMUTE=1|12288 4096 512"
+)
+OUTF=${OUT:-/tmp}/compare_trees.txt
+: > "$OUTF.raw"
+for r in $(seq 1 "$ROUNDS"); do
+  for c in "${CONFIGS[@]}"; do
+    IFS='|' read -r name envs shape <<< "$c"
+    for j in $(seq 0 $((i - 1))); do
+      [ -x "/tmp/cmp_ww_$j" ] || continue
+      res=$(env $envs "/tmp/cmp_ww_$j" $shape 4 2>&1)
+      us=$(echo "$res" | sed -n 's/^untraced, [^:]*: \([0-9.]*\) us.*/\1/p')
+      phases=$(echo "$res" | awk '$2 == "whole" || $2 == "slice" {print $2, $(NF-4), $(NF-3), $(NF-2), $(NF-1), $NF; exit}')
+      echo "$r|$name|$j|$us|$phases" >> "$OUTF.raw"
+    done
+  done
+done
+python3 - "$OUTF.raw" "$@" <<'PY' | tee "$OUTF"
+import statistics, sys
+rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if l.strip()]
+trees = sys.argv[2:]
+names = list(dict.fromkeys(r[1] for r in rows))
+print("median us per launch over rounds (L2 flushed); phases of the last round: kind prolog loop stage store sum")
+for j, t in enumerate(trees):
+    print(f"  [{j}] {t}")
+for n in names:
+    cells = []
+    for j in range(len(trees)):
+        v = [float(r[3]) for r in rows if r[1] == n and r[2] == str(j) and r[3]]
+        last = [r[4] for r in rows if r[1] == n and r[2] == str(j)]
+        cells.append(f"[{j}] {statistics.median(v):7.2f}" if v else f"[{j}]   n/a ")
+        cells[-1] += f" ({last[-1]})" if last else ""
+    print(f"{n:>18}: " + " | ".join(cells))
+PY
