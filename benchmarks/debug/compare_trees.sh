@@ -4,8 +4,9 @@
 # configuration below runs on every tree in interleaved rounds (drift cancels), and the table gives
 # the median per-launch time of each (L2 flushed) and the median block's phases of the last round.
 #   bash benchmarks/debug/compare_trees.sh DIR_A DIR_B ...   (DIR: a checkout holding csrc/)
-# For branches on the device (which gets the working tree, not .git): `git worktree add devsrc/NAME
-# BRANCH` here before the call (untracked, so it travels), and remove it after.
+# For branches on the device (which gets the working tree, not .git): `mkdir -p devsrc/NAME && git
+# archive BRANCH csrc | tar -x -C devsrc/NAME` here before the call (plain untracked files travel; a
+# worktree would not, being a nested repository), and remove devsrc/ after.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
