@@ -491,43 +491,40 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     constexpr int kShare = BN / kTokStep / 2;  // a thread's tokens of a split tile: at most this many
     float v[kShare][8];
     const int my0 = tok0 + kTokStep * z, my_step = kTokStep * ksplit;
-    cluster_sync();
-    if (valid > 0) {
-        // its own slice first (plain shared loads), then the others in rank order: a fixed order
-        // per token, so a second call gives the same bits
+    auto each_share = [&](auto f) {  // f(u, token) over this thread's share of the tile's tokens
 #pragma unroll
         for (int u = 0; u < kShare; ++u) {
             const int tok = my0 + my_step * u;
             if (tok >= toks) break;
-            staged(tok, v[u]);
+            f(u, tok);
         }
+    };
+    cluster_sync();
+    if (valid > 0) {
+        // its own slice first (plain shared loads), then the others in rank order: a fixed order
+        // per token, so a second call gives the same bits
+        each_share([&](int u, int tok) { staged(tok, v[u]); });
         const uint32_t mine = dev::smem_u32(out + r8);
 #pragma unroll 1
         for (int zz = 0; zz < ksplit; ++zz) {
             if (zz == z) continue;
             uint32_t from;
             asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(from) : "r"(mine), "r"(zz));
-#pragma unroll
-            for (int u = 0; u < kShare; ++u) {
-                const int tok = my0 + my_step * u;
-                if (tok >= toks) break;
+            each_share([&](int u, int tok) {
                 const uint32_t at = from + tok * (kWRows + kOutPad) * 4;
                 const float4 lo = ld_cluster4(at), hi = ld_cluster4(at + 16);
                 v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
                 v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
-            }
+            });
         }
     }
     cluster_sync();
     if (valid > 0) {
-#pragma unroll
-        for (int u = 0; u < kShare; ++u) {
-            const int tok = my0 + my_step * u;
-            if (tok >= toks) break;
-            float4* o = reinterpret_cast<float4*>(out + tok * (kWRows + kOutPad) + r8);  // own cells: read back below
+        each_share([&](int u, int tok) {  // own cells: read back by the store loop
+            float4* o = reinterpret_cast<float4*>(out + tok * (kWRows + kOutPad) + r8);
             o[0] = make_float4(v[u][0], v[u][1], v[u][2], v[u][3]);
             o[1] = make_float4(v[u][4], v[u][5], v[u][6], v[u][7]);
-        }
+        });
     }
     store_tokens(my0, my_step);
     MMA_TRACE(a, 6, global_ns());
