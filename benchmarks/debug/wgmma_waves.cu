@@ -1,13 +1,14 @@
 // How a lut_wgmma launch fills the SMs, without torch: every block stamps its entry, main loop and
 // exit (csrc/lut_wgmma.cu, QUANTDLLM_MMA_TRACE), and blocks are grouped by their order on their SM
 // (wave 1 = each SM's first block, ...). Prints the plan, the event time per launch (L2 flushed,
-// median of 15), then per wave: blocks, entry and exit spread, the median block's main loop and
+// median of 40), then per wave: blocks, entry and exit spread, the median block's main loop and
 // epilogue's phases, and the SM clock the stamps measure -- for whole-K blocks and K-slice blocks apart.
 // The plan is wgmma_plan's, so QUANTDLLM_WGMMA_BN / _KSPLIT / _SPLIT_FROM force a launch. Codes and x
 // are random (with constant bytes the tensor cores draw less power and the SM clock runs higher).
 // Optional CSV of every block. Environment: QUANTDLLM_WAVES_TS=rows|one (an 8-bucket timestep bias
 // table, per-row or one t), QUANTDLLM_WAVES_NOFLUSH=1 (no L2 flush), QUANTDLLM_WAVES_PERMUTE=1 (the
-// timed launch is the op's pair: launch_permute_x, then lut_wgmma on its output).
+// timed launch is the op's pair: launch_permute_x, then lut_wgmma on its output; the traced launch
+// stays lut_wgmma alone).
 //
 //   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
 //        -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu \
