@@ -211,8 +211,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 
     // chunk j of x into stage j % kXStages (thread 0, one TMA copy); with the first chunk of a
     // super-chunk, this lane's codes and scales
-    auto issue = [&](int j) {
+    auto issue_x = [&](int j) {
         if (tid == 0) tma_x_chunk(xring + (j % S) * W::kXStage, bars + (j % S) * 8, &xmap, kbase + (j << 6), m0, W::kXStage);
+    };
+    auto issue_codes = [&](int j) {
         if (j % CH == 0) {
             const int u = j / CH;
             const uint32_t so = (u % W::SC) * kWWarps * W::kSlotWarp;
@@ -225,6 +227,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 cp_async8(my_sz0 + so + c * 256, sz_src + (k >> a.group_shift) * 8);
             }
         }
+    };
+    auto issue = [&](int j) {
+        issue_x(j);
+        issue_codes(j);
     };
 
     float acc[BN / 2];
@@ -240,8 +246,17 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     __syncthreads();  // the barriers exist before anyone waits on them
 #pragma unroll
     for (int j = 0; j < AHEAD; ++j) {
-        if (j < nchunks) issue(j);
+        if (j < nchunks) issue_codes(j);
         cp_async_commit();
+    }
+    // x is written by the launch before this one (launch_permute_x), which this one may overlap
+    // (programmatic dependent launch): the codes above do not depend on it, the x copies wait for
+    // it to complete. (Thread 0 issues every x copy; the others wait on the stages' barriers.)
+    if (tid == 0) {
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+#pragma unroll
+        for (int j = 0; j < AHEAD; ++j)
+            if (j < nchunks) issue_x(j);
     }
     // Timestep bias: the tokens' t and the boundaries copied to shared memory behind the ring's first
     // copies (no registers held across the loop; the copies join the group that the loop's first step
@@ -556,6 +571,11 @@ __global__ void permute_x_kernel(const T* __restrict__ x, const T* __restrict__ 
         }
         *reinterpret_cast<uint4*>(out + e0) = w;
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // this block's part is stored: lut_wgmma, launched after it as a programmatic dependent, may
+    // start its prologue (it waits for this grid's completion before reading x)
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 
 template <typename F>
@@ -712,12 +732,16 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
         cfg.blockDim = dim3(kWThreads);
         cfg.dynamicSmemBytes = smem;
         cfg.stream = stream;
-        cudaLaunchAttribute attr{};
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = static_cast<unsigned>(p.ksplit);
-        attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-        cfg.attrs = &attr;
-        cfg.numAttrs = 1;
+        // + a programmatic dependent launch: the kernel's prologue and code copies may overlap the
+        // launch before it (the x permutation), whose results it waits for (griddepcontrol.wait)
+        cudaLaunchAttribute attr[2] = {};
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = static_cast<unsigned>(p.ksplit);
+        attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+        attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[1].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 2;
         err = cudaLaunchKernelEx(&cfg, kernel, args, p, xmap);
     });
     return err;
