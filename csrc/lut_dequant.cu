@@ -13,13 +13,6 @@ namespace {
 
 constexpr int kWarps = 8;
 
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    const T l = dev::from_f<T>(lo), h = dev::from_f<T>(hi);
-    return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&l)) |
-           (static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&h)) << 16);
-}
-
 constexpr int kStageStride = dev::kUnit * 2 + 16;  // bytes per lane's unit in the staging area (+16: no conflicts)
 constexpr int kStageWarp = 32 * kStageStride;
 
@@ -54,7 +47,7 @@ __global__ void __launch_bounds__(kWarps * 32) lut_dequant_kernel(const DequantA
                         v[ii] *= dev::ldf(w.in_scale, u * dev::kUnit + j * 32 + i + ii, w.in_scale_dtype);
                 }
                 *reinterpret_cast<uint4*>(stage + lane * kStageStride + (j * 32 + i) * 2) =
-                    make_uint4(pack2<T>(v[0], v[1]), pack2<T>(v[2], v[3]), pack2<T>(v[4], v[5]), pack2<T>(v[6], v[7]));
+                    make_uint4(dev::pack2<T>(v[0], v[1]), dev::pack2<T>(v[2], v[3]), dev::pack2<T>(v[4], v[5]), dev::pack2<T>(v[6], v[7]));
             }
         }
     }

@@ -123,6 +123,13 @@ template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v
 template <typename T> __device__ __forceinline__ T from_f(float v);
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+// two values rounded to T, packed as one 32-bit register (lo in the low half)
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    const T l = from_f<T>(lo), h = from_f<T>(hi);
+    return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&l)) |
+           (static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&h)) << 16);
+}
 
 // Shared-memory access by 32-bit shared-window address (the OR-addressing needs raw addresses).
 // volatile keeps lane-private stores and loads in program order relative to each other.

@@ -71,15 +71,11 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    // past the code ring: the tile's tokens' timesteps (overwritten by their buckets), the timestep
-    // boundaries (T <= 64), the set of buckets present (64 bits), then an mbarrier per x stage
+    // past the code ring: the tile's tokens' timesteps (the timestep chunk's inputs), the timestep
+    // boundaries (T <= 64), then an mbarrier per x stage
     static constexpr int kBucketOff = kFront + kCodeBytes;
     static constexpr int kBoundsOff = kBucketOff + BN * 4;
-    static constexpr int kMaskOff = kBoundsOff + 64 * 4;
-    static constexpr int kBarOff = kMaskOff + 8;
-    // bytes of the front left past the fp32 epilogue tile: the present buckets' timestep rows
-    static constexpr int kTsBytes = kFront - kOutBytes;
-    static_assert(kTsBytes >= 8 * kWRows * 4, "eight buckets' fp32 rows fit past the epilogue tile");
+    static constexpr int kBarOff = kBoundsOff + 64 * 4;
     static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
 };
 
@@ -236,12 +232,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     float acc[BN / 2];
 #pragma unroll
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
-    uint32_t* ts_mask = reinterpret_cast<uint32_t*>(smem_raw + (base - raw) + W::kMaskOff);
     if (tid == 0) {
 #pragma unroll
         for (int s = 0; s < S; ++s) mbar_init(bars + s * 8);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        ts_mask[0] = ts_mask[1] = 0u;
     }
     __syncthreads();  // the barriers exist before anyone waits on them
 #pragma unroll
@@ -258,12 +252,14 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int j = 0; j < AHEAD; ++j)
             if (j < nchunks) issue_x(j);
     }
-    // Timestep bias: the tokens' t and the boundaries copied to shared memory behind the ring's first
-    // copies (no registers held across the loop; the copies join the group that the loop's first step
-    // commits, so the groups the loop waits on count as before), and every bucket's table rows for
-    // this block's rows fetched into L2; the buckets are compared after the loop. Issued before the
-    // ring's copies, they cost ~0.45 µs of prologue (twelfth session's stamps).
-    if (a.ts_bias) {
+    // Timestep bias (the chunk after the loop, below): the tokens' t and the boundaries copied to
+    // shared memory behind the ring's first copies (no registers held across the loop; the copies join
+    // the group that the loop's first step commits, so the groups the loop waits on count as before),
+    // and every bucket's table rows for this block's rows fetched into L2. (Issued before the ring's
+    // copies, they cost ~0.45 µs of prologue: twelfth session's stamps.) With a K split, slice 0 adds
+    // the table; t is read before griddepcontrol.wait: the launch before this one (the x
+    // permutation) does not write it.
+    if (a.ts_bias && z == 0) {
         if (tid < BN) cp_async4(base + W::kBucketOff + tid * 4, a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
         if (tid < a.nbounds) cp_async4(base + W::kBoundsOff + tid * 4, a.bounds + tid);
         dev::prefetch_table_rows(a.ts_bias, dev::dtype_size(a.ts_bias_dtype), a.nbounds + 1, a.N, n0, kWRows, tid,
@@ -349,57 +345,78 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     MMA_TRACE(a, 4, clock64());
     cp_async_wait<0>();
     fence_proxy_async();  // the TMA writes (async proxy) ordered before the generic stores below
-    __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
+    __syncthreads();      // the x ring is free: stage 0 takes the timestep chunk, then the fp32 tile
+    const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;
+    // Timestep bias as one more K chunk of the GEMM: B = the tokens' buckets one-hot (64 k x BN
+    // tokens, written into stage 0 in the TMA's swizzled layout), A = the table transposed (A[row][k]
+    // = ts_bias[k][n0 + row] for k < T <= 64, in T), one k16 step per 16 buckets. The accumulators
+    // come out with each token's row added and the epilogue is the plain one. (The twelfth session
+    // added the rows in the epilogue, staged in shared memory, with a bucket and a row load per
+    // token: ~2 µs of a 256-token tile against the plain call, most of it in the store loop.)
+    if (a.ts_bias && z == 0) {
+        const int nbk = a.nbounds + 1, steps = (nbk + 15) >> 4;
+        // A's loads first (L2: the rows were prefetched at the start), in flight while B is written
+        uint32_t raw_a[4][4][2];
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int n = n0 + wrow + 8 * (jj & 1), k = 16 * st + 2 * q + 8 * (jj >> 1) + h;
+                    raw_a[st][jj][h] = n < a.N && k < nbk
+                                           ? dev::ld_raw(a.ts_bias, static_cast<int64_t>(k) * a.N + n, a.ts_bias_dtype)
+                                           : 0u;
+                }
+        if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
+            int* tb = reinterpret_cast<int*>(smem_raw + (base - raw) + W::kBucketOff);
+            const float* bnd = reinterpret_cast<const float*>(smem_raw + (base - raw) + W::kBoundsOff);
+            const float tv = __int_as_float(tb[tid]);
+            int bk = 0;
+            for (int i = 0; i < a.nbounds; ++i) bk += bnd[i] <= tv;
+            const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                uint4 w = {0u, 0u, 0u, 0u};
+                if (c == bk >> 3) {
+                    const int e = (bk >> 1) & 3;
+                    w.x = e == 0 ? one_bits : 0u, w.y = e == 1 ? one_bits : 0u;
+                    w.z = e == 2 ? one_bits : 0u, w.w = e == 3 ? one_bits : 0u;
+                }
+                asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(xring + tid * 128 + ((c ^ (tid & 7)) << 4)),
+                             "r"(w.x), "r"(w.y), "r"(w.z), "r"(w.w)
+                             : "memory");
+            }
+        }
+        uint32_t At[4][4];
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+                At[st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
+                                           dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
+        fence_proxy_async();  // the one-hot rows (generic stores) visible to the wgmmas (async proxy)
+        __syncthreads();
+        uint32_t one = 1;
+        asm volatile("" : "+r"(one));
+        wgmma_fence();
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+            if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(xring + st * 32), one);
+        wgmma_commit();
+        wgmma_wait<0>();
+        __syncthreads();  // every warpgroup's wgmmas have read stage 0: the fp32 tile may overwrite it
+    }
 
     float* out = reinterpret_cast<float*>(smem_raw + (xring - raw));
-    int* bucket = reinterpret_cast<int*>(smem_raw + (base - raw) + W::kBucketOff);
-    // Timestep buckets (their t and boundaries landed with the ring's copies), and the set present in
-    // the tile. When the present buckets' rows fit past the fp32 tile, they are copied there as
-    // stored (in flight while the tile is staged) and the epilogue reads a token's row from shared
-    // memory; past that room (fp32 tables: > 56 buckets at BN = 256, > 30 at 64; fp16: > 60 at 64),
-    // for an unaligned table or N % 8 != 0, from global memory.
     const bool vec = (a.N & 7) == 0;  // then every (M, N) row group is 16-byte aligned
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
-    const bool ts_vec = vec && a.ts_bias && aligned(a.ts_bias);
-    if (a.ts_bias && tid < BN) {
-        const float tv = __int_as_float(bucket[tid]);
-        const float* bnd = reinterpret_cast<const float*>(smem_raw + (base - raw) + W::kBoundsOff);
-        int bk = 0;
-        for (int i = 0; i < a.nbounds; ++i) bk += bnd[i] <= tv;
-        bucket[tid] = bk;
-        // the warp's set first (one shared-memory atomic per word per warp, not one per token)
-        const uint32_t lo = __reduce_or_sync(0xFFFFFFFFu, bk < 32 ? 1u << bk : 0u);
-        const uint32_t hi = __reduce_or_sync(0xFFFFFFFFu, bk >= 32 ? 1u << (bk - 32) : 0u);
-        if (lane == 0) {
-            if (lo) atomicOr(ts_mask, lo);
-            if (hi) atomicOr(ts_mask + 1, hi);
-        }
-    }
-    __syncthreads();
     constexpr int kGroups = kWRows / 8;  // row groups of 8 rows
-    const int es = dev::dtype_size(a.ts_bias_dtype);
-    const uint64_t present = (static_cast<uint64_t>(ts_mask[1]) << 32) | ts_mask[0];
-    const bool ts_smem = ts_vec && __popcll(present) * kWRows * es <= W::kTsBytes;
-    // present bucket i's rows n0 .. n0 + 127, as stored (dtype of the table): + i * kWRows * es bytes
-    const uint32_t ts_rows_at = xring + W::kOutBytes;
-    if (ts_smem) {  // 16-byte copies, in flight while the fp32 tile is staged
-        const int per_row = kWRows * es / 16, rows_per = 16 / es;
-        for (int i = tid; i < (a.nbounds + 1) * per_row; i += kWThreads) {
-            const int bk = i / per_row, c = i - bk * per_row;
-            if (!((present >> bk) & 1) || n0 + c * rows_per >= a.N) continue;
-            const int slot = __popcll(present & ((1ull << bk) - 1));
-            cp_async16(ts_rows_at + (slot * per_row + c) * 16,
-                       static_cast<const char*>(a.ts_bias) + (static_cast<int64_t>(bk) * a.N + n0) * es + c * 16);
-        }
-        cp_async_commit();
-    }
-    const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;
 #pragma unroll
     for (int jn = 0; jn < BN / 8; ++jn)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
             out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
-    cp_async_wait<0>();
     __syncthreads();
     MMA_TRACE(a, 2, clock64());  // the fp32 tile staged in shared memory
     T* y = static_cast<T*>(a.y);
@@ -408,7 +425,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // threads are a multiple of its 16 row groups): its bias is loaded once, and a whole row group
     // (N % 8 == 0) moves with 16-byte loads and stores and no per-element test. (The per-element form
     // cost ~6.6 µs of a 256-token tile's ~50, and its K-split sum ~15 µs: tenth session's trace.)
-    // The loops below are kept short on purpose: each block runs its epilogue once, from an
+    // The loop below is kept short on purpose: each block runs its epilogue once, from an
     // instruction cache that is cold after an L2 flush, and a per-row timestep epilogue unrolled
     // over 8 tokens (45 KB of SASS) took 6.1 µs against 2.5 with one t (twelfth session's stamps).
     constexpr int kTokStep = kWThreads / kGroups;
@@ -417,45 +434,21 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const int valid = max(0, min(8, a.N - n));  // rows of the group inside N
     float bias8[8] = {};
     if (a.bias && valid > 0) dev::add8(bias8, a.bias, n, a.bias_dtype, valid, vec && aligned(a.bias));
-    // v += the 8 values of bucket bk's staged row at this thread's rows (table dtype dt)
-    auto add_staged_row = [&](int bk, float (&v)[8], DType dt) {
-        const uint32_t at = ts_rows_at + (__popcll(present & ((1ull << bk) - 1)) * kWRows + r8) * es;
-        uint4 lo, hi = {};
-        asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(lo.x), "=r"(lo.y), "=r"(lo.z), "=r"(lo.w) : "r"(at));
-        if (dt == DType::F32)
-            asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(hi.x), "=r"(hi.y), "=r"(hi.z), "=r"(hi.w) : "r"(at + 16));
-        dev::add8_words(v, lo, hi, dt);
-    };
-    // one t: every token's table row is the same, added with the bias
-    const bool ts_per_row = a.ts_bias && a.t_numel != 1;
-    if (a.ts_bias && !ts_per_row && valid > 0) {
-        if (ts_smem) add_staged_row(bucket[0], bias8, a.ts_bias_dtype);
-        else dev::add8(bias8, a.ts_bias, static_cast<int64_t>(bucket[0]) * a.N + n, a.ts_bias_dtype, valid, ts_vec);
-    }
     // the staged fp32 values of token tok (16-byte aligned: the tile's row stride is 33 x 16 bytes)
     auto staged = [&](int tok, float (&v)[8]) {
         const float4* src = reinterpret_cast<const float4*>(out + tok * (kWRows + kOutPad) + r8);
         const float4 lo = src[0], hi = src[1];
         v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
     };
-    // y of tokens first, first + step, ... < toks: the staged sums (+ the token's timestep row) + bias
-    // (+ the one-t row), two tokens per trip. SRC: the per-row table staged in shared memory in
-    // DType SRC, or 3: from global memory, or 4: no per-row table. One loop per source, chosen
-    // outside it: no dtype switch per token.
-    auto store_loop = [&](auto src, int first_tok, int step) {
-        constexpr int SRC = decltype(src)::value;
+    // y of tokens first, first + step, ... < toks: the staged sums + bias, two tokens per trip
+    auto store_tokens = [&](int first_tok, int step) {
+        if (valid == 0) return;
 #pragma unroll 1
         for (int t = first_tok; t < toks; t += 2 * step) {
             float v[2][8];
 #pragma unroll
-            for (int u = 0; u < 2; ++u) {
-                if (t + u * step >= toks) break;
-                staged(t + u * step, v[u]);
-                if constexpr (SRC < 3) add_staged_row(bucket[t + u * step], v[u], static_cast<DType>(SRC));
-                if constexpr (SRC == 3)
-                    dev::add8(v[u], a.ts_bias, static_cast<int64_t>(bucket[t + u * step]) * a.N + n, a.ts_bias_dtype,
-                              valid, ts_vec);
-            }
+            for (int u = 0; u < 2; ++u)
+                if (t + u * step < toks) staged(t + u * step, v[u]);
 #pragma unroll
             for (int u = 0; u < 2; ++u) {
                 if (t + u * step >= toks) break;
@@ -474,15 +467,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 }
             }
         }
-    };
-    auto store_tokens = [&](int first_tok, int step) {
-        using std::integral_constant;
-        if (valid == 0) return;
-        if (!ts_per_row) store_loop(integral_constant<int, 4>{}, first_tok, step);
-        else if (!ts_smem) store_loop(integral_constant<int, 3>{}, first_tok, step);
-        else if (a.ts_bias_dtype == DType::F16) store_loop(integral_constant<int, static_cast<int>(DType::F16)>{}, first_tok, step);
-        else if (a.ts_bias_dtype == DType::BF16) store_loop(integral_constant<int, static_cast<int>(DType::BF16)>{}, first_tok, step);
-        else store_loop(integral_constant<int, static_cast<int>(DType::F32)>{}, first_tok, step);
     };
     if (ksplit == 1) {
         store_tokens(tok0, kTokStep);
