@@ -71,11 +71,8 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    // past the code ring: the tile's tokens' timesteps (the timestep chunk's inputs), the timestep
-    // boundaries (T <= 64), then an mbarrier per x stage
-    static constexpr int kBucketOff = kFront + kCodeBytes;
-    static constexpr int kBoundsOff = kBucketOff + BN * 4;
-    static constexpr int kBarOff = kBoundsOff + 64 * 4;
+    // past the code ring: an mbarrier per x stage
+    static constexpr int kBarOff = kFront + kCodeBytes;
     static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
 };
 
@@ -252,18 +249,64 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int j = 0; j < AHEAD; ++j)
             if (j < nchunks) issue_x(j);
     }
-    // Timestep bias (the chunk after the loop, below): the tokens' t and the boundaries copied to
-    // shared memory behind the ring's first copies (no registers held across the loop; the copies join
-    // the group that the loop's first step commits, so the groups the loop waits on count as before),
-    // and every bucket's table rows for this block's rows fetched into L2. (Issued before the ring's
-    // copies, they cost ~0.45 µs of prologue: twelfth session's stamps.) With a K split, slice 0 adds
-    // the table; t is read before griddepcontrol.wait: the launch before this one (the x
-    // permutation) does not write it.
+    const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
+    // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
+    // one-hot (64 k x BN tokens, written into the ring's last stage in the TMA's swizzled layout: no
+    // copy goes there before the loop's second step, whose barrier follows this chunk's wait), A =
+    // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
+    // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
+    // plain one; the loads (t, boundaries, table) are in flight with the ring's first copies, which
+    // the loop waits for anyway. (The twelfth session added the rows in the epilogue, staged in shared
+    // memory with a bucket and a row load per token: ~2 µs of a 256-token tile; the same chunk after
+    // the loop, with nothing to hide its loads behind, ~1.9 µs: thirteenth session, call 2.) With a
+    // K split, slice 0 adds the table. t is read before griddepcontrol.wait: the launch before this
+    // one (the x permutation) does not write it.
     if (a.ts_bias && z == 0) {
-        if (tid < BN) cp_async4(base + W::kBucketOff + tid * 4, a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
-        if (tid < a.nbounds) cp_async4(base + W::kBoundsOff + tid * 4, a.bounds + tid);
-        dev::prefetch_table_rows(a.ts_bias, dev::dtype_size(a.ts_bias_dtype), a.nbounds + 1, a.N, n0, kWRows, tid,
-                                 kWThreads);
+        const int nbk = a.nbounds + 1, steps = (nbk + 15) >> 4;
+        const uint32_t onehot = xring + (S - 1) * W::kXStage;
+        uint32_t raw_a[4][4][2];  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int n = n0 + wrow + 8 * (jj & 1), k = 16 * st + 2 * q + 8 * (jj >> 1) + h;
+                    raw_a[st][jj][h] = n < a.N && k < nbk
+                                           ? dev::ld_raw(a.ts_bias, static_cast<int64_t>(k) * a.N + n, a.ts_bias_dtype)
+                                           : 0u;
+                }
+        if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
+            const float tv = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
+            int bk = 0;
+            for (int i = 0; i < a.nbounds; ++i) bk += __ldg(a.bounds + i) <= tv;
+            const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                const int e = c == bk >> 3 ? (bk >> 1) & 3 : -1;  // the 32-bit word holding the one
+                asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(onehot + tid * 128 + ((c ^ (tid & 7)) << 4)),
+                             "r"(e == 0 ? one_bits : 0u), "r"(e == 1 ? one_bits : 0u), "r"(e == 2 ? one_bits : 0u),
+                             "r"(e == 3 ? one_bits : 0u)
+                             : "memory");
+            }
+        }
+        uint32_t At[4][4];
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+                At[st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
+                                           dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
+        fence_proxy_async();  // the one-hot rows (generic stores) visible to the wgmmas (async proxy)
+        __syncthreads();
+        uint32_t one = 1;
+        asm volatile("" : "+r"(one));
+        wgmma_fence();
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+            if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(onehot + st * 32), one);
+        wgmma_commit();
+        wgmma_wait<0>();
     }
     const typename P::T2 magic = P::bits(P::kMagic);
     // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
@@ -345,69 +388,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     MMA_TRACE(a, 4, clock64());
     cp_async_wait<0>();
     fence_proxy_async();  // the TMA writes (async proxy) ordered before the generic stores below
-    __syncthreads();      // the x ring is free: stage 0 takes the timestep chunk, then the fp32 tile
-    const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;
-    // Timestep bias as one more K chunk of the GEMM: B = the tokens' buckets one-hot (64 k x BN
-    // tokens, written into stage 0 in the TMA's swizzled layout), A = the table transposed (A[row][k]
-    // = ts_bias[k][n0 + row] for k < T <= 64, in T), one k16 step per 16 buckets. The accumulators
-    // come out with each token's row added and the epilogue is the plain one. (The twelfth session
-    // added the rows in the epilogue, staged in shared memory, with a bucket and a row load per
-    // token: ~2 µs of a 256-token tile against the plain call, most of it in the store loop.)
-    if (a.ts_bias && z == 0) {
-        const int nbk = a.nbounds + 1, steps = (nbk + 15) >> 4;
-        // A's loads first (L2: the rows were prefetched at the start), in flight while B is written
-        uint32_t raw_a[4][4][2];
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-#pragma unroll
-            for (int jj = 0; jj < 4; ++jj)
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int n = n0 + wrow + 8 * (jj & 1), k = 16 * st + 2 * q + 8 * (jj >> 1) + h;
-                    raw_a[st][jj][h] = n < a.N && k < nbk
-                                           ? dev::ld_raw(a.ts_bias, static_cast<int64_t>(k) * a.N + n, a.ts_bias_dtype)
-                                           : 0u;
-                }
-        if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
-            int* tb = reinterpret_cast<int*>(smem_raw + (base - raw) + W::kBucketOff);
-            const float* bnd = reinterpret_cast<const float*>(smem_raw + (base - raw) + W::kBoundsOff);
-            const float tv = __int_as_float(tb[tid]);
-            int bk = 0;
-            for (int i = 0; i < a.nbounds; ++i) bk += bnd[i] <= tv;
-            const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
-#pragma unroll
-            for (int c = 0; c < 8; ++c) {
-                uint4 w = {0u, 0u, 0u, 0u};
-                if (c == bk >> 3) {
-                    const int e = (bk >> 1) & 3;
-                    w.x = e == 0 ? one_bits : 0u, w.y = e == 1 ? one_bits : 0u;
-                    w.z = e == 2 ? one_bits : 0u, w.w = e == 3 ? one_bits : 0u;
-                }
-                asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(xring + tid * 128 + ((c ^ (tid & 7)) << 4)),
-                             "r"(w.x), "r"(w.y), "r"(w.z), "r"(w.w)
-                             : "memory");
-            }
-        }
-        uint32_t At[4][4];
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-#pragma unroll
-            for (int jj = 0; jj < 4; ++jj)
-                At[st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
-                                           dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
-        fence_proxy_async();  // the one-hot rows (generic stores) visible to the wgmmas (async proxy)
-        __syncthreads();
-        uint32_t one = 1;
-        asm volatile("" : "+r"(one));
-        wgmma_fence();
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-            if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(xring + st * 32), one);
-        wgmma_commit();
-        wgmma_wait<0>();
-        __syncthreads();  // every warpgroup's wgmmas have read stage 0: the fp32 tile may overwrite it
-    }
-
+    __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
     float* out = reinterpret_cast<float*>(smem_raw + (xring - raw));
     const bool vec = (a.N & 7) == 0;  // then every (M, N) row group is 16-byte aligned
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
