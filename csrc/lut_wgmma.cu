@@ -278,8 +278,12 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 }
         if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
             const float tv = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
+            // lane i holds boundaries i and 32 + i (two loads in flight, not a chain of nbounds
+            // dependent ones: ~2 µs of prologue in call 3), compared through shuffles
+            const float b_lo = lane < a.nbounds ? __ldg(a.bounds + lane) : 0.f;
+            const float b_hi = lane + 32 < a.nbounds ? __ldg(a.bounds + 32 + lane) : 0.f;
             int bk = 0;
-            for (int i = 0; i < a.nbounds; ++i) bk += __ldg(a.bounds + i) <= tv;
+            for (int i = 0; i < a.nbounds; ++i) bk += __shfl_sync(0xFFFFFFFFu, i < 32 ? b_lo : b_hi, i & 31) <= tv;
             const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
 #pragma unroll
             for (int c = 0; c < 8; ++c) {
