@@ -226,6 +226,41 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         issue_codes(j);
     };
 
+    // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
+    // one-hot (64 k x BN tokens, written into the ring's last stage in the TMA's swizzled layout: no
+    // copy goes there before the loop's second step, whose barrier follows this chunk's wait), A =
+    // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
+    // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
+    // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies: issued
+    // after them they waited behind every block's first copies (~2 µs of prologue, thirteenth
+    // session's calls 3-4). (The twelfth session added the rows in the epilogue, staged in shared
+    // memory with a bucket and a row load per token: ~2 µs of a 256-token tile; the same chunk after
+    // the loop, with nothing to hide its loads behind, ~1.9 µs: call 2.) With a K split, slice 0 adds
+    // the table. t is read before griddepcontrol.wait: the launch before this one (the x
+    // permutation) does not write it.
+    const bool ts_chunk = a.ts_bias && z == 0;
+    const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
+    uint32_t raw_a[4][4][2] = {};  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)
+    float tv = 0.f, b_lo = 0.f, b_hi = 0.f;  // token tid's t; boundaries lane and 32 + lane
+    if (ts_chunk) {
+        const int nbk = a.nbounds + 1;
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int n = n0 + wrow + 8 * (jj & 1), k = 16 * st + 2 * q + 8 * (jj >> 1) + h;
+                    if (n < a.N && k < nbk)
+                        raw_a[st][jj][h] = dev::ld_raw(a.ts_bias, static_cast<int64_t>(k) * a.N + n, a.ts_bias_dtype);
+                }
+        if (tid < BN) {
+            tv = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
+            if (lane < a.nbounds) b_lo = __ldg(a.bounds + lane);
+            if (lane + 32 < a.nbounds) b_hi = __ldg(a.bounds + 32 + lane);
+        }
+    }
+
     float acc[BN / 2];
 #pragma unroll
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
@@ -249,40 +284,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int j = 0; j < AHEAD; ++j)
             if (j < nchunks) issue_x(j);
     }
-    const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
-    // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
-    // one-hot (64 k x BN tokens, written into the ring's last stage in the TMA's swizzled layout: no
-    // copy goes there before the loop's second step, whose barrier follows this chunk's wait), A =
-    // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
-    // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
-    // plain one; the loads (t, boundaries, table) are in flight with the ring's first copies, which
-    // the loop waits for anyway. (The twelfth session added the rows in the epilogue, staged in shared
-    // memory with a bucket and a row load per token: ~2 µs of a 256-token tile; the same chunk after
-    // the loop, with nothing to hide its loads behind, ~1.9 µs: thirteenth session, call 2.) With a
-    // K split, slice 0 adds the table. t is read before griddepcontrol.wait: the launch before this
-    // one (the x permutation) does not write it.
-    if (a.ts_bias && z == 0) {
-        const int nbk = a.nbounds + 1, steps = (nbk + 15) >> 4;
+    if (ts_chunk) {  // (above: what it computes and why here)
+        const int steps = (a.nbounds + 1 + 15) >> 4;
         const uint32_t onehot = xring + (S - 1) * W::kXStage;
-        uint32_t raw_a[4][4][2];  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-#pragma unroll
-            for (int jj = 0; jj < 4; ++jj)
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int n = n0 + wrow + 8 * (jj & 1), k = 16 * st + 2 * q + 8 * (jj >> 1) + h;
-                    raw_a[st][jj][h] = n < a.N && k < nbk
-                                           ? dev::ld_raw(a.ts_bias, static_cast<int64_t>(k) * a.N + n, a.ts_bias_dtype)
-                                           : 0u;
-                }
         if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
-            const float tv = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
-            // lane i holds boundaries i and 32 + i (two loads in flight, not a chain of nbounds
-            // dependent ones: ~2 µs of prologue in call 3), compared through shuffles
-            const float b_lo = lane < a.nbounds ? __ldg(a.bounds + lane) : 0.f;
-            const float b_hi = lane + 32 < a.nbounds ? __ldg(a.bounds + 32 + lane) : 0.f;
-            int bk = 0;
+            int bk = 0;  // the bucket: boundaries <= t, lane i's two boundaries by shuffle
             for (int i = 0; i < a.nbounds; ++i) bk += __shfl_sync(0xFFFFFFFFu, i < 32 ? b_lo : b_hi, i & 31) <= tv;
             const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
 #pragma unroll

@@ -203,8 +203,8 @@ def test_timestep_bias(T, per_row, table, bn, gen, monkeypatch):
 
 
 def test_lut_matmul_routes_mid_m(gen, monkeypatch):
-    """MMA_MAX_M < M <= WGMMA_MAX_M takes lut_wgmma through lut_matmul(backend="cuda");
-    QUANTDLLM_WGMMA_MAX_M=0 turns it off; QUANTDLLM_WGMMA_MIN_M lowers its start."""
+    """M past the measured lower end (cb._wgmma_min_m) takes lut_wgmma through
+    lut_matmul(backend="cuda"); QUANTDLLM_WGMMA_MAX_M=0 turns it off; QUANTDLLM_WGMMA_MIN_M moves its start."""
     qw = rtn(256, 512, 4, 128, torch.float16, gen)
     x = torch.randn(cb.MMA_MAX_M + 3, 512, generator=gen).half().cuda()
     calls = []
@@ -222,8 +222,18 @@ def test_lut_matmul_routes_mid_m(gen, monkeypatch):
     calls.clear()
     lut_matmul(x, qw, backend="cuda")
     assert not calls
-    # QUANTDLLM_WGMMA_MIN_M moves the lower end: M = 32 on lut_wgmma, M = 16 still on lut_mma
     monkeypatch.delenv("QUANTDLLM_WGMMA_MAX_M")
+    # the measured lower end (cb._wgmma_min_m): 33 by default, 25 for 3-bit at K <= 4096, 17 for N >= 32768
+    cases = ((qw, 48, True), (qw, 32, False), (rtn(256, 512, 3, 128, torch.float16, gen), 32, True),
+             (rtn(256, 512, 3, 128, torch.float16, gen), 24, False),
+             (rtn(32768, 256, 4, 128, torch.float16, gen), 17, True), (rtn(32768, 256, 4, 128, torch.float16, gen), 16, False))
+    for w, M, want in cases:
+        calls.clear()
+        xm = torch.randn(M, w.in_features, generator=gen).half().cuda()
+        y = lut_matmul(xm, w, backend="cuda")
+        assert bool(calls) == want, (w.shape, w.bits, M)
+        assert rel_error(y, exact_matmul(xm, w)) <= kernel_tolerance(torch.float16, w.in_features), (w.shape, M)
+    # QUANTDLLM_WGMMA_MIN_M moves the lower end: M = 32 on lut_wgmma, M = 16 still on lut_mma
     monkeypatch.setenv("QUANTDLLM_WGMMA_MIN_M", "17")
     for M, want in ((32, True), (16, False)):
         calls.clear()

@@ -1,11 +1,13 @@
 """The CUDA C++ backend: ``torch.ops.quantdllm.{lut_mma, lut_gemv, lut_dequant}`` from ``csrc/``.
 
 Paths by weight and M:
-* affine ``scaled`` weights (RTN), M <= ``MMA_MAX_M``: the tensor-core kernel ``lut_mma`` on a
+* affine ``scaled`` weights (RTN), M below the wgmma range (<= ``MMA_MAX_M`` without sm_90a): the
+  tensor-core kernel ``lut_mma`` on a
   fragment-order repack (``cuda_layout.pack_for_mma``), built once per (weight, activation dtype)
   and cached -- on QuantLinear as non-persistent buffers (so ``torch.compile`` sees them), else on
   the codes tensor;
-* the same weights at ``MMA_MAX_M`` < M <= ``WGMMA_MAX_M`` on a compute capability 9.0 GPU (an
+* the same weights from M = 17-33 (``_wgmma_min_m``: by shape and width, measured) up to
+  ``WGMMA_MAX_M`` on a compute capability 9.0 GPU (an
   extension built with 9.0a): the wgmma kernel ``lut_wgmma`` on the same repack (x permuted into
   the layout's k order by a pre-pass, in_scale folded there). Past it dequantize + cuBLAS (H200:
   lut_wgmma ~650-670 TFLOP/s with its pre-pass, cuBLAS fp16 ~680, and the dequant's cost shrinks
@@ -39,8 +41,8 @@ except ImportError as e:  # pragma: no cover - depends on the build
 
 GEMV_MAX_M = 16
 MMA_MAX_M = 64
-# The wgmma path up to this M (QUANTDLLM_WGMMA_MAX_M overrides, for benchmarks; 0 turns it off;
-# QUANTDLLM_WGMMA_MIN_M moves its lower end, MMA_MAX_M + 1 by default).
+# The wgmma path up to this M (QUANTDLLM_WGMMA_MAX_M overrides, for benchmarks; 0 turns it off);
+# its lower end is per shape (_wgmma_min_m: 17-33), QUANTDLLM_WGMMA_MIN_M overrides it.
 # H200, w4, µs, lut_wgmma (eleventh session, probe_wgmma call 5) vs Triton / dequant + cuBLAS:
 # (4096, 12288) M = 128 39.7 vs 73.3 / 81.7, M = 512 86.9 vs 110.5 / 118.7, M = 1024 153.7 vs
 # 177.8 / 188.6, M = 4096 636.3 vs 607.0 / 629.2; (12288, 4096) M = 1024 156.1 vs 173.5 / 184.2.
@@ -184,16 +186,27 @@ def _wgmma_max_m() -> int:
     return WGMMA_MAX_M if v is None else int(v)
 
 
-def _wgmma_min_m() -> int:
-    """The smallest M the wgmma path takes: MMA_MAX_M + 1, or QUANTDLLM_WGMMA_MIN_M (for benchmarks
-    that time lut_wgmma against lut_mma at M <= 64, e.g. the LM head at M = 64)."""
+def _wgmma_min_m(K: int, N: int, bits: int) -> int:
+    """The smallest M that lut_matmul sends to lut_wgmma rather than lut_mma, from the thirteenth
+    session's H200 runs (cuda w2/w3/w4, M = 16-64, four LLaDA shapes; benchmarks/NOTES.md):
+    lut_wgmma (64-token tiles) wins at M >= 48 on every shape and width (the LM head at M = 64, w4:
+    392 -> 165 µs), from M = 24 on the LM head (N >= 32768: lut_mma's 32-token tiles re-read its
+    260 MB per tile), and at M = 32 for 3-bit with K <= 4096; lut_mma is faster below (its tiles
+    have no wgmma prologue and no x pre-pass). QUANTDLLM_WGMMA_MIN_M overrides (for benchmarks)."""
     v = os.environ.get("QUANTDLLM_WGMMA_MIN_M")
-    return MMA_MAX_M + 1 if v is None else max(1, int(v))
+    if v is not None:
+        return max(1, int(v))
+    if N >= 32768:
+        return GEMV_MAX_M + 1
+    if bits == 3 and K <= 4096:
+        return 25
+    return 33
 
 
 def _run(x2, qw: QuantizedWeight, bias, t, bounds, ts_bias, lut_bucket, use_ts_luts: bool):
     M = x2.shape[0]
-    if _wgmma_min_m() <= M <= _wgmma_max_m() and not use_ts_luts and wgmma_supported(x2.device):
+    if (_wgmma_min_m(qw.in_features, qw.out_features, qw.bits) <= M <= _wgmma_max_m() and not use_ts_luts
+            and wgmma_supported(x2.device)):
         mw = mma_pack(qw, x2.dtype)
         if mw is not None:
             bias = None if bias is None else bias.contiguous()
