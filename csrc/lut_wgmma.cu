@@ -226,18 +226,18 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         issue_codes(j);
     };
 
-    // Timestep bias as one more K chunk of the GEMM, after the loop: B = the tokens' buckets one-hot
-    // (64 k x BN tokens, written into stage 0 of the free ring in the TMA's swizzled layout), A = the
-    // table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16 step
-    // per 16 buckets, so the accumulators come out with each token's row added and the epilogue is
-    // the plain one. Its loads (t, the boundaries, the table) are issued here, ahead of the ring's
-    // copies, and turned into the bucket and A before the loop (16 + 1 registers held across it):
-    // after the loop the chunk waits for nothing in memory. (Thirteenth session: the chunk after
-    // the loop with its loads there cost ~1.9 µs of a 256-token tile; before the loop ~1.9 µs of
-    // prologue, its proxy fence (MEMBAR.ALL.CTA) waiting for the ring's first code copies. The
-    // twelfth session's rows added in the epilogue, ~2 µs.) With a K split, slice 0 adds the table.
-    // t is read before griddepcontrol.wait: the launch before this one (the x permutation) does not
-    // write it.
+    // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
+    // one-hot (64 k x BN tokens, written into the ring's last stage in the TMA's swizzled layout: no
+    // copy goes there before the loop's second step, whose barrier follows this chunk's wait), A =
+    // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
+    // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
+    // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies: issued
+    // after them they waited behind every block's first copies (~2 µs of prologue, thirteenth
+    // session's calls 3-4). (The twelfth session added the rows in the epilogue, staged in shared
+    // memory with a bucket and a row load per token: ~2 µs of a 256-token tile; the same chunk after
+    // the loop, with nothing to hide its loads behind, ~1.9 µs: call 2.) With a K split, slice 0 adds
+    // the table. t is read before griddepcontrol.wait: the launch before this one (the x
+    // permutation) does not write it.
     const bool ts_chunk = a.ts_bias && z == 0;
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
     uint32_t raw_a[4][4][2] = {};  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)
@@ -284,18 +284,39 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int j = 0; j < AHEAD; ++j)
             if (j < nchunks) issue_x(j);
     }
-    // the chunk's bucket (token tid) and A, from the loads above (landed with the ring's first copies)
-    int bk = 0;
-    uint32_t At[4][4];
-    if (ts_chunk) {
-        if (tid < BN)  // boundaries <= t: lane i's two boundaries by shuffle (whole warps: BN % 64 == 0)
+    if (ts_chunk) {  // (above: what it computes and why here)
+        const int steps = (a.nbounds + 1 + 15) >> 4;
+        const uint32_t onehot = xring + (S - 1) * W::kXStage;
+        if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
+            int bk = 0;  // the bucket: boundaries <= t, lane i's two boundaries by shuffle
             for (int i = 0; i < a.nbounds; ++i) bk += __shfl_sync(0xFFFFFFFFu, i < 32 ? b_lo : b_hi, i & 31) <= tv;
+            const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                const int e = c == bk >> 3 ? (bk >> 1) & 3 : -1;  // the 32-bit word holding the one
+                asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(onehot + tid * 128 + ((c ^ (tid & 7)) << 4)),
+                             "r"(e == 0 ? one_bits : 0u), "r"(e == 1 ? one_bits : 0u), "r"(e == 2 ? one_bits : 0u),
+                             "r"(e == 3 ? one_bits : 0u)
+                             : "memory");
+            }
+        }
+        uint32_t At[4][4];
 #pragma unroll
         for (int st = 0; st < 4; ++st)
 #pragma unroll
             for (int jj = 0; jj < 4; ++jj)
                 At[st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
                                            dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
+        fence_proxy_async();  // the one-hot rows (generic stores) visible to the wgmmas (async proxy)
+        __syncthreads();
+        uint32_t one = 1;
+        asm volatile("" : "+r"(one));
+        wgmma_fence();
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+            if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(onehot + st * 32), one);
+        wgmma_commit();
+        wgmma_wait<0>();
     }
     const typename P::T2 magic = P::bits(P::kMagic);
     // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
@@ -377,32 +398,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     MMA_TRACE(a, 4, clock64());
     cp_async_wait<0>();
     fence_proxy_async();  // the TMA writes (async proxy) ordered before the generic stores below
-    __syncthreads();      // the x ring is free
-    if (ts_chunk) {  // the timestep chunk (see its loads before the loop)
-        const int steps = (a.nbounds + 1 + 15) >> 4;
-        if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
-            const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
-#pragma unroll
-            for (int c = 0; c < 8; ++c) {
-                const int e = c == bk >> 3 ? (bk >> 1) & 3 : -1;  // the 32-bit word holding the one
-                asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(xring + tid * 128 + ((c ^ (tid & 7)) << 4)),
-                             "r"(e == 0 ? one_bits : 0u), "r"(e == 1 ? one_bits : 0u), "r"(e == 2 ? one_bits : 0u),
-                             "r"(e == 3 ? one_bits : 0u)
-                             : "memory");
-            }
-        }
-        fence_proxy_async();  // the one-hot rows (generic stores) visible to the wgmmas (async proxy)
-        __syncthreads();
-        uint32_t one = 1;
-        asm volatile("" : "+r"(one));
-        wgmma_fence();
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-            if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(xring + st * 32), one);
-        wgmma_commit();
-        wgmma_wait<0>();
-        __syncthreads();  // every warpgroup's wgmmas have read stage 0: the fp32 tile may overwrite it
-    }
+    __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
     float* out = reinterpret_cast<float*>(smem_raw + (xring - raw));
     const bool vec = (a.N & 7) == 0;  // then every (M, N) row group is 16-byte aligned
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
