@@ -122,6 +122,10 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
 // fragment order, in_scale folded in); launch_lut_wgmma then reads a.x as that copy and ignores
 // a.in_scale. A tile split along K runs as one thread-block cluster of ksplit blocks that sum their
 // slices in distributed shared memory: no workspace, no semaphores (a.workspace / a.semaphores unused).
+// launch_lut_wgmma is a programmatic dependent launch: launch it right after launch_permute_x on the
+// same stream. It waits for that launch before reading x, but reads everything else (codes, scales,
+// bias, t, boundaries, the timestep table) from its start, so those must be written before
+// launch_permute_x is launched.
 bool wgmma_built();  // whether this build holds sm_90a device code (QUANTDLLM_SM90A, set by setup.py)
 struct WgmmaPlan {
     int bn = 128;        // tokens per block: 64, 128 or 256
