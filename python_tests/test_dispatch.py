@@ -151,3 +151,15 @@ def test_lut_sets_under_a_timestep_go_to_triton(gen, monkeypatch):
     assert dispatch.select_backend(with_sets, x, timestep=0.3).name == "triton"
     assert dispatch.select_backend(with_sets, x).name == "cuda"
     assert dispatch.select_backend(bias_only, x, timestep=0.3).name == "cuda"
+
+
+def test_wgmma_range_starts_by_shape(monkeypatch):
+    """lut_mma / lut_wgmma split (CPU: the rule only; the GPU routing test runs the kernels)."""
+    from quantdllm_kernels.backends import cuda_backend as cb
+    monkeypatch.delenv("QUANTDLLM_WGMMA_MIN_M", raising=False)
+    assert cb._wgmma_min_m(4096, 12288, 4) == 33
+    assert cb._wgmma_min_m(12288, 4096, 3) == 33
+    assert cb._wgmma_min_m(4096, 4096, 3) == 25
+    assert cb._wgmma_min_m(4096, 126464, 2) == cb.GEMV_MAX_M + 1
+    monkeypatch.setenv("QUANTDLLM_WGMMA_MIN_M", "65")
+    assert cb._wgmma_min_m(4096, 126464, 4) == 65
