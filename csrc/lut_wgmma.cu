@@ -687,7 +687,7 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
         p.split_from % p.ksplit)
         return cudaErrorInvalidValue;
     if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M) || a.nbounds < 0 || a.nbounds > 63))
-        return cudaErrorInvalidValue;  // the kernel keeps the set of buckets as 64 bits
+        return cudaErrorInvalidValue;  // the timestep chunk is one 64-k chunk: T <= 64
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
     CUtensorMap xmap;
