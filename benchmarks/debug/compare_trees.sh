@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # lut_wgmma from several source trees, side by side, without building the extension: each tree's
-# csrc is linked into this tree's traced wgmma_waves tool (built in parallel, ~70 s), then every
+# csrc is linked into a traced wgmma_waves tool (the tree's own when it has benchmarks/debug/, else this
+# tree's; built in parallel, ~70 s), then every
 # configuration below runs on every tree in interleaved rounds (drift cancels), and the table gives
 # the median per-launch time of each (L2 flushed) and the median block's phases of the last round.
 #   bash benchmarks/debug/compare_trees.sh DIR_A DIR_B ...   (DIR: a checkout holding csrc/)
 # For branches on the device (which gets the working tree, not .git): `mkdir -p devsrc/NAME && git
-# archive BRANCH csrc | tar -x -C devsrc/NAME` here before the call (plain untracked files travel; a
+# archive BRANCH csrc benchmarks/debug | tar -x -C devsrc/NAME` here before the call (plain untracked files travel; a
 # worktree would not, being a nested repository), and remove devsrc/ after.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
 [ $# -ge 1 ] || { echo "usage: $0 DIR..."; exit 2; }
+# a tree's own wgmma_waves.cu when it has one (a branch that changed the launchers' signatures), else this one's
+tool_of() { [ -f "$1/benchmarks/debug/wgmma_waves.cu" ] && echo "$1/benchmarks/debug/wgmma_waves.cu" || echo benchmarks/debug/wgmma_waves.cu; }
 i=0
 for d in "$@"; do
   ( nvcc -std=c++20 -O3 -I"$d/csrc" -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
-      -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu "$d/csrc/lut_wgmma.cu" \
+      -gencode arch=compute_90a,code=sm_90a "$(tool_of "$d")" "$d/csrc/lut_wgmma.cu" \
       "$d/csrc/lut_common.cu" -o "/tmp/cmp_ww_$i" > "/tmp/cmp_ww_$i.log" 2>&1 || echo "build failed: $d" ) &
   i=$((i + 1))
 done
