@@ -190,9 +190,10 @@ def _wgmma_min_m(K: int, N: int, bits: int) -> int:
     """The smallest M that lut_matmul sends to lut_wgmma rather than lut_mma, from the thirteenth
     session's H200 runs (cuda w2/w3/w4, M = 16-64, four LLaDA shapes; benchmarks/NOTES.md):
     lut_wgmma (64-token tiles) wins at M >= 48 on every shape and width (the LM head at M = 64, w4:
-    392 -> 165 µs), from M = 24 on the LM head (N >= 32768: lut_mma's 32-token tiles re-read its
-    260 MB per tile), and at M = 32 for 3-bit with K <= 4096; lut_mma is faster below (its tiles
-    have no wgmma prologue and no x pre-pass). QUANTDLLM_WGMMA_MIN_M overrides (for benchmarks)."""
+    392 -> 165 µs), from M = 24 on the LM head (N >= 32768, where lut_mma's time jumps from M = 16
+    to 24: w4 130.6 -> 186.4 µs; M = 17-23 were not timed), and at M = 32 for 3-bit with K <= 4096;
+    lut_mma is faster below (no wgmma prologue, no x pre-pass). QUANTDLLM_WGMMA_MIN_M overrides (for
+    benchmarks)."""
     v = os.environ.get("QUANTDLLM_WGMMA_MIN_M")
     if v is not None:
         return max(1, int(v))
