@@ -8,7 +8,9 @@
 // Optional CSV of every block. Environment: QUANTDLLM_WAVES_TS=rows|one (an 8-bucket timestep bias
 // table, per-row or one t), QUANTDLLM_WAVES_NOFLUSH=1 (no L2 flush), QUANTDLLM_WAVES_PERMUTE=1 (the
 // timed launch is the op's pair: launch_permute_x, then lut_wgmma on its output; the traced launch
-// stays lut_wgmma alone).
+// stays lut_wgmma alone), QUANTDLLM_WAVES_SUSTAINED=1 (the 41 repetitions queued back to back and
+// read after one synchronization, as triton's do_bench does, instead of one at a time: the GPU never
+// idles between them, so its clock is the one a sustained load gets).
 //
 //   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
 //        -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu \
@@ -97,24 +99,47 @@ int main(int argc, char** argv) {
     if (with_permute) CK(cudaMalloc(&xp, static_cast<size_t>(M) * K * 2));
     MmaArgs ap = a;  // the pair's lut_wgmma reads the permuted copy
     if (with_permute) ap.x = xp;
+    const bool sustained = std::getenv("QUANTDLLM_WAVES_SUSTAINED") != nullptr;
+    constexpr int kReps = 41;
+    std::vector<cudaEvent_t> starts(kReps, e0), ends(kReps, e1);
+    if (sustained)
+        for (int rep = 0; rep < kReps; ++rep) {
+            CK(cudaEventCreate(&starts[rep]));
+            CK(cudaEventCreate(&ends[rep]));
+        }
     std::vector<double> per;
-    for (int rep = 0; rep < 41; ++rep) {
+    for (int rep = 0; rep < kReps; ++rep) {
         if (flush_l2) CK(cudaMemsetAsync(flush, rep, flush_n));
-        CK(cudaEventRecord(e0));
+        CK(cudaEventRecord(starts[rep]));
         if (with_permute) {
             CK(launch_permute_x(x, nullptr, xp, DType::F16, M, K, 0));
             CK(launch_lut_wgmma(ap, p, 0));
         } else {
             CK(launch_lut_wgmma(a, p, 0));
         }
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float ms = 0.f;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        if (rep) per.push_back(1e3 * ms);
+        CK(cudaEventRecord(ends[rep]));
+        if (!sustained) CK(cudaEventSynchronize(ends[rep]));
+        if (!sustained && rep) {
+            float ms = 0.f;
+            CK(cudaEventElapsedTime(&ms, starts[rep], ends[rep]));
+            per.push_back(1e3 * ms);
+        }
     }
-    std::printf("untraced, %s: %.2f us per launch%s (median of %zu)\n", flush_l2 ? "L2 flushed" : "no flush",
-                median(per), with_permute ? " (x permutation + lut_wgmma)" : "", per.size());
+    if (sustained) {
+        CK(cudaDeviceSynchronize());
+        for (int rep = 1; rep < kReps; ++rep) {
+            float ms = 0.f;
+            CK(cudaEventElapsedTime(&ms, starts[rep], ends[rep]));
+            per.push_back(1e3 * ms);
+        }
+        for (int rep = 0; rep < kReps; ++rep) {
+            CK(cudaEventDestroy(starts[rep]));
+            CK(cudaEventDestroy(ends[rep]));
+        }
+    }
+    std::printf("untraced, %s%s: %.2f us per launch%s (median of %zu)\n", flush_l2 ? "L2 flushed" : "no flush",
+                sustained ? ", back to back" : "", median(per), with_permute ? " (x permutation + lut_wgmma)" : "",
+                per.size());
 
     a.trace = trace;
     if (flush_l2) CK(cudaMemsetAsync(flush, 7, flush_n));
