@@ -60,7 +60,7 @@ def main():
                                               bias, t, bounds, ts_bias)
             qt = qw.with_timestep_tables(qd.TimestepTables(bounds, ts_bias))
             worst = max(worst, rel_error(y, qd.lut_matmul(x, qt, bias, timestep=t, backend="torch")))
-        # 64 buckets: fp16 rows staged in shared memory; fp32 rows past its room at 64 tokens (global)
+        # 64 buckets (the timestep chunk's four k16 steps), fp16 and fp32 tables, 256- and 64-token tiles
         os.environ["QUANTDLLM_WGMMA_KSPLIT"], os.environ["QUANTDLLM_WGMMA_SPLIT_FROM"] = "1", "0"
         bounds = torch.sort(torch.rand(63, device="cuda")).values
         for bn, dt in (("256", torch.float16), ("64", torch.float32)):

@@ -231,13 +231,14 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // copy goes there before the loop's second step, whose barrier follows this chunk's wait), A =
     // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
     // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
-    // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies: issued
-    // after them they waited behind every block's first copies (~2 µs of prologue, thirteenth
-    // session's calls 3-4). (The twelfth session added the rows in the epilogue, staged in shared
-    // memory with a bucket and a row load per token: ~2 µs of a 256-token tile; the same chunk after
-    // the loop, with nothing to hide its loads behind, ~1.9 µs: call 2.) With a K split, slice 0 adds
-    // the table. t is read before griddepcontrol.wait: the launch before this one (the x
-    // permutation) does not write it.
+    // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies. What
+    // it still costs (prologue ~3.2 µs against ~1.4 without a table, thirteenth session's call 5) is
+    // the proxy fence below: in SASS MEMBAR.ALL.CTA, which waits for the ring's first code copies
+    // (branch next/ts-onehot-prepass has the pre-pass write the one-hot rows instead: no fence).
+    // (The twelfth session added the rows in the epilogue, staged in shared memory with a bucket and
+    // a row load per token: ~2 µs of a 256-token tile; this chunk after the loop ~1.9 µs: call 2.)
+    // With a K split, slice 0 adds the table. t is read before griddepcontrol.wait: the launch
+    // before this one (the x permutation) does not write it.
     const bool ts_chunk = a.ts_bias && z == 0;
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
     uint32_t raw_a[4][4][2] = {};  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)

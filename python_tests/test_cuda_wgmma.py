@@ -180,9 +180,9 @@ def test_shapes(NK, M, gen):
 @pytest.mark.parametrize("table", ["half", "float", "unaligned"])
 @pytest.mark.parametrize("bn", ["64", "256"])
 def test_timestep_bias(T, per_row, table, bn, gen, monkeypatch):
-    """The present buckets' rows staged in shared memory (fp16 / fp32 tables; 64 fp32 buckets over
-    64 tokens overflow the room and take the global path), a table at an odd address (global path),
-    N % 8 != 0 (global path)."""
+    """The table as lut_wgmma's extra K chunk: 1 and 4 k16 steps (T = 4 / 11 / 64), fp16 and fp32
+    tables (fp32 rounded to the activation dtype), a table at an odd address, N % 8 != 0, 64- and
+    256-token tiles, per-row and one t."""
     K, M = 1024, 300
     monkeypatch.setenv("QUANTDLLM_WGMMA_BN", bn)
     for N in (200, 333):
