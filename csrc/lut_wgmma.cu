@@ -225,19 +225,23 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         issue_x(j);
         issue_codes(j);
     };
-
-    // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
-    // one-hot (64 k x BN tokens), A = the table transposed (A[row][k] = ts_bias[k][n0 + row] for k <
-    // T <= 64, rounded to T), one k16 step per 16 buckets. The accumulators start with each token's
-    // row and the epilogue is the plain one. The one-hot rows are written by the x pre-pass as 64
-    // more columns of x (launch_permute_x with t): thread 0 copies the tile's box of them first, into
-    // the ring's last stage (no copy goes there before the loop's second step, whose barrier follows
-    // this chunk's wait), on a barrier of its own. No generic stores into the ring, so no proxy fence:
-    // the thirteenth session wrote them here, and `fence.proxy.async` (MEMBAR.ALL.CTA in SASS) waited
-    // for the ring's first code copies: a prologue of ~3.2 µs against ~1.4 without a table (call 5).
-    // The table's elements are loaded at entry, ahead of the ring's copies. With a K split, slice 0
-    // adds the table.
+    // the timestep chunk's one-hot box (columns K .. K + 63 of the pre-pass's x) into the stage a
+    // chunk `nchunks` would take, on a barrier of its own: issued where that chunk's copy would be
     const bool ts_chunk = a.ts_bias && z == 0;
+    auto issue_onehot = [&] {
+        if (ts_chunk && tid == 0) tma_x_chunk(xring + (nchunks % S) * W::kXStage, bars + S * 8, &xmap, a.K, m0, W::kXStage);
+    };
+
+    // Timestep bias as one more K chunk of the GEMM, run after the loop: B = the tokens' buckets
+    // one-hot (64 k x BN tokens), A = the table transposed (A[row][k] = ts_bias[k][n0 + row] for k <
+    // T <= 64, rounded to T), one k16 step per 16 buckets, into the accumulators before the plain
+    // epilogue. The one-hot rows are written by the x pre-pass as 64 more columns of x
+    // (launch_permute_x with t) and copied by TMA into the stage the chunk after the last would take
+    // (issue_onehot, above); the table's elements are loaded here, at entry, and held across the
+    // loop. Nothing before the loop waits for either: a chunk before the loop cost its cold loads'
+    // wait (~1-2 µs of a ~48 µs tile, thirteenth session's calls 3-5 and fourteenth's calls 1-2), and
+    // one after the loop with its loads after it ~1.9 µs (thirteenth's call 2). With a K split,
+    // slice 0 adds the table.
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
     uint32_t raw_a[4][4][2] = {};  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)
     if (ts_chunk) {
@@ -273,10 +277,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // it to complete. (Thread 0 issues every x copy; the others wait on the stages' barriers.)
     if (tid == 0) {
         asm volatile("griddepcontrol.wait;" ::: "memory");
-        if (ts_chunk) tma_x_chunk(xring + (S - 1) * W::kXStage, bars + S * 8, &xmap, a.K, m0, W::kXStage);
 #pragma unroll
         for (int j = 0; j < AHEAD; ++j)
             if (j < nchunks) issue_x(j);
+            else if (j == nchunks) issue_onehot();
     }
     const typename P::T2 magic = P::bits(P::kMagic);
     // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
@@ -319,33 +323,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         decode(IntTag<0>{}, 0);
     }
     MMA_TRACE(a, 3, clock64());  // chunk 0's codes landed and decoded
-    if (ts_chunk) {  // (above: what it computes and why here)
-        // A in the register set of chunk 1 (free until chunk 1's decode), the descriptors in its
-        // slots too: the loop's first step pins them after its wait<1>, which retires this group --
-        // before the second step's barrier, after which a copy refills the ring's last stage. Not
-        // waited here: the group runs beside chunk 0's copies (a wait<0> here, with the chunk before
-        // the first decode, was the ~2 µs of the prologue in the first device call of the fourteenth session).
-        const int steps = (a.nbounds + 1 + 15) >> 4;
-        const uint32_t onehot = xring + (S - 1) * W::kXStage;
-#pragma unroll
-        for (int st = 0; st < 4; ++st) {
-#pragma unroll
-            for (int jj = 0; jj < 4; ++jj)
-                A[1][st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
-                                             dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
-            pin(A[1][st]);
-            desc[1][st] = sw128_desc(onehot + st * 32);
-            asm volatile("" : "+l"(desc[1][st]));
-        }
-        mbar_wait(bars + S * 8, 0);  // the one-hot box has landed
-        uint32_t one = 1;
-        asm volatile("" : "+r"(one));
-        wgmma_fence();
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-            if (st < steps) wgmma_rs<T, BN>(acc, A[1][st], desc[1][st], one);
-        wgmma_commit();
-    }
     for (int i0 = 0; i0 < nchunks; i0 += UNR) {
         [&]<int... R>(std::integer_sequence<int, R...>) {
             auto step = [&](auto pos) {
@@ -354,6 +331,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 if (i >= nchunks) return;
                 __syncthreads();  // chunk i - 2's wgmmas retired everywhere: its stage is free
                 if (i + AHEAD < nchunks) issue(i + AHEAD);
+                else if (i + AHEAD == nchunks) issue_onehot();
                 cp_async_commit();
                 const uint32_t xs = xring + (i % S) * W::kXStage;
                 mbar_wait(bars + (i % S) * 8, (i / S) & 1);  // chunk i's x landed
@@ -383,6 +361,25 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     wgmma_wait<0>();
     MMA_TRACE(a, 4, clock64());
+    if (ts_chunk) {  // (above: what it computes and why here)
+        const int steps = (a.nbounds + 1 + 15) >> 4;
+        const uint32_t onehot = xring + (nchunks % S) * W::kXStage;
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+                A[0][st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
+                                             dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
+        mbar_wait(bars + S * 8, 0);  // the one-hot box has landed
+        uint32_t one = 1;
+        asm volatile("" : "+r"(one));
+        wgmma_fence();
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+            if (st < steps) wgmma_rs<T, BN>(acc, A[0][st], sw128_desc(onehot + st * 32), one);
+        wgmma_commit();
+        wgmma_wait<0>();
+    }
     cp_async_wait<0>();
     fence_proxy_async();  // the TMA writes (async proxy) ordered before the generic stores below
     __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
