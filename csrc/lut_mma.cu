@@ -253,14 +253,11 @@ struct BucketLoads {
     float t = 0.f, bd[8];
 };
 __device__ __forceinline__ BucketLoads bucket_loads(const MmaArgs& a, int m0, int toks) {
-    BucketLoads r;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) r.bd[j] = __int_as_float(0x7f800000);
+    BucketLoads r;  // left undefined without a table (token_bucket does not read it): no live values in the plain path
     if (!a.ts_bias || static_cast<int>(threadIdx.x) >= toks) return r;
     r.t = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + static_cast<int>(threadIdx.x), a.M - 1)));
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-        if (j < a.nbounds) r.bd[j] = __ldg(a.bounds + j);
+    for (int j = 0; j < 8; ++j) r.bd[j] = j < a.nbounds ? __ldg(a.bounds + j) : __int_as_float(0x7f800000);
     return r;
 }
 __device__ __forceinline__ int token_bucket(const MmaArgs& a, const BucketLoads& r, int toks) {

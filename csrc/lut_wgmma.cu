@@ -71,9 +71,9 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    // past the code ring: an mbarrier per x stage, and one for the timestep chunk's one-hot box
+    // past the code ring: an mbarrier per x stage
     static constexpr int kBarOff = kFront + kCodeBytes;
-    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + 1) * 8;    // + alignment slack
+    static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device pass for sm_90a: everything wgmma
@@ -83,7 +83,6 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t addr) {
     return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
 }
 
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N>
@@ -93,6 +92,7 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 __device__ __forceinline__ void pin(uint32_t (&r)[4]) {
     asm volatile("" : "+r"(r[0]), "+r"(r[1]), "+r"(r[2]), "+r"(r[3]));
 }
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 // The K slices of a tile are one thread-block cluster: a barrier over it (release / acquire: the
 // slices' shared-memory tiles written before are visible after), and 16-byte loads from the shared
@@ -225,25 +225,24 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         issue_x(j);
         issue_codes(j);
     };
-    // the timestep chunk's one-hot box (columns K .. K + 63 of the pre-pass's x) into the stage a
-    // chunk `nchunks` would take, on a barrier of its own: issued where that chunk's copy would be
-    const bool ts_chunk = a.ts_bias && z == 0;
-    auto issue_onehot = [&] {
-        if (ts_chunk && tid == 0) tma_x_chunk(xring + (nchunks % S) * W::kXStage, bars + S * 8, &xmap, a.K, m0, W::kXStage);
-    };
 
-    // Timestep bias as one more K chunk of the GEMM, run after the loop: B = the tokens' buckets
-    // one-hot (64 k x BN tokens), A = the table transposed (A[row][k] = ts_bias[k][n0 + row] for k <
-    // T <= 64, rounded to T), one k16 step per 16 buckets, into the accumulators before the plain
-    // epilogue. The one-hot rows are written by the x pre-pass as 64 more columns of x
-    // (launch_permute_x with t) and copied by TMA into the stage the chunk after the last would take
-    // (issue_onehot, above); the table's elements are loaded here, at entry, and held across the
-    // loop. Nothing before the loop waits for either: a chunk before the loop cost its cold loads'
-    // wait (~1-2 µs of a ~48 µs tile, thirteenth session's calls 3-5 and fourteenth's calls 1-2), and
-    // one after the loop with its loads after it ~1.9 µs (thirteenth's call 2). With a K split,
-    // slice 0 adds the table.
+    // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
+    // one-hot (64 k x BN tokens, written into the ring's last stage in the TMA's swizzled layout: no
+    // copy goes there before the loop's second step, whose barrier follows this chunk's wait), A =
+    // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
+    // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
+    // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies. What
+    // it still costs (prologue ~3.2 µs against ~1.4 without a table, thirteenth session's call 5) is
+    // the proxy fence below: in SASS MEMBAR.ALL.CTA, which waits for the ring's first code copies
+    // (branch next/ts-onehot-prepass has the pre-pass write the one-hot rows instead: no fence).
+    // (The twelfth session added the rows in the epilogue, staged in shared memory with a bucket and
+    // a row load per token: ~2 µs of a 256-token tile; this chunk after the loop ~1.9 µs: call 2.)
+    // With a K split, slice 0 adds the table. t is read before griddepcontrol.wait: the launch
+    // before this one (the x permutation) does not write it.
+    const bool ts_chunk = a.ts_bias && z == 0;
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
     uint32_t raw_a[4][4][2] = {};  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)
+    float tv = 0.f, b_lo = 0.f, b_hi = 0.f;  // token tid's t; boundaries lane and 32 + lane
     if (ts_chunk) {
         const int nbk = a.nbounds + 1;
 #pragma unroll
@@ -256,6 +255,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                     if (n < a.N && k < nbk)
                         raw_a[st][jj][h] = dev::ld_raw(a.ts_bias, static_cast<int64_t>(k) * a.N + n, a.ts_bias_dtype);
                 }
+        if (tid < BN) {
+            tv = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
+            if (lane < a.nbounds) b_lo = __ldg(a.bounds + lane);
+            if (lane + 32 < a.nbounds) b_hi = __ldg(a.bounds + 32 + lane);
+        }
     }
 
     float acc[BN / 2];
@@ -263,7 +267,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
     if (tid == 0) {
 #pragma unroll
-        for (int s = 0; s <= S; ++s) mbar_init(bars + s * 8);  // S: the one-hot box's
+        for (int s = 0; s < S; ++s) mbar_init(bars + s * 8);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
@@ -280,7 +284,40 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #pragma unroll
         for (int j = 0; j < AHEAD; ++j)
             if (j < nchunks) issue_x(j);
-            else if (j == nchunks) issue_onehot();
+    }
+    if (ts_chunk) {  // (above: what it computes and why here)
+        const int steps = (a.nbounds + 1 + 15) >> 4;
+        const uint32_t onehot = xring + (S - 1) * W::kXStage;
+        if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
+            int bk = 0;  // the bucket: boundaries <= t, lane i's two boundaries by shuffle
+            for (int i = 0; i < a.nbounds; ++i) bk += __shfl_sync(0xFFFFFFFFu, i < 32 ? b_lo : b_hi, i & 31) <= tv;
+            const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                const int e = c == bk >> 3 ? (bk >> 1) & 3 : -1;  // the 32-bit word holding the one
+                asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(onehot + tid * 128 + ((c ^ (tid & 7)) << 4)),
+                             "r"(e == 0 ? one_bits : 0u), "r"(e == 1 ? one_bits : 0u), "r"(e == 2 ? one_bits : 0u),
+                             "r"(e == 3 ? one_bits : 0u)
+                             : "memory");
+            }
+        }
+        uint32_t At[4][4];
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+                At[st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
+                                           dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
+        fence_proxy_async();  // the one-hot rows (generic stores) visible to the wgmmas (async proxy)
+        __syncthreads();
+        uint32_t one = 1;
+        asm volatile("" : "+r"(one));
+        wgmma_fence();
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+            if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(onehot + st * 32), one);
+        wgmma_commit();
+        wgmma_wait<0>();
     }
     const typename P::T2 magic = P::bits(P::kMagic);
     // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
@@ -331,7 +368,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 if (i >= nchunks) return;
                 __syncthreads();  // chunk i - 2's wgmmas retired everywhere: its stage is free
                 if (i + AHEAD < nchunks) issue(i + AHEAD);
-                else if (i + AHEAD == nchunks) issue_onehot();
                 cp_async_commit();
                 const uint32_t xs = xring + (i % S) * W::kXStage;
                 mbar_wait(bars + (i % S) * 8, (i / S) & 1);  // chunk i's x landed
@@ -361,25 +397,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     wgmma_wait<0>();
     MMA_TRACE(a, 4, clock64());
-    if (ts_chunk) {  // (above: what it computes and why here)
-        const int steps = (a.nbounds + 1 + 15) >> 4;
-        const uint32_t onehot = xring + (nchunks % S) * W::kXStage;
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-#pragma unroll
-            for (int jj = 0; jj < 4; ++jj)
-                A[0][st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
-                                             dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
-        mbar_wait(bars + S * 8, 0);  // the one-hot box has landed
-        uint32_t one = 1;
-        asm volatile("" : "+r"(one));
-        wgmma_fence();
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-            if (st < steps) wgmma_rs<T, BN>(acc, A[0][st], sw128_desc(onehot + st * 32), one);
-        wgmma_commit();
-        wgmma_wait<0>();
-    }
     cp_async_wait<0>();
     fence_proxy_async();  // the TMA writes (async proxy) ordered before the generic stores below
     __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
@@ -507,37 +524,26 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #endif
 }
 
-// out (M x Kp) = x (M x K) with k permuted inside every 64-k chunk into lut_mma's fragment order
-// (see the header), times in_scale when given. Output vector v (8 values) of a chunk holds the pairs
-// at k = 16 j + 4 (v >> 1) + 2 (v & 1), j = 0..3. With t (Kp = K + 64), columns K .. K + 63 of a
-// row are its timestep bucket one-hot (dev::bucket_of(t[row], or t[0] when t_numel == 1)): the B operand
-// of lut_wgmma's timestep chunk, copied by the same TMA as x.
+// out = x with k permuted inside every 64-k chunk into lut_mma's fragment order (see the header),
+// times in_scale when given. Output vector v (8 values) of a chunk holds the pairs at k = 16 j +
+// 4 (v >> 1) + 2 (v & 1), j = 0..3.
 template <typename T>
-__global__ void permute_x_kernel(const T* __restrict__ x, const T* __restrict__ in_scale, const float* __restrict__ t,
-                                 int t_numel, const float* __restrict__ bounds, int nbounds, T* __restrict__ out,
-                                 int64_t vecs, int K, int Kp) {
+__global__ void permute_x_kernel(const T* __restrict__ x, const T* __restrict__ in_scale, T* __restrict__ out,
+                                 int64_t vecs, int K) {
     using P = Pair<T>;
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < vecs;
          idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-        const int64_t e0 = idx * 8, row = e0 / Kp;
-        const int col = static_cast<int>(e0 - row * Kp);
-        uint4 w;
-        if (col >= K) {  // 8 of the row's 64 one-hot columns: word e holds buckets 2e, 2e + 1 of them
-            const int bk = dev::bucket_of(__ldg(t + (t_numel == 1 ? 0 : row)), bounds, nbounds) - (col - K);
-            const uint32_t one = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
-            w = make_uint4(bk >> 1 == 0 ? one : 0u, bk >> 1 == 1 ? one : 0u, bk >> 1 == 2 ? one : 0u,
-                           bk >> 1 == 3 ? one : 0u);
-        } else {
-            const int v = (col & 63) >> 3, k0 = (col & ~63) + 4 * (v >> 1) + 2 * (v & 1);
-            const uint32_t* src = reinterpret_cast<const uint32_t*>(x + row * K + k0);
-            w = make_uint4(__ldg(src), __ldg(src + 8), __ldg(src + 16), __ldg(src + 24));
-            if (in_scale) {
-                const uint32_t* s = reinterpret_cast<const uint32_t*>(in_scale + k0);
-                w.x = u32(__hmul2(P::bits(w.x), P::bits(__ldg(s))));
-                w.y = u32(__hmul2(P::bits(w.y), P::bits(__ldg(s + 8))));
-                w.z = u32(__hmul2(P::bits(w.z), P::bits(__ldg(s + 16))));
-                w.w = u32(__hmul2(P::bits(w.w), P::bits(__ldg(s + 24))));
-            }
+        const int64_t e0 = idx * 8, row = e0 / K;
+        const int col = static_cast<int>(e0 - row * K), v = (col & 63) >> 3;
+        const int k0 = (col & ~63) + 4 * (v >> 1) + 2 * (v & 1);
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(x + row * K + k0);
+        uint4 w = make_uint4(__ldg(src), __ldg(src + 8), __ldg(src + 16), __ldg(src + 24));
+        if (in_scale) {
+            const uint32_t* s = reinterpret_cast<const uint32_t*>(in_scale + k0);
+            w.x = u32(__hmul2(P::bits(w.x), P::bits(__ldg(s))));
+            w.y = u32(__hmul2(P::bits(w.y), P::bits(__ldg(s + 8))));
+            w.z = u32(__hmul2(P::bits(w.z), P::bits(__ldg(s + 16))));
+            w.w = u32(__hmul2(P::bits(w.w), P::bits(__ldg(s + 24))));
         }
         *reinterpret_cast<uint4*>(out + e0) = w;
     }
@@ -629,25 +635,22 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     return best;
 }
 
-cudaError_t launch_permute_x(const void* x, const void* in_scale, const float* t, int t_numel, const float* bounds,
-                             int nbounds, void* out, DType dt, int M, int K, cudaStream_t stream) {
+cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,
+                             cudaStream_t stream) {
     if (M < 1 || K < 64 || K % 64 || !x || !out) return cudaErrorInvalidValue;
-    if (t && ((t_numel != 1 && t_numel != M) || nbounds < 0 || nbounds > 63 || (nbounds && !bounds)))
-        return cudaErrorInvalidValue;  // the one-hot columns hold T <= 64 buckets
-    const int Kp = t ? K + 64 : K;
-    const int64_t vecs = static_cast<int64_t>(M) * Kp / 8;
+    const int64_t vecs = static_cast<int64_t>(M) * K / 8;
     const int threads = 256;
     const int blocks = static_cast<int>(std::min<int64_t>((vecs + threads - 1) / threads, 65535));
-    bool ok = dispatch_act(dt, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        permute_x_kernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(in_scale), t,
-                                                            t_numel, bounds, nbounds, static_cast<T*>(out), vecs, K, Kp);
+    bool ok = dispatch_act(dt, [&](auto t) {
+        using T = typename decltype(t)::type;
+        permute_x_kernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(in_scale),
+                                                            static_cast<T*>(out), vecs, K);
     });
     return ok ? cudaGetLastError() : cudaErrorInvalidValue;
 }
 
 namespace {
-// The TMA descriptor of the permuted x (M rows of K, or K + 64 with the one-hot columns): boxes of 64 k x bn tokens, 128-byte swizzle,
+// The TMA descriptor of the permuted x (M rows of K): boxes of 64 k x bn tokens, 128-byte swizzle,
 // rows past M read as zeros. cuTensorMapEncodeTiled is a host-only driver function, fetched once.
 cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K, int bn) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
@@ -670,8 +673,7 @@ cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K
 }
 }  // namespace
 
-// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), 16-byte aligned;
-// with a.ts_bias, M x (K + 64): launch_permute_x given t and the boundaries (a.t is not read here).
+// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), 16-byte aligned.
 cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t stream) {
     const int bn = p.bn;
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
@@ -685,12 +687,12 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     if (p.split_from < 0 || p.split_from > tiles || (p.ksplit == 1 && p.split_from != tiles && p.split_from != 0) ||
         p.split_from % p.ksplit)
         return cudaErrorInvalidValue;
-    if (a.ts_bias && (a.nbounds < 0 || a.nbounds > 63))
+    if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M) || a.nbounds < 0 || a.nbounds > 63))
         return cudaErrorInvalidValue;  // the timestep chunk is one 64-k chunk: T <= 64
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
     CUtensorMap xmap;
-    if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.ts_bias ? a.K + 64 : a.K, bn); e != cudaSuccess) return e;
+    if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.K, bn); e != cudaSuccess) return e;
     MmaArgs args = a;
     args.token_tiles = (a.M + bn - 1) / bn;
     args.per_split = p.per_split;
