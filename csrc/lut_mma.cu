@@ -253,14 +253,11 @@ struct BucketLoads {
     float t = 0.f, bd[8];
 };
 __device__ __forceinline__ BucketLoads bucket_loads(const MmaArgs& a, int m0, int toks) {
-    BucketLoads r;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) r.bd[j] = __int_as_float(0x7f800000);
+    BucketLoads r;  // left undefined without a table (token_bucket does not read it): no live values in the plain path
     if (!a.ts_bias || static_cast<int>(threadIdx.x) >= toks) return r;
     r.t = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + static_cast<int>(threadIdx.x), a.M - 1)));
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-        if (j < a.nbounds) r.bd[j] = __ldg(a.bounds + j);
+    for (int j = 0; j < 8; ++j) r.bd[j] = j < a.nbounds ? __ldg(a.bounds + j) : __int_as_float(0x7f800000);
     return r;
 }
 __device__ __forceinline__ int token_bucket(const MmaArgs& a, const BucketLoads& r, int toks) {
@@ -454,6 +451,13 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     };
     int u = u_begin;
     const bool work = tile0 < tiles && u < u_end;
+    // M <= 8 (NT = 1) issues the bucket's loads (t and the first 8 boundaries) ahead of the ring's
+    // first stages and compares after them (in program order, so ptxas keeps the compare behind the
+    // copies): issued after the copies, the loads came back behind them and thread 0's compare held
+    // warp 0 ~1.3 µs past the first stage's arrival (mma_phases, fourteenth session: first stage
+    // wait 1.45 -> 2.80 µs with a table, (4096, 12288) M = 1, +0.45 µs per launch)
+    BucketLoads bucket_in;
+    if constexpr (NT == 1) bucket_in = bucket_loads(a, m0, toks);  // toks <= 8 < kThreads
     if (work) {
 #pragma unroll
         for (int st = 0; st < S - 1; ++st) {
@@ -471,8 +475,8 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     // thread's timestep rows preloaded before the main loop, per-thread buckets with the same
     // preload, and a batched epilogue all left a table's cost at 1.5-2.5 µs at M = 16-64 in the
     // benchmark (graph replay, L2 flushed); ncu timed the plain and +ts kernels equal at M = 32.
-    // The loads are issued here; at NT >= 2 their compares wait for the end of the main loop.
-    const BucketLoads bucket_in = bucket_loads(a, m0, toks);  // toks <= 32 < kThreads
+    // The loads are issued here (NT = 1: above); at NT >= 2 their compares wait for the end of the main loop.
+    if constexpr (NT != 1) bucket_in = bucket_loads(a, m0, toks);  // toks <= 32 < kThreads
     // M <= 8 (NT = 1) compares at once: holding the loads across its loop cost 24-35 registers or
     // spills, and its table costs +2.5% at M = 1 as it is
     const int early_bucket = NT == 1 ? token_bucket(a, bucket_in, toks) : 0;

@@ -5,7 +5,9 @@
 // last block's exit, the gap before the next launch's first block, the spread of block entries, and
 // the median block's phases -- prologue, first stage's wait, main loop, epilogue -- in µs at the SM
 // clock the stamps themselves measure. Code and scale values are arbitrary: the timing does not
-// depend on them.
+// depend on them. QUANTDLLM_PHASES_TS=rows|one: an 8-bucket timestep bias table (fp16), per-row t or
+// one t; QUANTDLLM_PHASES_FLUSH=1: each timed launch alone after an L2 flush (t, the boundaries and
+// the table cold, as in the benchmark), median of 40, and the slowest block's phases beside the median's.
 //
 //   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE --expt-relaxed-constexpr -arch=sm_90a \
 //        benchmarks/debug/mma_phases.cu csrc/lut_mma.cu csrc/lut_common.cu -o /tmp/mma_phases
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "lut_kernels.h"
@@ -60,6 +63,28 @@ int main(int argc, char** argv) {
     MmaArgs a;
     a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
     a.x = x; a.x_dtype = DType::F16; a.M = M; a.y = y; a.workspace = ws; a.semaphores = sem;
+    const std::string ts_form = std::getenv("QUANTDLLM_PHASES_TS") ? std::getenv("QUANTDLLM_PHASES_TS") : "";
+    if (ts_form == "rows" || ts_form == "one") {  // as wgmma_waves.cu's QUANTDLLM_WAVES_TS
+        const int T = 8, tn = ts_form == "rows" ? M : 1;
+        std::vector<float> ht(tn), hb(T - 1);
+        for (int i = 0; i < tn; ++i) ht[i] = static_cast<float>((i * 7919 + 500) % 1000) / 1000.f;
+        for (int i = 0; i < T - 1; ++i) hb[i] = static_cast<float>(i + 1) / T;
+        std::vector<uint16_t> hts(static_cast<size_t>(T) * N, 0x1400);
+        float *t, *bounds;
+        void* ts_bias;
+        CK(cudaMalloc(&t, tn * 4));
+        CK(cudaMalloc(&bounds, (T - 1) * 4));
+        CK(cudaMalloc(&ts_bias, hts.size() * 2));
+        CK(cudaMemcpy(t, ht.data(), tn * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(bounds, hb.data(), (T - 1) * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(ts_bias, hts.data(), hts.size() * 2, cudaMemcpyHostToDevice));
+        a.t = t; a.t_numel = tn; a.bounds = bounds; a.nbounds = T - 1; a.ts_bias = ts_bias; a.ts_bias_dtype = DType::F16;
+        std::printf("timestep bias: 8 buckets, %s\n", tn == 1 ? "one t" : "per-row t");
+    }
+    const bool flush_mode = std::getenv("QUANTDLLM_PHASES_FLUSH") != nullptr;
+    void* flush = nullptr;
+    const size_t flush_n = 256ull << 20;
+    if (flush_mode) CK(cudaMalloc(&flush, flush_n));
     auto launch = [&](int r, bool traced) {
         a.codes = codes[r];
         a.sz = sz[r];
@@ -73,6 +98,20 @@ int main(int argc, char** argv) {
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
     std::vector<double> per;
+    if (flush_mode) {
+        for (int rep = 0; rep < 41; ++rep) {
+            CK(cudaMemsetAsync(flush, rep, flush_n));
+            CK(cudaEventRecord(e0));
+            launch(rep % R, false);
+            CK(cudaEventRecord(e1));
+            CK(cudaEventSynchronize(e1));
+            float ms = 0.f;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            if (rep) per.push_back(1e3 * ms);
+        }
+        std::printf("untraced, L2 flushed: %.2f us per launch (median of 40)\n", median(per));
+        per.clear();
+    }
     for (int rep = 0; rep < 20; ++rep) {
         CK(cudaEventRecord(e0));
         for (int r = 0; r < R; ++r) launch(r, false);
@@ -84,18 +123,23 @@ int main(int argc, char** argv) {
     }
     std::printf("untraced, back to back (eager launches): %.2f us per launch (median of 20 x %d)\n", median(per), R);
 
-    for (int r = 0; r < R; ++r) launch(r, true);
+    for (int r = 0; r < R; ++r) {
+        if (flush_mode) CK(cudaMemsetAsync(flush, r, flush_n));  // each traced launch cold, as timed
+        launch(r, true);
+    }
     CK(cudaDeviceSynchronize());
     std::vector<unsigned long long> h(R * blocks * kTraceSlots);
     CK(cudaMemcpy(h.data(), trace, h.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
 
-    std::vector<double> span, gap, spread, pro, first, loop, epi, ghz;
+    std::vector<double> span, gap, spread, pro, first, loop, epi, ghz, slow_pro, slow_first, slow_loop, slow_epi;
     std::vector<unsigned long long> start(R, ~0ull), end(R, 0);
     for (int r = 0; r < R; ++r) {
         std::vector<double> b_pro, b_first, b_loop, b_epi;
+        size_t slowest = 0;  // the block that exits last
         for (size_t b = 0; b < blocks; ++b) {
             const unsigned long long* s = &h[(r * blocks + b) * kTraceSlots];
             if (!s[0]) continue;
+            if (s[6] > h[(r * blocks + slowest) * kTraceSlots + 6]) slowest = b;
             start[r] = std::min(start[r], s[0]);
             end[r] = std::max(end[r], s[6]);
             if (s[6] > s[0] && s[5] > s[1]) ghz.push_back(static_cast<double>(s[5] - s[1]) / (s[6] - s[0]));
@@ -106,6 +150,11 @@ int main(int argc, char** argv) {
             }
             b_epi.push_back(static_cast<double>(s[5] - s[4]));
         }
+        const unsigned long long* sl = &h[(r * blocks + slowest) * kTraceSlots];
+        slow_pro.push_back(static_cast<double>(sl[2] - sl[1]));
+        slow_first.push_back(sl[3] ? static_cast<double>(sl[3] - sl[2]) : 0.0);
+        slow_loop.push_back(sl[3] ? static_cast<double>(sl[4] - sl[3]) : 0.0);
+        slow_epi.push_back(static_cast<double>(sl[5] - sl[4]));
         pro.push_back(median(b_pro));
         first.push_back(median(b_first));
         loop.push_back(median(b_loop));
@@ -126,5 +175,7 @@ int main(int argc, char** argv) {
                 R, median(span), median(gap), median(spread));
     std::printf("median block: prologue %.2f us, first stage wait %.2f us, main loop %.2f us, epilogue %.2f us\n",
                 median(pro) * us, median(first) * us, median(loop) * us, median(epi) * us);
+    std::printf("slowest block: prologue %.2f us, first stage wait %.2f us, main loop %.2f us, epilogue %.2f us\n",
+                median(slow_pro) * us, median(slow_first) * us, median(slow_loop) * us, median(slow_epi) * us);
     return 0;
 }
