@@ -63,24 +63,7 @@ int main(int argc, char** argv) {
     MmaArgs a;
     a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
     a.x = x; a.x_dtype = DType::F16; a.M = M; a.y = y; a.workspace = ws; a.semaphores = sem;
-    const std::string ts_form = std::getenv("QUANTDLLM_PHASES_TS") ? std::getenv("QUANTDLLM_PHASES_TS") : "";
-    if (ts_form == "rows" || ts_form == "one") {  // as wgmma_waves.cu's QUANTDLLM_WAVES_TS
-        const int T = 8, tn = ts_form == "rows" ? M : 1;
-        std::vector<float> ht(tn), hb(T - 1);
-        for (int i = 0; i < tn; ++i) ht[i] = static_cast<float>((i * 7919 + 500) % 1000) / 1000.f;
-        for (int i = 0; i < T - 1; ++i) hb[i] = static_cast<float>(i + 1) / T;
-        std::vector<uint16_t> hts(static_cast<size_t>(T) * N, 0x1400);
-        float *t, *bounds;
-        void* ts_bias;
-        CK(cudaMalloc(&t, tn * 4));
-        CK(cudaMalloc(&bounds, (T - 1) * 4));
-        CK(cudaMalloc(&ts_bias, hts.size() * 2));
-        CK(cudaMemcpy(t, ht.data(), tn * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(bounds, hb.data(), (T - 1) * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(ts_bias, hts.data(), hts.size() * 2, cudaMemcpyHostToDevice));
-        a.t = t; a.t_numel = tn; a.bounds = bounds; a.nbounds = T - 1; a.ts_bias = ts_bias; a.ts_bias_dtype = DType::F16;
-        std::printf("timestep bias: 8 buckets, %s\n", tn == 1 ? "one t" : "per-row t");
-    }
+    set_ts_table("QUANTDLLM_PHASES_TS", M, N, 500, a);  // rows / one: a timestep bias table (trace_util.h)
     const bool flush_mode = std::getenv("QUANTDLLM_PHASES_FLUSH") != nullptr;
     void* flush = nullptr;
     const size_t flush_n = 256ull << 20;

@@ -68,27 +68,7 @@ int main(int argc, char** argv) {
     MmaArgs a;
     a.codes = codes; a.sz = sz; a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
     a.x = x; a.x_dtype = DType::F16; a.M = M; a.y = y;
-    // QUANTDLLM_WAVES_TS=rows / one: a timestep bias table of 8 buckets (fp16), per-row t (random)
-    // or one t, as lut_matmul passes them
-    const char* ts_env = std::getenv("QUANTDLLM_WAVES_TS");
-    const std::string ts_form = ts_env ? ts_env : "";
-    if (ts_form == "rows" || ts_form == "one") {
-        const int T = 8, tn = ts_form == "rows" ? M : 1;
-        std::vector<float> ht(tn), hb(T - 1);
-        for (int i = 0; i < tn; ++i) ht[i] = static_cast<float>((i * 7919) % 1000) / 1000.f;
-        for (int i = 0; i < T - 1; ++i) hb[i] = static_cast<float>(i + 1) / T;
-        std::vector<uint16_t> hts(static_cast<size_t>(T) * N, 0x1400);  // fp16 ~0.001
-        float *t, *bounds;
-        void* ts_bias;
-        CK(cudaMalloc(&t, tn * 4));
-        CK(cudaMalloc(&bounds, (T - 1) * 4));
-        CK(cudaMalloc(&ts_bias, hts.size() * 2));
-        CK(cudaMemcpy(t, ht.data(), tn * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(bounds, hb.data(), (T - 1) * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(ts_bias, hts.data(), hts.size() * 2, cudaMemcpyHostToDevice));
-        a.t = t; a.t_numel = tn; a.bounds = bounds; a.nbounds = T - 1; a.ts_bias = ts_bias; a.ts_bias_dtype = DType::F16;
-        std::printf("timestep bias: 8 buckets, %s\n", tn == 1 ? "one t" : "per-row t");
-    }
+    set_ts_table("QUANTDLLM_WAVES_TS", M, N, 0, a);  // rows / one: a timestep bias table (trace_util.h)
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
