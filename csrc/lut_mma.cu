@@ -242,7 +242,8 @@ struct ChunkOps {
 };
 
 // Timestep bucket of the block's token threadIdx.x (threads < toks). Its loads (t and the first 8
-// boundaries) are issued after the ring's first stages; at NT >= 2 they are compared after the main
+// boundaries) are issued after the ring's first stages at NT >= 2 (before them at NT = 1, compared
+// right after them: see the kernel); at NT >= 2 they are compared after the main
 // loop, so no warp waits on them before its pipeline starts (a compare right after them made warp 0
 // wait a round trip, and a block ends with its slowest warp). Sixth session, H200: the table's cost
 // at M = 32 back to back fell from 1.04 to 0.36 µs on (4096, 12288). The buckets go to a table in
@@ -477,8 +478,9 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     // benchmark (graph replay, L2 flushed); ncu timed the plain and +ts kernels equal at M = 32.
     // The loads are issued here (NT = 1: above); at NT >= 2 their compares wait for the end of the main loop.
     if constexpr (NT != 1) bucket_in = bucket_loads(a, m0, toks);  // toks <= 32 < kThreads
-    // M <= 8 (NT = 1) compares at once: holding the loads across its loop cost 24-35 registers or
-    // spills, and its table costs +2.5% at M = 1 as it is
+    // M <= 8 (NT = 1) compares here, before its loop: holding the loads across the loop cost 24-35
+    // registers or spills; its loads were issued ahead of the ring's copies, so they have landed
+    // about when the first stage does
     const int early_bucket = NT == 1 ? token_bucket(a, bucket_in, toks) : 0;
     if constexpr (NT == 1) {
         // the bucket's bias row for this block's rows, prefetched into L1 while the main loop runs:
