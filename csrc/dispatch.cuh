@@ -4,6 +4,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <utility>
+
 #include "lut_kernels.h"
 
 namespace quantdllm {
@@ -64,5 +66,26 @@ bool dispatch_weight(DType act, int bits, LutKind kind, F&& f) {
 
 // Lets `kernel` use the device's opt-in maximum of dynamic shared memory; once per kernel.
 cudaError_t allow_smem_once(const void* kernel);
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent launch where
+// the current device has it (compute capability >= 9.0) and QUANTDLLM_NO_PDL is unset: the
+// kernel's blocks may start while the launch before it finishes, and must call dev::pdl_wait()
+// before touching global memory. Elsewhere a plain launch (pdl_wait is then a no-op).
+bool pdl_enabled();
+template <typename... KArgs, typename... Args>
+cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args&&... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1] = {};
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 }  // namespace quantdllm

@@ -1,4 +1,6 @@
 // Host-side shape rules shared by every kernel.
+#include <cstdlib>
+#include <map>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -35,6 +37,21 @@ cudaError_t allow_smem_once(const void* kernel) {
     if (err == cudaSuccess) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
     if (err == cudaSuccess) done.insert({dev, kernel});
     return err;
+}
+
+bool pdl_enabled() {
+    static std::mutex mu;
+    static std::map<int, bool> cache;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    std::lock_guard<std::mutex> lock(mu);
+    const auto it = cache.find(dev);
+    if (it != cache.end()) return it->second;
+    int major = 0;
+    const bool on = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
+                    !std::getenv("QUANTDLLM_NO_PDL");
+    cache[dev] = on;
+    return on;
 }
 
 }  // namespace quantdllm

@@ -291,6 +291,10 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     extern __shared__ float red[];
     MMA_TRACE(a, 0, global_ns());
     MMA_TRACE(a, 1, clock64());
+    // a programmatic dependent launch (launch_lut_mma): the next launch's blocks may start as this
+    // one's leave SMs (they wait for all of it before reading anything); this one's prologue runs
+    // while the launch before it finishes, up to pdl_wait below, ahead of its first global access
+    dev::pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, q = lane & 3;
     // wn_count (1, 2 or 4) as a shift, and every other launch constant from the host: no division
@@ -457,6 +461,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     // copies): issued after the copies, the loads came back behind them and thread 0's compare held
     // warp 0 ~1.3 µs past the first stage's arrival (mma_phases, fourteenth session: first stage
     // wait 1.45 -> 2.80 µs with a table, (4096, 12288) M = 1, +0.45 µs per launch)
+    dev::pdl_wait();  // everything above is arithmetic on the arguments: no global access
     BucketLoads bucket_in;
     if constexpr (NT == 1) bucket_in = bucket_loads(a, m0, toks);  // toks <= 8 < kThreads
     if (work) {
@@ -730,8 +735,7 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     with_kernel(a.x_dtype, a.bits, p.nt, a.in_scale != nullptr, [&](auto kernel) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));  // rings of NT >= 2 pass 48 KB
         if (err != cudaSuccess) return;
-        kernel<<<grid, kThreads, smem_bytes(p, a.bits), stream>>>(args, p.ksplit);
-        err = cudaGetLastError();
+        err = launch_pdl(kernel, grid, dim3(kThreads), smem_bytes(p, a.bits), stream, args, p.ksplit);
     });
     return err;
 }
