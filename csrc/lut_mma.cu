@@ -733,6 +733,43 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt, bool in_s
     return waves2 <= waves ? q : p;
 }
 
+namespace {
+// Dynamic shared memory for a launch of `blocks` blocks that needs `own` bytes each: with PDL, a
+// grid of at most one wave asks for enough that no more of its blocks fit on an SM than an even
+// spread puts there (ceil(blocks / SMs)). The next launch's blocks then find a slot only where one
+// of this launch's blocks has left, one for one, and spread as evenly as this one's; with the free
+// slots open, they filled those while this launch ran and the rest unevenly, and a memory-bound
+// grid is as slow as its most loaded SM (fifteenth session, call 3: M = 32 on (4096, 12288) +3.2 µs
+// per launch back to back, w2 M = 8 +1.7 in graph replay).
+size_t launch_smem(size_t own, long long blocks, int per_sm) {
+    if (!pdl_enabled() || per_sm < 2) return own;
+    struct Dev { int sms = 0, cap = 0, reserved = 0, optin = 0; };
+    static std::mutex mu;
+    static std::map<int, Dev> cache;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return own;
+    Dev d;
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = cache.find(dev);
+        if (it == cache.end()) {
+            if (cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+                cudaDeviceGetAttribute(&d.cap, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
+                cudaDeviceGetAttribute(&d.reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess ||
+                cudaDeviceGetAttribute(&d.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+                d = Dev{};
+            it = cache.emplace(dev, d).first;
+        }
+        d = it->second;
+    }
+    if (d.sms < 1 || blocks > static_cast<long long>(per_sm) * d.sms) return own;  // more than one wave
+    const long long even = (blocks + d.sms - 1) / d.sms;
+    if (even >= per_sm) return own;
+    const size_t want = (static_cast<size_t>(d.cap / even - d.reserved)) & ~size_t{127};
+    return std::clamp(want, own, static_cast<size_t>(d.optin));
+}
+}  // namespace
+
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream) {
     if (a.M < 1 || a.N < 1 || a.K < 1 || a.K % 64 || !a.codes || !a.sz || !a.x || !a.y) return cudaErrorInvalidValue;
     if (a.bits < 2 || a.bits > 4 || p.wn < 1 || kWarps % p.wn || p.wk != kWarps / p.wn) return cudaErrorInvalidValue;
@@ -751,7 +788,9 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
     with_kernel(a.x_dtype, a.bits, p.nt, a.in_scale != nullptr, [&](auto kernel) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));  // rings of NT >= 2 pass 48 KB
         if (err != cudaSuccess) return;
-        err = launch_pdl(kernel, grid, dim3(kThreads), smem_bytes(p, a.bits), stream, args, p.ksplit, pdl_trigger_at());
+        const long long blocks = static_cast<long long>(p.grid_x) * p.grid_y * p.ksplit;
+        const size_t smem = launch_smem(smem_bytes(p, a.bits), blocks, resident_blocks(p, a.bits, a.x_dtype, a.in_scale != nullptr));
+        err = launch_pdl(kernel, grid, dim3(kThreads), smem, stream, args, p.ksplit, pdl_trigger_at());
     });
     return err;
 }

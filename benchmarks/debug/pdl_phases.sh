@@ -11,17 +11,18 @@ OUTD=${OUT:-/tmp}
 nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE --expt-relaxed-constexpr -arch=sm_90a \
   benchmarks/debug/mma_phases.cu csrc/lut_mma.cu csrc/lut_common.cu -o /tmp/mma_phases_pdl || exit 1
 for r in 1 2 3; do
-  for shape in "4096 12288 1" "4096 4096 1" "12288 4096 1" "4096 12288 8" "4096 12288 32"; do
+  for shape in "4096 12288 1 4" "4096 4096 1 4" "12288 4096 1 4" "4096 12288 8 4" "4096 12288 8 2" "4096 12288 32 4" \
+               "4096 12288 32 2"; do
     for mode in loop entry nopdl; do
       echo "== round $r $shape $mode"
       case $mode in
-        loop) /tmp/mma_phases_pdl $shape 4 ;;
-        entry) QUANTDLLM_PDL_TRIGGER=entry /tmp/mma_phases_pdl $shape 4 ;;
-        nopdl) QUANTDLLM_NO_PDL=1 /tmp/mma_phases_pdl $shape 4 ;;
+        loop) /tmp/mma_phases_pdl $shape ;;
+        entry) QUANTDLLM_PDL_TRIGGER=entry /tmp/mma_phases_pdl $shape ;;
+        nopdl) QUANTDLLM_NO_PDL=1 /tmp/mma_phases_pdl $shape ;;
       esac | grep -E "back to back|span"
     done
   done
-done 2>&1 | tee "$OUTD/pdl_phases.txt" | awk '/^==/{k=$4" "$5" "$6" "$7} /back to back/{v[k]=v[k]" "$7} END{for (k in v) print k": "v[k]}' | sort
+done 2>&1 | tee "$OUTD/pdl_phases.txt" | awk '/^==/{k=$4" "$5" "$6" w"$7" "$8} /back to back/{v[k]=v[k]" "$7} END{for (k in v) print k": "v[k]}' | sort
 for mode in loop nopdl; do
   if [ $mode = nopdl ]; then export QUANTDLLM_NO_PDL=1; fi
   python3 benchmarks/bench_rotating.py --ms 1 8 32 --out "$OUTD/rotating_$mode" 2>&1 | grep -E "cuda-w4|cuda-w2|int4" | sed "s/^/$mode /"
