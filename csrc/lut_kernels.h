@@ -115,6 +115,10 @@ struct MmaPlan {
 int mma_super_k(int bits);
 // in_scale: whether the launch has one (M <= 8 runs a leaner kernel without, with more blocks per SM).
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType x_dtype, bool in_scale);
+// On compute capability >= 9.0 a programmatic dependent launch (dispatch.cuh, launch_pdl): its blocks
+// may start before the launch ahead of it on the stream has finished, but touch no global memory
+// until it has (griddepcontrol.wait), so callers need no care; it lets the launch after it start
+// after its main loop. QUANTDLLM_NO_PDL=1 makes it a plain launch.
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream);
 
 // ---- Large-M tensor-core path on sm_90a (csrc/lut_wgmma.cu): the same weight layout as lut_mma, wgmma
