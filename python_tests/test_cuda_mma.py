@@ -6,7 +6,7 @@ import torch
 
 from quantdllm_kernels import QuantLinear, TimestepTables, available_backends, lut_matmul
 from quantdllm_kernels.reference import lut_matmul_reference
-from quantdllm_kernels.testing import exact_matmul, kernel_tolerance, rel_error, rtn_qweight
+from quantdllm_kernels.testing import capture_graph, exact_matmul, kernel_tolerance, rel_error, rtn_qweight
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
@@ -132,14 +132,7 @@ def test_graph_replay_and_compile_through_quantlinear(gen):
     compiled = torch.compile(model, fullgraph=True)
     assert rel_error(compiled(x), ref) <= 1e-3
     static_x = x.clone()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        model(static_x)
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        y = model(static_x)
+    g, y = capture_graph(lambda: model(static_x))
     for _ in range(3):
         static_x.copy_(torch.randn(8, K, generator=gen).half())
         g.replay()
@@ -176,14 +169,7 @@ def test_chained_launches_read_the_previous_output(M, gen):
     for _ in range(3):
         assert rel_error(chain(x), chain_ref(x)) <= 5e-3
     static_x = x.clone()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        chain(static_x)
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        y = chain(static_x)
+    g, y = capture_graph(lambda: chain(static_x))
     for _ in range(3):
         static_x.copy_(torch.randn(M, K, generator=gen).half())
         g.replay()

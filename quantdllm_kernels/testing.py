@@ -124,6 +124,22 @@ def tiny_llama(seed: int = 0, vocab: int = 256, hidden: int = 128, layers: int =
     return LlamaForCausalLM(cfg).eval()
 
 
+def capture_graph(fn, warmups: int = 1):
+    """``(graph, output)``: ``fn()`` run ``warmups`` times on a side stream (tuning, compiling and
+    allocating outside the capture), then captured once; replay the graph after writing new inputs
+    in place into the tensors ``fn`` reads."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(warmups):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = fn()
+    return g, out
+
+
 def assert_graph_replay_follows_timestep(lin, M: int, generator: Optional[torch.Generator] = None,
                                          replays: int = 3) -> None:
     """Capture ``lin`` (a CUDA QuantLinear with timestep tables) once with a per-row and a scalar
@@ -133,16 +149,7 @@ def assert_graph_replay_follows_timestep(lin, M: int, generator: Optional[torch.
     K = lin.in_features
     x = torch.randn(M, K, generator=generator).half().cuda()
     t_rows, t_one = torch.zeros(M, device="cuda"), torch.zeros((), device="cuda")
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):   # tune, compile and allocate outside the capture
-        for _ in range(2):
-            lin(x, timestep=t_rows), lin(x, timestep=t_one)
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        y_rows = lin(x, timestep=t_rows)
-        y_one = lin(x, timestep=t_one)
+    g, (y_rows, y_one) = capture_graph(lambda: (lin(x, timestep=t_rows), lin(x, timestep=t_one)), warmups=2)
     qw = lin.qweight
     for _ in range(replays):
         x.copy_(torch.randn(M, K, generator=generator).half())
