@@ -397,6 +397,9 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     }
     wgmma_wait<0>();
     MMA_TRACE(a, 4, clock64());
+    // the next launch, if it is a programmatic dependent (the next call's x pre-pass, lut_mma), may
+    // start its blocks now: it waits for all of this one before touching memory
+    dev::pdl_trigger();
     cp_async_wait<0>();
     fence_proxy_async();  // the TMA writes (async proxy) ordered before the generic stores below
     __syncthreads();      // the x ring becomes the fp32 output tile [token][row]
@@ -527,10 +530,13 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 // out = x with k permuted inside every 64-k chunk into lut_mma's fragment order (see the header),
 // times in_scale when given. Output vector v (8 values) of a chunk holds the pairs at k = 16 j +
 // 4 (v >> 1) + 2 (v & 1), j = 0..3.
+// A programmatic dependent launch itself (launch_permute_x): it waits for the launch before it (the
+// previous layer, which may have written x) before its first read.
 template <typename T>
 __global__ void permute_x_kernel(const T* __restrict__ x, const T* __restrict__ in_scale, T* __restrict__ out,
                                  int64_t vecs, int K) {
     using P = Pair<T>;
+    dev::pdl_wait();
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < vecs;
          idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t e0 = idx * 8, row = e0 / K;
@@ -641,12 +647,13 @@ cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DTy
     const int64_t vecs = static_cast<int64_t>(M) * K / 8;
     const int threads = 256;
     const int blocks = static_cast<int>(std::min<int64_t>((vecs + threads - 1) / threads, 65535));
+    cudaError_t err = cudaErrorInvalidValue;
     bool ok = dispatch_act(dt, [&](auto t) {
         using T = typename decltype(t)::type;
-        permute_x_kernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(in_scale),
-                                                            static_cast<T*>(out), vecs, K);
+        err = launch_pdl(permute_x_kernel<T>, dim3(blocks), dim3(threads), 0, stream, static_cast<const T*>(x),
+                         static_cast<const T*>(in_scale), static_cast<T*>(out), vecs, K);
     });
-    return ok ? cudaGetLastError() : cudaErrorInvalidValue;
+    return ok ? err : cudaErrorInvalidValue;
 }
 
 namespace {
