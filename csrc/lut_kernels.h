@@ -129,7 +129,10 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
 // launch_lut_wgmma is a programmatic dependent launch: launch it right after launch_permute_x on the
 // same stream. It waits for that launch before reading x, but reads everything else (codes, scales,
 // bias, t, boundaries, the timestep table) from its start, so those must be written before
-// launch_permute_x is launched.
+// launch_permute_x is launched. launch_permute_x is a programmatic dependent launch too (sm_90+): it
+// waits for the launch before it before reading x, and lut_wgmma starts only as it ends, so "written
+// before" means by any launch ahead of it on the stream. lut_wgmma lets the launch after it start
+// after its main loop (that launch, if programmatic, waits for all of it before touching memory).
 bool wgmma_built();  // whether this build holds sm_90a device code (QUANTDLLM_SM90A, set by setup.py)
 struct WgmmaPlan {
     int bn = 128;        // tokens per block: 64, 128 or 256
