@@ -766,7 +766,7 @@ size_t launch_smem(size_t own, long long blocks, int per_sm) {
     const long long even = (blocks + d.sms - 1) / d.sms;
     if (even >= per_sm) return own;
     const size_t want = (static_cast<size_t>(d.cap / even - d.reserved)) & ~size_t{127};
-    return std::clamp(want, own, static_cast<size_t>(d.optin));
+    return std::max(own, std::min(want, static_cast<size_t>(d.optin)));
 }
 }  // namespace
 

@@ -6,7 +6,8 @@ import torch
 
 from quantdllm_kernels import QuantLinear, TimestepTables, available_backends, lut_matmul
 from quantdllm_kernels.reference import lut_matmul_reference
-from quantdllm_kernels.testing import capture_graph, exact_matmul, kernel_tolerance, rel_error, rtn_qweight
+from quantdllm_kernels.testing import (assert_chain_matches, capture_graph, chain_weight, exact_matmul,
+                                       kernel_tolerance, rel_error, rtn_qweight)
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
@@ -143,38 +144,12 @@ def test_graph_replay_and_compile_through_quantlinear(gen):
 @pytest.mark.parametrize("M", [1, 8, 24])
 def test_chained_launches_read_the_previous_output(M, gen):
     """lut_mma is a programmatic dependent launch on sm_90: its blocks may start while the launch
-    before it runs. Each launch here reads the previous one's output as x (and the K-split ones reuse
-    the same semaphores and workspace), eagerly and replayed from a CUDA graph with new inputs."""
-    from quantdllm_kernels.quantizers import quantize_weight
-
+    before it runs. Each launch reads the previous one's output as x (and the K-split ones reuse
+    the same semaphores and workspace)."""
     K = 1024  # N = K: (1024, 1024) at M <= 8 splits K across blocks
-    mws, qws = [], []
-    for bits in (4, 2, 4, 3):  # weights ~ N(0, 1 / K): the chain keeps its magnitude
-        qw = quantize_weight(torch.randn(K, K, generator=gen) / 32, bits=bits, group_size=128, method="rtn",
-                             lut_dtype=torch.float16).to("cuda")
-        qws.append(qw)
-        mws.append(cb.mma_pack(qw, torch.float16))
-
-    def chain(x):  # launch after launch, nothing between them
-        for mw in mws:
-            x = run_op(x, mw)
-        return x
-
-    def chain_ref(x):
-        for qw in qws:
-            x = exact_matmul(x, qw).half()
-        return x.double()
-
-    x = torch.randn(M, K, generator=gen).half().cuda()
-    for _ in range(3):
-        assert rel_error(chain(x), chain_ref(x)) <= 5e-3
-    static_x = x.clone()
-    g, y = capture_graph(lambda: chain(static_x))
-    for _ in range(3):
-        static_x.copy_(torch.randn(M, K, generator=gen).half())
-        g.replay()
-        torch.cuda.synchronize()
-        assert rel_error(y, chain_ref(static_x)) <= 5e-3
+    qws = [chain_weight(K, bits, gen) for bits in (4, 2, 4, 3)]
+    mws = [cb.mma_pack(qw, torch.float16) for qw in qws]
+    assert_chain_matches(lambda x, i: run_op(x, mws[i]), qws, M, gen)
 
 
 def test_state_dict_reload_repacks(gen):

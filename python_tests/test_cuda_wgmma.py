@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from quantdllm_kernels import available_backends, lut_matmul
-from quantdllm_kernels.testing import exact_matmul, kernel_tolerance, rel_error, rtn_qweight
+from quantdllm_kernels.testing import assert_chain_matches, chain_weight, exact_matmul, kernel_tolerance, rel_error, rtn_qweight
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
@@ -146,6 +146,16 @@ def test_k_split_plan(M, gen, monkeypatch):
     y_one = run_op(x, mw)
     assert rel_error(y_split, want) <= kernel_tolerance(torch.float16, K)
     assert rel_error(y_one, want) <= kernel_tolerance(torch.float16, K)
+
+
+@pytest.mark.parametrize("M", [64, 300])
+def test_chained_launches_read_the_previous_output(M, gen):
+    """The x pre-pass is a programmatic dependent launch of whatever ran before it, and lut_wgmma lets
+    the next launch start after its main loop: each call here reads the previous one's output."""
+    K = 1024
+    qws = [chain_weight(K, bits, gen) for bits in (4, 2, 3)]
+    mws = [cb.mma_pack(qw, torch.float16) for qw in qws]
+    assert_chain_matches(lambda x, i: run_op(x, mws[i]), qws, M, gen)
 
 
 def test_k_split_graph_replay(gen, monkeypatch):

@@ -124,6 +124,14 @@ def tiny_llama(seed: int = 0, vocab: int = 256, hidden: int = 128, layers: int =
     return LlamaForCausalLM(cfg).eval()
 
 
+def chain_weight(K: int, bits: int, generator: Optional[torch.Generator] = None) -> QuantizedWeight:
+    """A (K, K) RTN weight on the GPU with entries ~ N(0, 1/K): a chain of them keeps x's magnitude."""
+    from .quantizers import quantize_weight
+
+    w = torch.randn(K, K, generator=generator) / K ** 0.5
+    return quantize_weight(w, bits=bits, group_size=128, method="rtn", lut_dtype=torch.float16).to("cuda")
+
+
 def capture_graph(fn, warmups: int = 1):
     """``(graph, output)``: ``fn()`` run ``warmups`` times on a side stream (tuning, compiling and
     allocating outside the capture), then captured once; replay the graph after writing new inputs
@@ -138,6 +146,33 @@ def capture_graph(fn, warmups: int = 1):
     with torch.cuda.graph(g):
         out = fn()
     return g, out
+
+
+def assert_chain_matches(run, qws, M: int, generator: Optional[torch.Generator] = None, tol: float = 5e-3) -> None:
+    """Launches that each read the previous one's output (``x = run(x, i)`` for each weight i of
+    ``qws``, fp16, nothing between them), eagerly and replayed from a CUDA graph with new inputs,
+    against the float64 reference rounded to fp16 after each layer: a kernel that reads its input
+    before the launch ahead of it has finished (programmatic dependent launches) fails here."""
+    def chain(x):
+        for i in range(len(qws)):
+            x = run(x, i)
+        return x
+
+    def chain_ref(x):
+        for qw in qws:
+            x = exact_matmul(x, qw).half()
+        return x.double()
+
+    K = qws[0].in_features
+    x = torch.randn(M, K, generator=generator).half().cuda()
+    for _ in range(3):
+        assert rel_error(chain(x), chain_ref(x)) <= tol
+    g, y = capture_graph(lambda: chain(x))
+    for _ in range(3):
+        x.copy_(torch.randn(M, K, generator=generator).half())
+        g.replay()
+        torch.cuda.synchronize()
+        assert rel_error(y, chain_ref(x)) <= tol
 
 
 def assert_graph_replay_follows_timestep(lin, M: int, generator: Optional[torch.Generator] = None,
