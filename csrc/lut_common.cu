@@ -54,4 +54,18 @@ bool pdl_enabled() {
     return on;
 }
 
+bool pdl_compiled(const void* kernel) {
+    static std::mutex mu;
+    static std::map<std::pair<int, const void*>, bool> cache;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    std::lock_guard<std::mutex> lock(mu);
+    const auto it = cache.find({dev, kernel});
+    if (it != cache.end()) return it->second;
+    cudaFuncAttributes fa{};
+    const bool ok = cudaFuncGetAttributes(&fa, kernel) == cudaSuccess && fa.ptxVersion >= 90;
+    cache[{dev, kernel}] = ok;
+    return ok;
+}
+
 }  // namespace quantdllm
