@@ -124,8 +124,10 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
 // slices in distributed shared memory: no workspace, no semaphores (a.workspace / a.semaphores unused).
 // launch_lut_wgmma is a programmatic dependent launch: launch it right after launch_permute_x on the
 // same stream. It waits for that launch before reading x, but reads everything else (codes, scales,
-// bias, t, boundaries, the timestep table) from its start, so those must be written before
-// launch_permute_x is launched.
+// bias, the timestep table) from its start, so those must be written before launch_permute_x is
+// launched. With a timestep bias table, launch_permute_x takes t (1 or M values) and the boundaries
+// and writes M x (K + 64): each row's bucket one-hot in the last 64 columns (lut_wgmma's timestep
+// chunk reads it as x); without, t = nullptr and out is M x K.
 bool wgmma_built();  // whether this build holds sm_90a device code (QUANTDLLM_SM90A, set by setup.py)
 struct WgmmaPlan {
     int bn = 128;        // tokens per block: 64, 128 or 256
@@ -136,8 +138,8 @@ struct WgmmaPlan {
                          // block per slice after them; a multiple of ksplit
 };
 WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms);
-cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,
-                             cudaStream_t stream);
+cudaError_t launch_permute_x(const void* x, const void* in_scale, const float* t, int t_numel, const float* bounds,
+                             int nbounds, void* out, DType dt, int M, int K, cudaStream_t stream);
 cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t stream);
 
 }  // namespace quantdllm

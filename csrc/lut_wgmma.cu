@@ -71,9 +71,9 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    // past the code ring: an mbarrier per x stage
+    // past the code ring: an mbarrier per x stage, and one for the timestep chunk's one-hot box
     static constexpr int kBarOff = kFront + kCodeBytes;
-    static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
+    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + 1) * 8;    // + alignment slack
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device pass for sm_90a: everything wgmma
@@ -83,6 +83,7 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t addr) {
     return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
 }
 
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N>
@@ -92,7 +93,6 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 __device__ __forceinline__ void pin(uint32_t (&r)[4]) {
     asm volatile("" : "+r"(r[0]), "+r"(r[1]), "+r"(r[2]), "+r"(r[3]));
 }
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 // The K slices of a tile are one thread-block cluster: a barrier over it (release / acquire: the
 // slices' shared-memory tiles written before are visible after), and 16-byte loads from the shared
@@ -227,22 +227,19 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     };
 
     // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
-    // one-hot (64 k x BN tokens, written into the ring's last stage in the TMA's swizzled layout: no
-    // copy goes there before the loop's second step, whose barrier follows this chunk's wait), A =
-    // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
-    // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
-    // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies. What
-    // it still costs (prologue ~3.2 µs against ~1.4 without a table, thirteenth session's call 5) is
-    // the proxy fence below: in SASS MEMBAR.ALL.CTA, which waits for the ring's first code copies
-    // (branch next/ts-onehot-prepass has the pre-pass write the one-hot rows instead: no fence).
-    // (The twelfth session added the rows in the epilogue, staged in shared memory with a bucket and
-    // a row load per token: ~2 µs of a 256-token tile; this chunk after the loop ~1.9 µs: call 2.)
-    // With a K split, slice 0 adds the table. t is read before griddepcontrol.wait: the launch
-    // before this one (the x permutation) does not write it.
+    // one-hot (64 k x BN tokens), A = the table transposed (A[row][k] = ts_bias[k][n0 + row] for k <
+    // T <= 64, rounded to T), one k16 step per 16 buckets. The accumulators start with each token's
+    // row and the epilogue is the plain one. The one-hot rows are written by the x pre-pass as 64
+    // more columns of x (launch_permute_x with t): thread 0 copies the tile's box of them first, into
+    // the ring's last stage (no copy goes there before the loop's second step, whose barrier follows
+    // this chunk's wait), on a barrier of its own. No generic stores into the ring, so no proxy fence:
+    // the thirteenth session wrote them here, and `fence.proxy.async` (MEMBAR.ALL.CTA in SASS) waited
+    // for the ring's first code copies: a prologue of ~3.2 µs against ~1.4 without a table (call 5).
+    // The table's elements are loaded at entry, ahead of the ring's copies. With a K split, slice 0
+    // adds the table.
     const bool ts_chunk = a.ts_bias && z == 0;
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
     uint32_t raw_a[4][4][2] = {};  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)
-    float tv = 0.f, b_lo = 0.f, b_hi = 0.f;  // token tid's t; boundaries lane and 32 + lane
     if (ts_chunk) {
         const int nbk = a.nbounds + 1;
 #pragma unroll
@@ -255,11 +252,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                     if (n < a.N && k < nbk)
                         raw_a[st][jj][h] = dev::ld_raw(a.ts_bias, static_cast<int64_t>(k) * a.N + n, a.ts_bias_dtype);
                 }
-        if (tid < BN) {
-            tv = __ldg(a.t + (a.t_numel == 1 ? 0 : min(m0 + tid, a.M - 1)));
-            if (lane < a.nbounds) b_lo = __ldg(a.bounds + lane);
-            if (lane + 32 < a.nbounds) b_hi = __ldg(a.bounds + 32 + lane);
-        }
     }
 
     float acc[BN / 2];
@@ -267,7 +259,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
     if (tid == 0) {
 #pragma unroll
-        for (int s = 0; s < S; ++s) mbar_init(bars + s * 8);
+        for (int s = 0; s <= S; ++s) mbar_init(bars + s * 8);  // S: the one-hot box's
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
@@ -281,6 +273,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // it to complete. (Thread 0 issues every x copy; the others wait on the stages' barriers.)
     if (tid == 0) {
         asm volatile("griddepcontrol.wait;" ::: "memory");
+        if (ts_chunk) tma_x_chunk(xring + (S - 1) * W::kXStage, bars + S * 8, &xmap, a.K, m0, W::kXStage);
 #pragma unroll
         for (int j = 0; j < AHEAD; ++j)
             if (j < nchunks) issue_x(j);
@@ -288,19 +281,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     if (ts_chunk) {  // (above: what it computes and why here)
         const int steps = (a.nbounds + 1 + 15) >> 4;
         const uint32_t onehot = xring + (S - 1) * W::kXStage;
-        if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
-            int bk = 0;  // the bucket: boundaries <= t, lane i's two boundaries by shuffle
-            for (int i = 0; i < a.nbounds; ++i) bk += __shfl_sync(0xFFFFFFFFu, i < 32 ? b_lo : b_hi, i & 31) <= tv;
-            const uint32_t one_bits = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
-#pragma unroll
-            for (int c = 0; c < 8; ++c) {
-                const int e = c == bk >> 3 ? (bk >> 1) & 3 : -1;  // the 32-bit word holding the one
-                asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(onehot + tid * 128 + ((c ^ (tid & 7)) << 4)),
-                             "r"(e == 0 ? one_bits : 0u), "r"(e == 1 ? one_bits : 0u), "r"(e == 2 ? one_bits : 0u),
-                             "r"(e == 3 ? one_bits : 0u)
-                             : "memory");
-            }
-        }
         uint32_t At[4][4];
 #pragma unroll
         for (int st = 0; st < 4; ++st)
@@ -308,8 +288,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             for (int jj = 0; jj < 4; ++jj)
                 At[st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
                                            dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
-        fence_proxy_async();  // the one-hot rows (generic stores) visible to the wgmmas (async proxy)
-        __syncthreads();
+        mbar_wait(bars + S * 8, 0);  // the one-hot box has landed
         uint32_t one = 1;
         asm volatile("" : "+r"(one));
         wgmma_fence();
@@ -524,26 +503,37 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #endif
 }
 
-// out = x with k permuted inside every 64-k chunk into lut_mma's fragment order (see the header),
-// times in_scale when given. Output vector v (8 values) of a chunk holds the pairs at k = 16 j +
-// 4 (v >> 1) + 2 (v & 1), j = 0..3.
+// out (M x Kp) = x (M x K) with k permuted inside every 64-k chunk into lut_mma's fragment order
+// (see the header), times in_scale when given. Output vector v (8 values) of a chunk holds the pairs
+// at k = 16 j + 4 (v >> 1) + 2 (v & 1), j = 0..3. With t (Kp = K + 64), columns K .. K + 63 of a
+// row are its timestep bucket one-hot (dev::bucket_of(t[row], or t[0] when t_numel == 1)): the B operand
+// of lut_wgmma's timestep chunk, copied by the same TMA as x.
 template <typename T>
-__global__ void permute_x_kernel(const T* __restrict__ x, const T* __restrict__ in_scale, T* __restrict__ out,
-                                 int64_t vecs, int K) {
+__global__ void permute_x_kernel(const T* __restrict__ x, const T* __restrict__ in_scale, const float* __restrict__ t,
+                                 int t_numel, const float* __restrict__ bounds, int nbounds, T* __restrict__ out,
+                                 int64_t vecs, int K, int Kp) {
     using P = Pair<T>;
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < vecs;
          idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-        const int64_t e0 = idx * 8, row = e0 / K;
-        const int col = static_cast<int>(e0 - row * K), v = (col & 63) >> 3;
-        const int k0 = (col & ~63) + 4 * (v >> 1) + 2 * (v & 1);
-        const uint32_t* src = reinterpret_cast<const uint32_t*>(x + row * K + k0);
-        uint4 w = make_uint4(__ldg(src), __ldg(src + 8), __ldg(src + 16), __ldg(src + 24));
-        if (in_scale) {
-            const uint32_t* s = reinterpret_cast<const uint32_t*>(in_scale + k0);
-            w.x = u32(__hmul2(P::bits(w.x), P::bits(__ldg(s))));
-            w.y = u32(__hmul2(P::bits(w.y), P::bits(__ldg(s + 8))));
-            w.z = u32(__hmul2(P::bits(w.z), P::bits(__ldg(s + 16))));
-            w.w = u32(__hmul2(P::bits(w.w), P::bits(__ldg(s + 24))));
+        const int64_t e0 = idx * 8, row = e0 / Kp;
+        const int col = static_cast<int>(e0 - row * Kp);
+        uint4 w;
+        if (col >= K) {  // 8 of the row's 64 one-hot columns: word e holds buckets 2e, 2e + 1 of them
+            const int bk = dev::bucket_of(__ldg(t + (t_numel == 1 ? 0 : row)), bounds, nbounds) - (col - K);
+            const uint32_t one = (P::kOnes & 0xFFFFu) << (16 * (bk & 1));
+            w = make_uint4(bk >> 1 == 0 ? one : 0u, bk >> 1 == 1 ? one : 0u, bk >> 1 == 2 ? one : 0u,
+                           bk >> 1 == 3 ? one : 0u);
+        } else {
+            const int v = (col & 63) >> 3, k0 = (col & ~63) + 4 * (v >> 1) + 2 * (v & 1);
+            const uint32_t* src = reinterpret_cast<const uint32_t*>(x + row * K + k0);
+            w = make_uint4(__ldg(src), __ldg(src + 8), __ldg(src + 16), __ldg(src + 24));
+            if (in_scale) {
+                const uint32_t* s = reinterpret_cast<const uint32_t*>(in_scale + k0);
+                w.x = u32(__hmul2(P::bits(w.x), P::bits(__ldg(s))));
+                w.y = u32(__hmul2(P::bits(w.y), P::bits(__ldg(s + 8))));
+                w.z = u32(__hmul2(P::bits(w.z), P::bits(__ldg(s + 16))));
+                w.w = u32(__hmul2(P::bits(w.w), P::bits(__ldg(s + 24))));
+            }
         }
         *reinterpret_cast<uint4*>(out + e0) = w;
     }
@@ -635,22 +625,25 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     return best;
 }
 
-cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,
-                             cudaStream_t stream) {
+cudaError_t launch_permute_x(const void* x, const void* in_scale, const float* t, int t_numel, const float* bounds,
+                             int nbounds, void* out, DType dt, int M, int K, cudaStream_t stream) {
     if (M < 1 || K < 64 || K % 64 || !x || !out) return cudaErrorInvalidValue;
-    const int64_t vecs = static_cast<int64_t>(M) * K / 8;
+    if (t && ((t_numel != 1 && t_numel != M) || nbounds < 0 || nbounds > 63 || (nbounds && !bounds)))
+        return cudaErrorInvalidValue;  // the one-hot columns hold T <= 64 buckets
+    const int Kp = t ? K + 64 : K;
+    const int64_t vecs = static_cast<int64_t>(M) * Kp / 8;
     const int threads = 256;
     const int blocks = static_cast<int>(std::min<int64_t>((vecs + threads - 1) / threads, 65535));
-    bool ok = dispatch_act(dt, [&](auto t) {
-        using T = typename decltype(t)::type;
-        permute_x_kernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(in_scale),
-                                                            static_cast<T*>(out), vecs, K);
+    bool ok = dispatch_act(dt, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        permute_x_kernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(in_scale), t,
+                                                            t_numel, bounds, nbounds, static_cast<T*>(out), vecs, K, Kp);
     });
     return ok ? cudaGetLastError() : cudaErrorInvalidValue;
 }
 
 namespace {
-// The TMA descriptor of the permuted x (M rows of K): boxes of 64 k x bn tokens, 128-byte swizzle,
+// The TMA descriptor of the permuted x (M rows of K, or K + 64 with the one-hot columns): boxes of 64 k x bn tokens, 128-byte swizzle,
 // rows past M read as zeros. cuTensorMapEncodeTiled is a host-only driver function, fetched once.
 cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K, int bn) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
@@ -673,7 +666,8 @@ cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K
 }
 }  // namespace
 
-// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), 16-byte aligned.
+// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), 16-byte aligned;
+// with a.ts_bias, M x (K + 64): launch_permute_x given t and the boundaries (a.t is not read here).
 cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t stream) {
     const int bn = p.bn;
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
@@ -687,12 +681,12 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     if (p.split_from < 0 || p.split_from > tiles || (p.ksplit == 1 && p.split_from != tiles && p.split_from != 0) ||
         p.split_from % p.ksplit)
         return cudaErrorInvalidValue;
-    if (a.ts_bias && (!a.t || (a.t_numel != 1 && a.t_numel != a.M) || a.nbounds < 0 || a.nbounds > 63))
+    if (a.ts_bias && (a.nbounds < 0 || a.nbounds > 63))
         return cudaErrorInvalidValue;  // the timestep chunk is one 64-k chunk: T <= 64
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
     CUtensorMap xmap;
-    if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.K, bn); e != cudaSuccess) return e;
+    if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.ts_bias ? a.K + 64 : a.K, bn); e != cudaSuccess) return e;
     MmaArgs args = a;
     args.token_tiles = (a.M + bn - 1) / bn;
     args.per_split = p.per_split;

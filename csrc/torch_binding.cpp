@@ -322,8 +322,11 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     if (a.M == 0) return y;
     a.y = y.data_ptr();
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-    at::Tensor xp = at::empty_like(x);
-    cudaError_t err = launch_permute_x(a.x, a.in_scale, xp.data_ptr(), a.x_dtype, a.M, a.K, stream);
+    // with a timestep table, 64 more columns: each row's bucket one-hot (lut_kernels.h)
+    const float* ts_t = a.ts_bias ? a.t : nullptr;
+    at::Tensor xp = at::empty({a.M, a.K + (ts_t ? 64 : 0)}, x.options());
+    cudaError_t err = launch_permute_x(a.x, a.in_scale, ts_t, a.t_numel, a.bounds, a.nbounds, xp.data_ptr(), a.x_dtype,
+                                       a.M, a.K, stream);
     TORCH_CHECK(err == cudaSuccess, "permute_x launch failed: ", cudaGetErrorString(err));
     a.x = xp.data_ptr();
     a.in_scale = nullptr;  // folded into xp

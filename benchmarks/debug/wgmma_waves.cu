@@ -75,8 +75,16 @@ int main(int argc, char** argv) {
     // QUANTDLLM_WAVES_NOFLUSH=1: no L2 flush before the launches (code, tables and L2 lines clean)
     const bool flush_l2 = !std::getenv("QUANTDLLM_WAVES_NOFLUSH");
     const bool with_permute = std::getenv("QUANTDLLM_WAVES_PERMUTE") != nullptr;
+    // with a timestep table lut_wgmma reads x with the pre-pass's 64 one-hot columns: the pre-pass
+    // runs once here (and in each timed pair with QUANTDLLM_WAVES_PERMUTE)
+    const bool ts = a.ts_bias != nullptr;
     void* xp = nullptr;
-    if (with_permute) CK(cudaMalloc(&xp, static_cast<size_t>(M) * K * 2));
+    if (with_permute || ts) CK(cudaMalloc(&xp, static_cast<size_t>(M) * (K + (ts ? 64 : 0)) * 2));
+    auto permute = [&] { return launch_permute_x(x, nullptr, a.t, a.t_numel, a.bounds, a.nbounds, xp, DType::F16, M, K, 0); };
+    if (ts) {
+        CK(permute());
+        a.x = xp;
+    }
     MmaArgs ap = a;  // the pair's lut_wgmma reads the permuted copy
     if (with_permute) ap.x = xp;
     const bool sustained = std::getenv("QUANTDLLM_WAVES_SUSTAINED") != nullptr;
@@ -92,7 +100,7 @@ int main(int argc, char** argv) {
         if (flush_l2) CK(cudaMemsetAsync(flush, rep, flush_n));
         CK(cudaEventRecord(starts[rep]));
         if (with_permute) {
-            CK(launch_permute_x(x, nullptr, xp, DType::F16, M, K, 0));
+            CK(permute());
             CK(launch_lut_wgmma(ap, p, 0));
         } else {
             CK(launch_lut_wgmma(a, p, 0));
