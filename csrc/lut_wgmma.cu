@@ -278,26 +278,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int j = 0; j < AHEAD; ++j)
             if (j < nchunks) issue_x(j);
     }
-    if (ts_chunk) {  // (above: what it computes and why here)
-        const int steps = (a.nbounds + 1 + 15) >> 4;
-        const uint32_t onehot = xring + (S - 1) * W::kXStage;
-        uint32_t At[4][4];
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-#pragma unroll
-            for (int jj = 0; jj < 4; ++jj)
-                At[st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
-                                           dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
-        mbar_wait(bars + S * 8, 0);  // the one-hot box has landed
-        uint32_t one = 1;
-        asm volatile("" : "+r"(one));
-        wgmma_fence();
-#pragma unroll
-        for (int st = 0; st < 4; ++st)
-            if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(onehot + st * 32), one);
-        wgmma_commit();
-        wgmma_wait<0>();
-    }
     const typename P::T2 magic = P::bits(P::kMagic);
     // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
     // chunk i's wgmmas run. The compiler sees a wgmma as a synchronous asm that has consumed its
@@ -339,6 +319,33 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         decode(IntTag<0>{}, 0);
     }
     MMA_TRACE(a, 3, clock64());  // chunk 0's codes landed and decoded
+    if (ts_chunk) {  // (above: what it computes and why here)
+        // A in the register set of chunk 1 (free until chunk 1's decode), the descriptors in its
+        // slots too: the loop's first step pins them after its wait<1>, which retires this group --
+        // before the second step's barrier, after which a copy refills the ring's last stage. Not
+        // waited here: the group runs beside chunk 0's copies (a wait<0> here, with the chunk before
+        // the first decode, was the ~2 µs of the prologue in the first device call of the fourteenth session).
+        const int steps = (a.nbounds + 1 + 15) >> 4;
+        const uint32_t onehot = xring + (S - 1) * W::kXStage;
+#pragma unroll
+        for (int st = 0; st < 4; ++st) {
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj)
+                A[1][st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
+                                             dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
+            pin(A[1][st]);
+            desc[1][st] = sw128_desc(onehot + st * 32);
+            asm volatile("" : "+l"(desc[1][st]));
+        }
+        mbar_wait(bars + S * 8, 0);  // the one-hot box has landed
+        uint32_t one = 1;
+        asm volatile("" : "+r"(one));
+        wgmma_fence();
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+            if (st < steps) wgmma_rs<T, BN>(acc, A[1][st], desc[1][st], one);
+        wgmma_commit();
+    }
     for (int i0 = 0; i0 < nchunks; i0 += UNR) {
         [&]<int... R>(std::integer_sequence<int, R...>) {
             auto step = [&](auto pos) {
