@@ -71,9 +71,9 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    // past the code ring: an mbarrier per x stage, and one for the timestep chunk's one-hot box
+    // past the code ring: an mbarrier per x stage, and two for the timestep chunk (its one-hot box, its table box)
     static constexpr int kBarOff = kFront + kCodeBytes;
-    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + 1) * 8;    // + alignment slack
+    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + 2) * 8;    // + alignment slack
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device pass for sm_90a: everything wgmma
@@ -170,9 +170,12 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[BN / 2], const uint32_t (&a)
 }
 #endif
 
+// tmap / ts_box: the timestep table's TMA descriptor and the bytes of one block's box of it (0: the
+// table is gathered with plain loads instead; see the kernel)
 template <typename T, int BITS, int BN>
 __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a, const WgmmaPlan p,
-                                                                    const __grid_constant__ CUtensorMap xmap) {
+                                                                    const __grid_constant__ CUtensorMap xmap,
+                                                                    const __grid_constant__ CUtensorMap tmap, int ts_box) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using P = Pair<T>;
     using L = Layout<BITS>;
@@ -226,21 +229,29 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         issue_codes(j);
     };
 
-    // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
-    // one-hot (64 k x BN tokens), A = the table transposed (A[row][k] = ts_bias[k][n0 + row] for k <
-    // T <= 64, rounded to T), one k16 step per 16 buckets. The accumulators start with each token's
-    // row and the epilogue is the plain one. The one-hot rows are written by the x pre-pass as 64
-    // more columns of x (launch_permute_x with t): thread 0 copies the tile's box of them first, into
-    // the ring's last stage (no copy goes there before the loop's second step, whose barrier follows
-    // this chunk's wait), on a barrier of its own. No generic stores into the ring, so no proxy fence:
-    // the thirteenth session wrote them here, and `fence.proxy.async` (MEMBAR.ALL.CTA in SASS) waited
-    // for the ring's first code copies: a prologue of ~3.2 µs against ~1.4 without a table (call 5).
-    // The table's elements are loaded at entry, ahead of the ring's copies. With a K split, slice 0
-    // adds the table.
+    // Timestep bias as one more K chunk of the GEMM: B = the tokens' buckets one-hot (64 k x BN
+    // tokens), A = the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded
+    // to T), one k16 step per 16 buckets. The accumulators start with each token's row and the
+    // epilogue is the plain one. Every input comes by TMA, so the chunk makes no loads of its own
+    // that could queue behind or ahead of the ring's first copies (the fourteenth session's finding:
+    // each cold load of t, the boundaries or the table cost ~1 µs wherever it was issued):
+    //  - the one-hot rows: written by the x pre-pass as 64 more columns of x (launch_permute_x with
+    //    t), one box of them into the ring's last stage (no copy goes there before the loop's second
+    //    step), after griddepcontrol.wait, first of thread 0's copies;
+    //  - the table: one box of it as stored (T rows of the block's 128 columns, rows past T and
+    //    columns past N read as zero) into the ring's second-to-last stage (the loop's first step
+    //    refills it, after a barrier that follows this thread's reads of it), issued at entry.
+    // No generic stores into the ring, so no proxy fence (the thirteenth session's `fence.proxy.async`
+    // waited for the ring's first code copies). The chunk runs after chunk 0's decode, in chunk 1's
+    // register set, and is not waited here (see there). When the table's box does not fit a stage
+    // (ts_box == 0: 16 ceil(T / 16) x its dtype's bytes > BN, or a row stride or address the TMA
+    // cannot take), its elements are gathered with plain loads at entry instead. With a K split,
+    // slice 0 adds the table.
     const bool ts_chunk = a.ts_bias && z == 0;
     const int wrow = (warp >> 2) * 64 + (warp & 3) * 16 + g;  // this lane's first W row of the block
     uint32_t raw_a[4][4][2] = {};  // the lane's A elements as stored: rows wrow (+ 8), k = 16 st + 2q (+ 8) (+ 1)
-    if (ts_chunk) {
+    const uint32_t ts_tile = xring + (S - 2) * W::kXStage;  // the table's box: [k][128 rows] as stored
+    if (ts_chunk && ts_box == 0) {
         const int nbk = a.nbounds + 1;
 #pragma unroll
         for (int st = 0; st < 4; ++st)
@@ -259,10 +270,12 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
     if (tid == 0) {
 #pragma unroll
-        for (int s = 0; s <= S; ++s) mbar_init(bars + s * 8);  // S: the one-hot box's
+        for (int s = 0; s <= S + 1; ++s) mbar_init(bars + s * 8);  // S, S + 1: the one-hot box's, the table box's
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
+    // the table was written before the pre-pass was launched: no griddepcontrol.wait for it
+    if (tid == 0 && ts_chunk && ts_box) tma_x_chunk(ts_tile, bars + (S + 1) * 8, &tmap, n0, 0, ts_box);
 #pragma unroll
     for (int j = 0; j < AHEAD; ++j) {
         if (j < nchunks) issue_codes(j);
@@ -327,6 +340,27 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         // the first decode, was the ~2 µs of the prologue in the first device call of the fourteenth session).
         const int steps = (a.nbounds + 1 + 15) >> 4;
         const uint32_t onehot = xring + (S - 1) * W::kXStage;
+        if (ts_box) {  // the lane's elements from the table's box (shared loads: any table dtype)
+            mbar_wait(bars + (S + 1) * 8, 0);
+            const int esz = a.ts_bias_dtype == DType::F32 ? 4 : 2;
+#pragma unroll
+            for (int st = 0; st < 4; ++st)
+#pragma unroll
+                for (int jj = 0; jj < 4; ++jj)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int k = 16 * st + 2 * q + 8 * (jj >> 1) + h;
+                        const uint32_t at = ts_tile + (k * kWRows + wrow + 8 * (jj & 1)) * esz;
+                        if (st < steps) {
+                            if (esz == 4) asm volatile("ld.shared.u32 %0, [%1];" : "=r"(raw_a[st][jj][h]) : "r"(at));
+                            else {
+                                uint16_t v;
+                                asm volatile("ld.shared.u16 %0, [%1];" : "=h"(v) : "r"(at));
+                                raw_a[st][jj][h] = v;
+                            }
+                        }
+                    }
+        }
 #pragma unroll
         for (int st = 0; st < 4; ++st) {
 #pragma unroll
@@ -650,9 +684,11 @@ cudaError_t launch_permute_x(const void* x, const void* in_scale, const float* t
 }
 
 namespace {
-// The TMA descriptor of the permuted x (M rows of K, or K + 64 with the one-hot columns): boxes of 64 k x bn tokens, 128-byte swizzle,
-// rows past M read as zeros. cuTensorMapEncodeTiled is a host-only driver function, fetched once.
-cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K, int bn) {
+// A TMA descriptor of a row-major 2-D tensor (rows x cols elements of dt, rows `stride` bytes apart)
+// read in boxes of box_cols x box_rows, parts past its edges read as zeros. cuTensorMapEncodeTiled
+// is a host-only driver function, fetched once.
+cudaError_t tensor_map(CUtensorMap* map, const void* base, DType dt, int64_t rows, int64_t cols, int64_t stride,
+                       int box_cols, int box_rows, CUtensorMapSwizzle swizzle) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
         void* fn = nullptr;
         cudaDriverEntryPointQueryResult q{};
@@ -662,13 +698,14 @@ cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K
         return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
     }();
     if (!encode) return cudaErrorNotSupported;
-    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(K), static_cast<cuuint64_t>(M)};
-    const cuuint64_t strides[1] = {static_cast<cuuint64_t>(K) * 2};
-    const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(bn)}, unit[2] = {1, 1};
-    const CUresult r = encode(map, dt == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
-                              const_cast<void*>(x), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                              CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+    const cuuint64_t strides[1] = {static_cast<cuuint64_t>(stride)};
+    const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)}, unit[2] = {1, 1};
+    const CUtensorMapDataType type = dt == DType::F32    ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                                     : dt == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    const CUresult r = encode(map, type, 2, const_cast<void*>(base), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                              swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 }  // namespace
@@ -692,8 +729,23 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
         return cudaErrorInvalidValue;  // the timestep chunk is one 64-k chunk: T <= 64
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
-    CUtensorMap xmap;
-    if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.ts_bias ? a.K + 64 : a.K, bn); e != cudaSuccess) return e;
+    // x permuted (with a table: 64 more columns, the one-hot rows): boxes of 64 k x bn tokens in the
+    // 128-byte swizzle the wgmma descriptors read, rows past M zero
+    const int xcols = a.ts_bias ? a.K + 64 : a.K;
+    CUtensorMap xmap, tmap{};
+    if (const cudaError_t e = tensor_map(&xmap, a.x, a.x_dtype, a.M, xcols, int64_t{xcols} * 2, 64, bn, CU_TENSOR_MAP_SWIZZLE_128B);
+        e != cudaSuccess)
+        return e;
+    // the timestep table (T x N) as stored, one box of 16 ceil(T / 16) rows x 128 columns per block, if
+    // that fits the x ring's stage (bn x 128 bytes) and the TMA takes its row stride and address
+    int ts_box = 0;
+    if (a.ts_bias) {
+        const int esz = a.ts_bias_dtype == DType::F32 ? 4 : 2, rows = (a.nbounds + 1 + 15) / 16 * 16;
+        if (rows * esz <= bn && (int64_t{a.N} * esz) % 16 == 0 && reinterpret_cast<uintptr_t>(a.ts_bias) % 16 == 0 &&
+            tensor_map(&tmap, a.ts_bias, a.ts_bias_dtype, a.nbounds + 1, a.N, int64_t{a.N} * esz, kWRows, rows,
+                       CU_TENSOR_MAP_SWIZZLE_NONE) == cudaSuccess)
+            ts_box = rows * kWRows * esz;
+    }
     MmaArgs args = a;
     args.token_tiles = (a.M + bn - 1) / bn;
     args.per_split = p.per_split;
@@ -719,7 +771,7 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
         attr[1].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = attr;
         cfg.numAttrs = 2;
-        err = cudaLaunchKernelEx(&cfg, kernel, args, p, xmap);
+        err = cudaLaunchKernelEx(&cfg, kernel, args, p, xmap, tmap, ts_box);
     });
     return err;
 }

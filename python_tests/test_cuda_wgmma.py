@@ -178,13 +178,18 @@ def test_shapes(NK, M, gen):
 @pytest.mark.parametrize("T", [4, 11, 64])
 @pytest.mark.parametrize("per_row", [True, False])
 @pytest.mark.parametrize("table", ["half", "float", "unaligned"])
-@pytest.mark.parametrize("bn", ["64", "256"])
+@pytest.mark.parametrize("bn", ["64", "128/2", "256"])
 def test_timestep_bias(T, per_row, table, bn, gen, monkeypatch):
     """The table as lut_wgmma's extra K chunk: 1 and 4 k16 steps (T = 4 / 11 / 64), fp16 and fp32
-    tables (fp32 rounded to the activation dtype), a table at an odd address, N % 8 != 0, 64- and
-    256-token tiles, per-row and one t."""
+    tables (fp32 rounded to the activation dtype), 64-, 128- (K split in two: slice 0 adds the table)
+    and 256-token tiles, per-row and one t. The table's box comes by TMA where it fits the ring's
+    stage (N = 200: fp16 at every T but 64 with 64-token tiles, fp32 up to T = 16 there), else by
+    plain loads (N = 333: a row stride the TMA cannot take; the table at an odd address)."""
     K, M = 1024, 300
-    monkeypatch.setenv("QUANTDLLM_WGMMA_BN", bn)
+    tile, _, ks = bn.partition("/")
+    monkeypatch.setenv("QUANTDLLM_WGMMA_BN", tile)
+    if ks:
+        monkeypatch.setenv("QUANTDLLM_WGMMA_KSPLIT", ks)
     for N in (200, 333):
         qw = rtn(N, K, 4, 128, torch.float16, gen)
         mw = cb.mma_pack(qw, torch.float16)
