@@ -67,14 +67,14 @@ bool dispatch_weight(DType act, int bits, LutKind kind, F&& f) {
 // Lets `kernel` use the device's opt-in maximum of dynamic shared memory; once per kernel.
 cudaError_t allow_smem_once(const void* kernel);
 
-// Launches kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent launch where
-// the current device has it (compute capability >= 9.0), the kernel's code came from PTX of 9.0 or
-// later (a build for 8.0 only, JIT-compiled for a 9.0 device, has pdl_wait compiled out: it must
-// not start early) and QUANTDLLM_NO_PDL is unset: the kernel's blocks may start while the launch
-// before it finishes, and must call dev::pdl_wait() before touching global memory. Elsewhere a
-// plain launch (pdl_wait is then a no-op).
-bool pdl_enabled();
-bool pdl_compiled(const void* kernel);
+// Whether `kernel` is launched as a programmatic dependent launch on the current device (read once
+// per device and kernel): the device has it (compute capability >= 9.0), the kernel's code came from
+// PTX of 9.0 or later (a build for 8.0 only, JIT-compiled for a 9.0 device, has pdl_wait compiled
+// out: it must not start early), and QUANTDLLM_NO_PDL is unset.
+bool pdl_for(const void* kernel);
+// Launches kernel<<<grid, block, smem, stream>>>(args...), programmatic where pdl_for says so: the
+// kernel's blocks may start while the launch before it finishes, and must call dev::pdl_wait()
+// before touching global memory. Elsewhere a plain launch (pdl_wait is then a no-op).
 template <typename... KArgs, typename... Args>
 cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                        Args&&... args) {
@@ -87,7 +87,7 @@ cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t s
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = pdl_enabled() && pdl_compiled(reinterpret_cast<const void*>(kernel)) ? 1 : 0;
+    cfg.numAttrs = pdl_for(reinterpret_cast<const void*>(kernel)) ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 

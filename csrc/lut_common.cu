@@ -39,22 +39,7 @@ cudaError_t allow_smem_once(const void* kernel) {
     return err;
 }
 
-bool pdl_enabled() {
-    static std::mutex mu;
-    static std::map<int, bool> cache;
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    std::lock_guard<std::mutex> lock(mu);
-    const auto it = cache.find(dev);
-    if (it != cache.end()) return it->second;
-    int major = 0;
-    const bool on = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
-                    !std::getenv("QUANTDLLM_NO_PDL");
-    cache[dev] = on;
-    return on;
-}
-
-bool pdl_compiled(const void* kernel) {
+bool pdl_for(const void* kernel) {
     static std::mutex mu;
     static std::map<std::pair<int, const void*>, bool> cache;
     int dev = 0;
@@ -62,10 +47,13 @@ bool pdl_compiled(const void* kernel) {
     std::lock_guard<std::mutex> lock(mu);
     const auto it = cache.find({dev, kernel});
     if (it != cache.end()) return it->second;
+    int major = 0;
     cudaFuncAttributes fa{};
-    const bool ok = cudaFuncGetAttributes(&fa, kernel) == cudaSuccess && fa.ptxVersion >= 90;
-    cache[{dev, kernel}] = ok;
-    return ok;
+    const bool on = !std::getenv("QUANTDLLM_NO_PDL") &&
+                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
+                    cudaFuncGetAttributes(&fa, kernel) == cudaSuccess && fa.ptxVersion >= 90;
+    cache[{dev, kernel}] = on;
+    return on;
 }
 
 }  // namespace quantdllm

@@ -741,8 +741,8 @@ namespace {
 // slots open, they filled those while this launch ran and the rest unevenly, and a memory-bound
 // grid is as slow as its most loaded SM (fifteenth session, call 3: M = 32 on (4096, 12288) +3.2 µs
 // per launch back to back, w2 M = 8 +1.7 in graph replay).
-size_t launch_smem(size_t own, long long blocks, int per_sm) {
-    if (!pdl_enabled() || per_sm < 2) return own;
+size_t launch_smem(const void* kernel, size_t own, long long blocks, int per_sm) {
+    if (!pdl_for(kernel) || per_sm < 2) return own;
     struct Dev { int sms = 0, cap = 0, reserved = 0, optin = 0; };
     static std::mutex mu;
     static std::map<int, Dev> cache;
@@ -789,7 +789,7 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));  // rings of NT >= 2 pass 48 KB
         if (err != cudaSuccess) return;
         const long long blocks = static_cast<long long>(p.grid_x) * p.grid_y * p.ksplit;
-        const size_t smem = launch_smem(smem_bytes(p, a.bits), blocks, resident_blocks(p, a.bits, a.x_dtype, a.in_scale != nullptr));
+        const size_t smem = launch_smem(reinterpret_cast<const void*>(kernel), smem_bytes(p, a.bits), blocks, resident_blocks(p, a.bits, a.x_dtype, a.in_scale != nullptr));
         err = launch_pdl(kernel, grid, dim3(kThreads), smem, stream, args, p.ksplit, pdl_trigger_at());
     });
     return err;
