@@ -97,8 +97,15 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 // The K slices of a tile are one thread-block cluster: a barrier over it (release / acquire: the
 // slices' shared-memory tiles written before are visible after), and 16-byte loads from the shared
 // memory of block `rank` of the cluster at the offset of this block's address `addr`.
+__device__ __forceinline__ void cluster_arrive() {
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() {
+    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
 __device__ __forceinline__ void cluster_sync() {
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+    cluster_arrive();
+    cluster_wait();
 }
 __device__ __forceinline__ float4 ld_cluster4(uint32_t remote) {
     float4 v;
@@ -475,52 +482,66 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // K split: the tile's slices are one cluster (block rank z), each with its fp32 tile staged in
     // shared memory above. After a cluster barrier, slice z sums its share of the tokens (z, z + ks,
     // ... of the thread's) over every slice's tile: its own, then the others' over distributed shared
-    // memory. A second barrier, once every load has returned, keeps each tile alive until the others
-    // have read it; the sums then go back to the slice's own tile and y is stored after it, since a
-    // cluster barrier's release would wait for the stores to drain (~6 µs of a 256-token tile when
-    // they came first). (Partial tiles through global memory and a semaphore, the tenth session's
-    // form, cost ~20 µs per split tile.)
+    // memory. Every load of a peer's share is issued before the first add, so the share costs one
+    // round trip over the cluster's network, not one per token (the sixteenth session's SASS had
+    // them one token at a time, each behind a branch: ~6.9 µs of a 256-token slice). A token past
+    // the tile's end reads the share's first row instead (in bounds, its sum unused). The sums go back
+    // to the slice's own cells (no peer reads them) and y is stored from there. The cluster barrier's
+    // arrive comes once this block's remote loads are in registers and its wait just before exit:
+    // each tile stays alive until the others have read it, and the y stores run inside the barrier
+    // (an arrive's release ahead of the stores does not wait for them to drain; after them it did,
+    // ~6 µs of a 256-token tile). (Partial tiles through global memory and a semaphore, the tenth
+    // session's form, cost ~20 µs per split tile.)
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
     constexpr int kShare = BN / kTokStep / 2;  // a thread's tokens of a split tile: at most this many
     float v[kShare][8];
     const int my0 = tok0 + kTokStep * z, my_step = kTokStep * ksplit;
-    auto each_share = [&](auto f) {  // f(u, token) over this thread's share of the tile's tokens
-#pragma unroll
-        for (int u = 0; u < kShare; ++u) {
-            const int tok = my0 + my_step * u;
-            if (tok >= toks) break;
-            f(u, tok);
-        }
+    auto share_tok = [&](int u) {  // the staged row of share member u (the first one past the tile's end)
+        const int tok = my0 + my_step * u;
+        return tok < toks ? tok : my0;
     };
     cluster_sync();
-    if (valid > 0) {
+    MMA_TRACE(a, 10, global_ns());  // every slice staged: what waited here is the slices' skew
+    const bool summing = valid > 0 && my0 < toks;
+    if (summing) {
         // its own slice first (plain shared loads), then the others in rank order: a fixed order
         // per token, so a second call gives the same bits
-        each_share([&](int u, int tok) { staged(tok, v[u]); });
+#pragma unroll
+        for (int u = 0; u < kShare; ++u) staged(share_tok(u), v[u]);
         const uint32_t mine = dev::smem_u32(out + r8);
 #pragma unroll 1
         for (int zz = 0; zz < ksplit; ++zz) {
             if (zz == z) continue;
             uint32_t from;
             asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(from) : "r"(mine), "r"(zz));
-            each_share([&](int u, int tok) {
-                const uint32_t at = from + tok * (kWRows + kOutPad) * 4;
-                const float4 lo = ld_cluster4(at), hi = ld_cluster4(at + 16);
-                v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
-                v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
-            });
+            float4 lo[kShare], hi[kShare];
+#pragma unroll
+            for (int u = 0; u < kShare; ++u) {
+                const uint32_t at = from + share_tok(u) * (kWRows + kOutPad) * 4;
+                lo[u] = ld_cluster4(at), hi[u] = ld_cluster4(at + 16);
+            }
+#pragma unroll
+            for (int u = 0; u < kShare; ++u) {
+                v[u][0] += lo[u].x, v[u][1] += lo[u].y, v[u][2] += lo[u].z, v[u][3] += lo[u].w;
+                v[u][4] += hi[u].x, v[u][5] += hi[u].y, v[u][6] += hi[u].z, v[u][7] += hi[u].w;
+            }
         }
     }
-    cluster_sync();
-    if (valid > 0) {
-        each_share([&](int u, int tok) {  // own cells: read back by the store loop
-            float4* o = reinterpret_cast<float4*>(out + tok * (kWRows + kOutPad) + r8);
+    cluster_arrive();  // this block's reads of the other tiles are done (their values are in registers)
+    MMA_TRACE(a, 11, global_ns());
+    if (summing) {
+#pragma unroll
+        for (int u = 0; u < kShare; ++u) {  // own cells of this share: read back by the store loop
+            if (my0 + my_step * u >= toks) break;
+            float4* o = reinterpret_cast<float4*>(out + share_tok(u) * (kWRows + kOutPad) + r8);
             o[0] = make_float4(v[u][0], v[u][1], v[u][2], v[u][3]);
             o[1] = make_float4(v[u][4], v[u][5], v[u][6], v[u][7]);
-        });
+        }
     }
     store_tokens(my0, my_step);
+    MMA_TRACE(a, 12, global_ns());
+    cluster_wait();  // the others have read this tile: its shared memory may go
     MMA_TRACE(a, 6, global_ns());
     MMA_TRACE(a, 9, clock64());
     MMA_TRACE(a, 7, sm_id());

@@ -32,6 +32,8 @@ CONFIGS=(
   "pair 512|QUANTDLLM_WAVES_PERMUTE=1|4096 12288 512"
   "pair 1024|QUANTDLLM_WAVES_PERMUTE=1|4096 12288 1024"
   "sq pair 256|QUANTDLLM_WAVES_PERMUTE=1|4096 4096 256"
+  "sq 512|QUANTDLLM_WAVES_X=1|4096 4096 512"
+  "sq pair 512|QUANTDLLM_WAVES_PERMUTE=1|4096 4096 512"
   "tall pair 512|QUANTDLLM_WAVES_PERMUTE=1|12288 4096 512"
   "pair 1024 b2b|QUANTDLLM_WAVES_PERMUTE=1 QUANTDLLM_WAVES_SUSTAINED=1|4096 12288 1024"
   "per-row pair 256|QUANTDLLM_WAVES_PERMUTE=1 QUANTDLLM_WAVES_TS=rows|4096 12288 256"
@@ -46,7 +48,8 @@ for r in $(seq 1 "$ROUNDS"); do
       [ -x "/tmp/cmp_ww_$j" ] || continue
       res=$(env $envs "/tmp/cmp_ww_$j" $shape 4 2>&1)
       us=$(echo "$res" | sed -n 's/^untraced, [^:]*: \([0-9.]*\) us.*/\1/p')
-      phases=$(echo "$res" | awk '$2 == "whole" || $2 == "slice" {print $2, $(NF-4), $(NF-3), $(NF-2), $(NF-1), $NF; exit}')
+      # kind, then the phases from the prologue on (a tree whose tool prints the sum's parts gives 4 more)
+      phases=$(echo "$res" | awk '$2 == "whole" || $2 == "slice" {o = $2; for (f = 7; f <= NF; ++f) o = o " " $f; print o; exit}')
       echo "$r|$name|$j|$us|$phases" >> "$OUTF.raw"
     done
   done
@@ -56,7 +59,8 @@ import statistics, sys
 rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if l.strip()]
 trees = sys.argv[2:]
 names = list(dict.fromkeys(r[1] for r in rows))
-print("median us per launch over rounds (L2 flushed); phases of the last round: kind prolog loop stage store sum")
+print("median us per launch over rounds (L2 flushed); phases of the last round: kind prolog loop stage store sum"
+      " [skew loads ystore exit: the sum's parts, where the tree's tool has them]")
 for j, t in enumerate(trees):
     print(f"  [{j}] {t}")
 for n in names:

@@ -151,12 +151,13 @@ int main(int argc, char** argv) {
     }
     const double f = fs.empty() ? 1.0 : median(fs);
     std::printf("SM clock %.2f GHz; per block, median us: prologue (entry to chunk 0 decoded), main loop, stage (fp32 tile\n"
-                "to shared memory), store (y), sum (a K slice: the cluster's barriers and its share of the sum and y)\n", f);
-    std::printf("%-5s %-6s %6s %22s %22s %8s %8s %8s %8s %8s\n", "wave", "kind", "blocks", "entry min/med/max us",
-                "exit min/med/max us", "prolog", "loop", "stage", "store", "sum");
+                "to shared memory), store (y), sum (a K slice: the cluster's barriers and its share of the sum and y),\n"
+                "and the sum's parts: skew (the first cluster barrier), loads (the share's sum), ystore, exit (the last wait)\n", f);
+    std::printf("%-5s %-6s %6s %22s %22s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", "wave", "kind", "blocks", "entry min/med/max us",
+                "exit min/med/max us", "prolog", "loop", "stage", "store", "sum", "skew", "loads", "ystore", "exit");
     for (int w = 0; w < waves; ++w)
         for (int kind = 0; kind < 2; ++kind) {
-            std::vector<double> in, out, pro, loop, stage, store, sum;
+            std::vector<double> in, out, pro, loop, stage, store, sum, skew, loads, ystore, exitw;
             for (long long b = 0; b < blocks; ++b) {
                 if (wave[b] != w || (b >= p.split_from && p.ksplit > 1) != (kind == 1)) continue;
                 const unsigned long long* s = &h[b * kTraceSlots];
@@ -166,7 +167,13 @@ int main(int argc, char** argv) {
                 loop.push_back((s[4] - s[3]) / f * 1e-3);
                 stage.push_back((s[2] - s[4]) / f * 1e-3);
                 store.push_back((s[5] - s[2]) / f * 1e-3);
-                if (kind == 1) sum.push_back((s[6] - s[8]) * 1e-3);
+                if (kind == 1) {
+                    sum.push_back((s[6] - s[8]) * 1e-3);
+                    skew.push_back((s[10] - s[8]) * 1e-3);  // slots 10-12: globaltimer inside the sum (lut_wgmma.cu)
+                    loads.push_back((s[11] - s[10]) * 1e-3);
+                    ystore.push_back((s[12] - s[11]) * 1e-3);
+                    exitw.push_back((s[6] - s[12]) * 1e-3);
+                }
             }
             if (in.empty()) continue;
             auto mm = [](std::vector<double> v) {
@@ -175,8 +182,9 @@ int main(int argc, char** argv) {
                 std::snprintf(buf, sizeof buf, "%6.1f/%6.1f/%6.1f", v.front(), v[v.size() / 2], v.back());
                 return std::string(buf);
             };
-            std::printf("%-5d %-6s %6zu %22s %22s %8.2f %8.2f %8.2f %8.2f %8.2f\n", w + 1, kind ? "slice" : "whole", in.size(),
-                        mm(in).c_str(), mm(out).c_str(), median(pro), median(loop), median(stage), median(store), median(sum));
+            std::printf("%-5d %-6s %6zu %22s %22s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f\n", w + 1,
+                        kind ? "slice" : "whole", in.size(), mm(in).c_str(), mm(out).c_str(), median(pro), median(loop),
+                        median(stage), median(store), median(sum), median(skew), median(loads), median(ystore), median(exitw));
         }
     if (csv) {
         FILE* f = std::fopen(csv, "w");
