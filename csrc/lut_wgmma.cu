@@ -71,9 +71,14 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
-    // past the code ring: an mbarrier per x stage
-    static constexpr int kBarOff = kFront + kCodeBytes;
-    static constexpr int kSmem = 1024 + kBarOff + kXStages<BN> * 8;    // + alignment slack
+    // A two-slice K split's receive area, after the loop: the peer's partial sums of this slice's
+    // half of the tokens, right past the fp32 tile (over the rings' tails, free by then)
+    static constexpr int kRecvOff = kOutBytes, kRecvBytes = kOutBytes / 2;
+    static constexpr int kEnd = kFront + kCodeBytes > kRecvOff + kRecvBytes ? kFront + kCodeBytes : kRecvOff + kRecvBytes;
+    // past both: an mbarrier per x stage, then the receive area's
+    static constexpr int kBarOff = (kEnd + 7) / 8 * 8;
+    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + 1) * 8;  // + alignment slack
+    static_assert(kSmem <= 227 * 1024, "one block's shared memory on sm_90");
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device pass for sm_90a: everything wgmma
@@ -106,6 +111,16 @@ __device__ __forceinline__ void cluster_wait() {
 __device__ __forceinline__ void cluster_sync() {
     cluster_arrive();
     cluster_wait();
+}
+// Bulk copy (the TMA engine) of `bytes` from this block's shared memory to block `rank`'s at the same
+// offset as `dst`, completing on that block's mbarrier at the offset of `bar`.
+__device__ __forceinline__ void push_to_peer(uint32_t dst, uint32_t src, uint32_t bytes, uint32_t bar, int rank) {
+    uint32_t rdst, rbar;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(rdst) : "r"(dst), "r"(rank));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(rbar) : "r"(bar), "r"(rank));
+    asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(rdst), "r"(src), "r"(bytes), "r"(rbar)
+                 : "memory");
 }
 __device__ __forceinline__ float4 ld_cluster4(uint32_t remote) {
     float4 v;
@@ -274,7 +289,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
     if (tid == 0) {
 #pragma unroll
-        for (int s = 0; s < S; ++s) mbar_init(bars + s * 8);
+        for (int s = 0; s <= S; ++s) mbar_init(bars + s * 8);  // the x stages', then the receive area's
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
@@ -419,6 +434,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #pragma unroll
         for (int e = 0; e < 4; ++e)
             out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
+    if (ksplit == 2) fence_proxy_async();  // the tile, stored here, is read by the bulk copy below (async proxy)
     __syncthreads();
     MMA_TRACE(a, 2, clock64());  // the fp32 tile staged in shared memory
     T* y = static_cast<T*>(a.y);
@@ -480,33 +496,64 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         return;
     }
     // K split: the tile's slices are one cluster (block rank z), each with its fp32 tile staged in
-    // shared memory above. After a cluster barrier, slice z sums its share of the tokens (z, z + ks,
-    // ... of the thread's) over every slice's tile: its own, then the others' over distributed shared
-    // memory. Every load of a peer's share is issued before the first add, so the share costs one
-    // round trip over the cluster's network, not one per token (the sixteenth session's SASS had
-    // them one token at a time, each behind a branch: ~6.9 µs of a 256-token slice). A token past
-    // the tile's end reads the share's first row instead (in bounds, its sum unused). The sums go back
-    // to the slice's own cells (no peer reads them) and y is stored from there. The cluster barrier's
-    // arrive comes once this block's remote loads are in registers and its wait just before exit:
-    // each tile stays alive until the others have read it, and the y stores run inside the barrier
-    // (an arrive's release ahead of the stores does not wait for them to drain; after them it did,
-    // ~6 µs of a 256-token tile). (Partial tiles through global memory and a semaphore, the tenth
-    // session's form, cost ~20 µs per split tile.)
+    // shared memory above; slice z sums its share of the tokens (the thread's z, z + ks, ... of its
+    // tokens: whole groups of kTokStep) over every slice's tile, own slice first, then the others in
+    // rank order (a fixed order per token: a second call gives the same bits), and stores y.
+    // - Two slices (what wgmma_plan picks): after a cluster barrier (both tiles staged, both rings
+    //   idle), each slice pushes the other's share of its tile into the other's receive area with
+    //   bulk copies (the TMA engine, one per token group, completing on the receiver's mbarrier), and
+    //   sums its own cells with the received ones in plain shared loads. (Pulling the share with
+    //   16-byte loads over the cluster's network moved ~14 GB/s per SM, 4.7 µs of a 256-token slice:
+    //   sixteenth session, call 1.)
+    // - More slices (forced only): each slice pulls its share from every other tile, all of a tile's
+    //   loads issued before the first add; a token past the tile's end reads the share's first row
+    //   instead (in bounds, its sum unused).
+    // Either way the sums go back to the slice's own cells (no other slice reads them) and y is
+    // stored from there. The second cluster barrier's arrive comes once this block has everything it
+    // needs from the others and its wait just before exit: each tile stays alive until the others
+    // are done with it, and the y stores run inside the barrier (an arrive's release ahead of the
+    // stores does not wait for them to drain; after them it did, ~6 µs of a 256-token tile).
+    // (Partial tiles through global memory and a semaphore, the tenth session's form, cost ~20 µs
+    // per split tile.)
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
     constexpr int kShare = BN / kTokStep / 2;  // a thread's tokens of a split tile: at most this many
+    constexpr uint32_t kGroupBytes = kTokStep * (kWRows + kOutPad) * 4;  // a token group's staged rows
     float v[kShare][8];
     const int my0 = tok0 + kTokStep * z, my_step = kTokStep * ksplit;
     auto share_tok = [&](int u) {  // the staged row of share member u (the first one past the tile's end)
         const int tok = my0 + my_step * u;
         return tok < toks ? tok : my0;
     };
+    const bool summing = valid > 0 && my0 < toks;
+    const uint32_t recv_bar = bars + S * 8, recv = base + W::kRecvOff;
+    const int ngroups = (toks + kTokStep - 1) / kTokStep;  // token groups holding tokens < toks
+    if (ksplit == 2 && tid == 0) {  // this share's groups (z, z + 2, ...) will land here
+        const uint32_t in_bytes = (ngroups > z ? (ngroups - z + 1) / 2 : 0) * kGroupBytes;
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(recv_bar), "r"(in_bytes) : "memory");
+    }
     cluster_sync();
     MMA_TRACE(a, 10, global_ns());  // every slice staged: what waited here is the slices' skew
-    const bool summing = valid > 0 && my0 < toks;
-    if (summing) {
-        // its own slice first (plain shared loads), then the others in rank order: a fixed order
-        // per token, so a second call gives the same bits
+    if (ksplit == 2) {
+        if (tid == 0)  // the other share's groups, to their places in the other slice's receive area
+            for (int G = 1 - z; G < ngroups; G += 2)
+                push_to_peer(recv + (G >> 1) * kGroupBytes, xring + G * kGroupBytes, kGroupBytes, recv_bar, 1 - z);
+        if (summing) {
+#pragma unroll
+            for (int u = 0; u < kShare; ++u) staged(share_tok(u), v[u]);
+        }
+        mbar_wait(recv_bar, 0);  // the other slice's groups of this share have landed
+        if (summing) {
+            const float* in = reinterpret_cast<const float*>(smem_raw + (recv - raw));
+#pragma unroll
+            for (int u = 0; u < kShare; ++u) {  // member u is in received group u, row tok0
+                const float4* src = reinterpret_cast<const float4*>(in + (u * kTokStep + tok0) * (kWRows + kOutPad) + r8);
+                const float4 lo = src[0], hi = src[1];
+                v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
+                v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
+            }
+        }
+    } else if (summing) {
 #pragma unroll
         for (int u = 0; u < kShare; ++u) staged(share_tok(u), v[u]);
         const uint32_t mine = dev::smem_u32(out + r8);
@@ -528,7 +575,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             }
         }
     }
-    cluster_arrive();  // this block's reads of the other tiles are done (their values are in registers)
+    cluster_arrive();  // done with the other tiles (pulled into registers, or their pushes landed here)
     MMA_TRACE(a, 11, global_ns());
     if (summing) {
 #pragma unroll

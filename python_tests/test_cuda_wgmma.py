@@ -66,12 +66,14 @@ def test_every_token_tile(bn, bits, dtype, gen, monkeypatch):
 
 
 @pytest.mark.parametrize("ks", ["2", "3", "5"])
-@pytest.mark.parametrize("bn", ["64", "256"])
+@pytest.mark.parametrize("bn", ["64", "128", "256"])
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_k_split(ks, bn, bits, gen, monkeypatch):
     """QUANTDLLM_WGMMA_KSPLIT forces K slices, one cluster per tile (20 chunks: slices of 12 + 8,
     8 + 8 + 4, or 4 x 5 -- the last 3-bit super-chunk partial), partial row block and token tile,
-    in_scale, bias and per-row timestep bias added once."""
+    in_scale, bias and per-row timestep bias added once. Two slices sum by bulk copies between the
+    slices' shared memories, more by loads over the cluster: M = 65 leaves a last token tile of one
+    token (at 64 tokens: one slice receives nothing)."""
     N, K = 333, 1280
     qw = rtn(N, K, bits, 128, torch.float16, gen, in_scale=True)
     mw = cb.mma_pack(qw, torch.float16)
