@@ -93,6 +93,7 @@ struct MmaArgs {
     int per_split = 0;         // super-chunks per K split
     const void* x = nullptr;   // (M, K) contiguous
     DType x_dtype = DType::F16;
+    bool x_natural = false;    // lut_wgmma: x as stored, not permuted (4-bit codes, no in_scale)
     int M = 0;
     const void* in_scale = nullptr;  // (K) in x's dtype, or null
     const void* bias = nullptr; DType bias_dtype = DType::F16;
@@ -122,11 +123,15 @@ MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType x_dtype, bool
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream);
 
 // ---- Large-M tensor-core path on sm_90a (csrc/lut_wgmma.cu): the same weight layout as lut_mma, wgmma
-// with the dequantized W in registers. x goes through launch_permute_x first (k in the layout's
-// fragment order, in_scale folded in); launch_lut_wgmma then reads a.x as that copy and ignores
-// a.in_scale. A tile split along K runs as one thread-block cluster of ksplit blocks that sum their
+// with the dequantized W in registers. Two ways to pass x:
+// - a.x_natural (4-bit codes, no in_scale): x as stored; the kernel reorders the codes inside each
+//   lane quad instead. It waits for the launch before it (griddepcontrol.wait) before any global
+//   read, so callers need no care.
+// - otherwise x goes through launch_permute_x first (k in the layout's fragment order, in_scale
+//   folded in); launch_lut_wgmma then reads a.x as that copy and ignores a.in_scale, with the
+//   ordering contract below. A tile split along K runs as one thread-block cluster of ksplit blocks that sum their
 // slices in distributed shared memory: no workspace, no semaphores (a.workspace / a.semaphores unused).
-// launch_lut_wgmma is a programmatic dependent launch: launch it right after launch_permute_x on the
+// With the pre-pass, launch_lut_wgmma is a programmatic dependent launch: launch it right after launch_permute_x on the
 // same stream. It waits for that launch before reading x, but reads everything else (codes, scales,
 // bias, t, boundaries, the timestep table) from its start, so those must be written before
 // launch_permute_x is launched. launch_permute_x is a programmatic dependent launch too (sm_90+): it

@@ -192,10 +192,42 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[BN / 2], const uint32_t (&a)
 }
 #endif
 
-template <typename T, int BITS, int BN>
+// x as stored (XNAT, 4-bit): a lane's code words hold k = 16 q + 4 s + {0..3} of rows g and g + 8
+// (the layout's order, lut_mma.cu), while wgmma step st on natural x needs k = 16 st + 2 q + 8 h +
+// {0, 1} at lane q: two bytes of lane st's words s = q / 2 and 2 + q / 2. Inside each quad, in
+// round r each lane builds (one byte permutation) the word that lane q ^ r needs from it and swaps
+// it with that lane (shuffle xor r); the word received in round r belongs to step q ^ r, so two
+// conditional swaps put them in step order. Nibble j of the result is then row g + 8 (j & 1), k =
+// 16 st + 2 q + 8 (j & 3) / 2 + j / 4: the decode below reads it unchanged. ~19 instructions per
+// chunk, against a pre-pass that moved M x K x 2 bytes each way (~3 µs of a (4096, 4096) M = 512
+// call). sel[0] / sel[1]: the byte selectors for rounds whose partner has bit 0 equal / opposite to q's.
+__device__ __forceinline__ void quad_transpose4(uint32_t (&w)[4], int q) {
+    const bool hi_pair = q & 2;  // rounds 0 and 1 take words (q / 2, 2 + q / 2), rounds 2 and 3 the others
+    const uint32_t x0 = hi_pair ? w[1] : w[0], y0 = hi_pair ? w[3] : w[2];
+    const uint32_t x1 = hi_pair ? w[0] : w[1], y1 = hi_pair ? w[2] : w[3];
+    const uint32_t same = (q & 1) ? 0x7351u : 0x6240u, other = (q & 1) ? 0x6240u : 0x7351u;
+    uint32_t r[4];
+    r[0] = __byte_perm(x0, y0, same);
+    r[1] = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(x0, y0, other), 1);
+    r[2] = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(x1, y1, same), 2);
+    r[3] = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(x1, y1, other), 3);
+    // step st's word is r[st ^ q]
+    if (q & 1) w[0] = r[1], w[1] = r[0], w[2] = r[3], w[3] = r[2];
+    else w[0] = r[0], w[1] = r[1], w[2] = r[2], w[3] = r[3];
+    if (q & 2) {
+        const uint32_t t0 = w[0], t1 = w[1];
+        w[0] = w[2], w[1] = w[3], w[2] = t0, w[3] = t1;
+    }
+}
+
+template <typename T, int BITS, int BN, bool XNAT>
 __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a, const WgmmaPlan p,
                                                                     const __grid_constant__ CUtensorMap xmap) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    static_assert(!XNAT || BITS == 4, "x as stored: 4-bit codes only");
+    // Without the pre-pass, the launch before this one is the caller's, which may write anything
+    // this one reads (x, t, even the weights): wait for it before the first global read.
+    if constexpr (XNAT) dev::pdl_wait();
     using P = Pair<T>;
     using L = Layout<BITS>;
     using W = WPlan<BITS, BN>;
@@ -363,6 +395,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
                              : "=r"(cw[4 * v]), "=r"(cw[4 * v + 1]), "=r"(cw[4 * v + 2]), "=r"(cw[4 * v + 3])
                              : "r"(my_slot0 + so + v * 512));
+            if constexpr (XNAT) quad_transpose4(cw, q);
         }
         uint2 szv;
         asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(szv.x), "=r"(szv.y) : "r"(my_sz0 + so + c * 256));
@@ -629,17 +662,26 @@ __global__ void permute_x_kernel(const T* __restrict__ x, const T* __restrict__ 
 }
 
 template <typename F>
-bool with_wgmma_kernel(DType dt, int bits, int bn, F&& f) {
+bool with_wgmma_kernel(DType dt, int bits, int bn, bool x_natural, F&& f) {
     bool ok = false;
     dispatch_act(dt, [&](auto t) {
         using T = typename decltype(t)::type;
-        auto by_bn = [&](auto b) {
+        auto by_tile = [&](auto b, auto nat) {
             constexpr int B = decltype(b)::value;
+            constexpr bool X = decltype(nat)::value;
             ok = true;
-            if (bn == 256) f(lut_wgmma_kernel<T, B, 256>, WPlan<B, 256>::kSmem);
-            else if (bn == 128) f(lut_wgmma_kernel<T, B, 128>, WPlan<B, 128>::kSmem);
-            else if (bn == 64) f(lut_wgmma_kernel<T, B, 64>, WPlan<B, 64>::kSmem);
+            if (bn == 256) f(lut_wgmma_kernel<T, B, 256, X>, WPlan<B, 256>::kSmem);
+            else if (bn == 128) f(lut_wgmma_kernel<T, B, 128, X>, WPlan<B, 128>::kSmem);
+            else if (bn == 64) f(lut_wgmma_kernel<T, B, 64, X>, WPlan<B, 64>::kSmem);
             else ok = false;
+        };
+        auto by_bn = [&](auto b) {
+            if constexpr (decltype(b)::value == 4) {
+                if (x_natural) return by_tile(b, std::true_type{});
+            } else if (x_natural) {
+                return;  // x as stored: 4-bit only (launch_lut_wgmma rejects the rest first)
+            }
+            by_tile(b, std::false_type{});
         };
         dispatch_mma_bits(bits, by_bn);
     });
@@ -748,7 +790,8 @@ cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K
 }
 }  // namespace
 
-// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), 16-byte aligned.
+// a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), or with
+// a.x_natural (4-bit, no in_scale) x as stored; 16-byte aligned either way.
 cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t stream) {
     const int bn = p.bn;
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
@@ -766,6 +809,7 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
         return cudaErrorInvalidValue;  // the timestep chunk is one 64-k chunk: T <= 64
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
+    if (a.x_natural && (a.bits != 4 || a.in_scale)) return cudaErrorInvalidValue;
     CUtensorMap xmap;
     if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.K, bn); e != cudaSuccess) return e;
     MmaArgs args = a;
@@ -774,7 +818,7 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     const long long blocks = p.split_from + (tiles - p.split_from) * p.ksplit;
     if (blocks > 0x7FFFFFFF) return cudaErrorInvalidValue;
     cudaError_t err = cudaErrorInvalidValue;
-    with_wgmma_kernel(a.x_dtype, a.bits, bn, [&](auto kernel, int smem) {
+    with_wgmma_kernel(a.x_dtype, a.bits, bn, a.x_natural, [&](auto kernel, int smem) {
         err = allow_smem_once(reinterpret_cast<const void*>(kernel));
         if (err != cudaSuccess) return;
         // clusters of ksplit blocks (the grid is then a multiple of it: split_from % ksplit == 0)
@@ -784,7 +828,8 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
         cfg.dynamicSmemBytes = smem;
         cfg.stream = stream;
         // + a programmatic dependent launch: the kernel's prologue and code copies may overlap the
-        // launch before it (the x permutation), whose results it waits for (griddepcontrol.wait)
+        // launch before it (the x permutation), whose results it waits for (griddepcontrol.wait);
+        // with x as stored, the caller's launch, which it waits for before any global read
         cudaLaunchAttribute attr[2] = {};
         attr[0].id = cudaLaunchAttributeClusterDimension;
         attr[0].val.clusterDim.x = static_cast<unsigned>(p.ksplit);

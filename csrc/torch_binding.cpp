@@ -4,6 +4,7 @@
 // Fake (meta) implementations live in quantdllm_kernels/backends/cuda_backend.py.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -322,12 +323,20 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     if (a.M == 0) return y;
     a.y = y.data_ptr();
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-    at::Tensor xp = at::empty_like(x);
-    cudaError_t err = launch_permute_x(a.x, a.in_scale, xp.data_ptr(), a.x_dtype, a.M, a.K, stream);
-    TORCH_CHECK(err == cudaSuccess, "permute_x launch failed: ", cudaGetErrorString(err));
-    a.x = xp.data_ptr();
-    a.in_scale = nullptr;  // folded into xp
-    err = launch_lut_wgmma(a, wgmma_plan(a.M, a.N, a.K, sm_count(codes)), stream);
+    // 4-bit codes without in_scale: x as stored (the kernel reorders the codes in registers);
+    // otherwise the pre-pass. QUANTDLLM_WGMMA_PREPASS=1 forces the pre-pass (tests, benchmarks).
+    const char* prepass_knob = std::getenv("QUANTDLLM_WGMMA_PREPASS");  // read per call, as wgmma_plan's knobs
+    const bool force_prepass = prepass_knob && std::atoi(prepass_knob) != 0;
+    a.x_natural = a.bits == 4 && !a.in_scale && !force_prepass;
+    at::Tensor xp;
+    if (!a.x_natural) {
+        xp = at::empty_like(x);
+        const cudaError_t e = launch_permute_x(a.x, a.in_scale, xp.data_ptr(), a.x_dtype, a.M, a.K, stream);
+        TORCH_CHECK(e == cudaSuccess, "permute_x launch failed: ", cudaGetErrorString(e));
+        a.x = xp.data_ptr();
+        a.in_scale = nullptr;  // folded into xp
+    }
+    const cudaError_t err = launch_lut_wgmma(a, wgmma_plan(a.M, a.N, a.K, sm_count(codes)), stream);
     TORCH_CHECK(err == cudaSuccess, "lut_wgmma launch failed: ", cudaGetErrorString(err));
     return y;
 }

@@ -44,6 +44,35 @@ def test_matches_reference(bits, group_size, dtype, in_scale, gen):
         assert rel_error(y, exact_matmul(x, qw, bias)) <= kernel_tolerance(dtype, K), M
 
 
+@pytest.mark.parametrize("bn", ["64", "128/2", "256", "256/2"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("group_size", [64, 128, None])
+def test_x_as_stored(bn, dtype, group_size, gen, monkeypatch):
+    """4-bit codes without in_scale read x as stored (the codes reordered inside each lane quad)
+    instead of through the pre-pass: both forms vs the exact product and each other, per tile and K
+    split ("BN/slices"), partial tiles, bias and a per-row timestep bias."""
+    N, K = 333, 1280
+    qw = rtn(N, K, 4, group_size, dtype, gen)
+    mw = cb.mma_pack(qw, dtype)
+    bias = torch.randn(N, generator=gen).to(dtype).cuda()
+    bounds = torch.tensor([0.25, 0.5, 0.75], device="cuda")
+    ts_bias = torch.randn(4, N, generator=gen).to(dtype).cuda()
+    tile, _, ks = bn.partition("/")
+    monkeypatch.setenv("QUANTDLLM_WGMMA_BN", tile)
+    if ks:
+        monkeypatch.setenv("QUANTDLLM_WGMMA_KSPLIT", ks)
+    for M in (1, 65, 300):
+        x = torch.randn(M, K, generator=gen).to(dtype).cuda()
+        t = torch.rand(M, generator=gen).cuda()
+        want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+        y = {}
+        for prepass in ("0", "1"):
+            monkeypatch.setenv("QUANTDLLM_WGMMA_PREPASS", prepass)
+            y[prepass] = run_op(x, mw, bias, t, bounds, ts_bias)
+            assert rel_error(y[prepass], want) <= kernel_tolerance(dtype, K), (M, prepass)
+        assert rel_error(y["0"], y["1"].double()) <= kernel_tolerance(dtype, K), M
+
+
 @pytest.mark.parametrize("bn", ["64", "128", "256"])
 @pytest.mark.parametrize("bits", [2, 3, 4])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -152,10 +181,11 @@ def test_k_split_plan(M, gen, monkeypatch):
 
 @pytest.mark.parametrize("M", [64, 300])
 def test_chained_launches_read_the_previous_output(M, gen):
-    """The x pre-pass is a programmatic dependent launch of whatever ran before it, and lut_wgmma lets
-    the next launch start after its main loop: each call here reads the previous one's output."""
+    """The x pre-pass (2- and 3-bit here) and lut_wgmma reading x as stored (4-bit) are programmatic
+    dependent launches of whatever ran before them, and lut_wgmma lets the next launch start after
+    its main loop: each call here reads the previous one's output."""
     K = 1024
-    qws = [chain_weight(K, bits, gen) for bits in (4, 2, 3)]
+    qws = [chain_weight(K, bits, gen) for bits in (4, 4, 2, 3, 4)]
     mws = [cb.mma_pack(qw, torch.float16) for qw in qws]
     assert_chain_matches(lambda x, i: run_op(x, mws[i]), qws, M, gen)
 

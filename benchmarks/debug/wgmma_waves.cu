@@ -8,7 +8,8 @@
 // Optional CSV of every block. Environment: QUANTDLLM_WAVES_TS=rows|one (an 8-bucket timestep bias
 // table, per-row or one t), QUANTDLLM_WAVES_NOFLUSH=1 (no L2 flush), QUANTDLLM_WAVES_PERMUTE=1 (the
 // timed launch is the op's pair: launch_permute_x, then lut_wgmma on its output; the traced launch
-// stays lut_wgmma alone), QUANTDLLM_WAVES_SUSTAINED=1 (the 41 repetitions queued back to back and
+// stays lut_wgmma alone), QUANTDLLM_WAVES_XNAT=1 (4-bit: lut_wgmma reads x as stored, no pre-pass:
+// the op's default for 4-bit codes without in_scale), QUANTDLLM_WAVES_SUSTAINED=1 (the 41 repetitions queued back to back and
 // read after one synchronization, as triton's do_bench does, instead of one at a time: the GPU never
 // idles between them, so its clock is the one a sustained load gets).
 //
@@ -69,6 +70,8 @@ int main(int argc, char** argv) {
     a.codes = codes; a.sz = sz; a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
     a.x = x; a.x_dtype = DType::F16; a.M = M; a.y = y;
     set_ts_table("QUANTDLLM_WAVES_TS", M, N, 0, a);  // rows / one: a timestep bias table (trace_util.h)
+    // QUANTDLLM_WAVES_XNAT=1 (4-bit): x as stored, no pre-pass (the op's default for 4-bit without in_scale)
+    a.x_natural = bits == 4 && std::getenv("QUANTDLLM_WAVES_XNAT") != nullptr;
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
