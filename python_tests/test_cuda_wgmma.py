@@ -268,8 +268,12 @@ def test_lut_matmul_routes_mid_m(gen, monkeypatch):
     lut_matmul(x, qw, backend="cuda")
     assert not calls
     monkeypatch.delenv("QUANTDLLM_WGMMA_MAX_M")
-    # the measured lower end (cb._wgmma_min_m): 33 by default, 25 for 3-bit at K <= 4096, 17 for N >= 32768
-    cases = ((qw, 48, True), (qw, 32, False), (rtn(256, 512, 3, 128, torch.float16, gen), 32, True),
+    # the measured lower end (cb._wgmma_min_m): 33 by default, 25 for 3-bit at K <= 4096 and 4-bit
+    # at K, N <= 4096, 48 for K >= 8192, 17 for N >= 32768
+    w2 = rtn(256, 512, 2, 128, torch.float16, gen)
+    deep = rtn(256, 8192, 4, 128, torch.float16, gen)
+    cases = ((qw, 48, True), (qw, 25, True), (qw, 24, False), (w2, 33, True), (w2, 32, False),
+             (deep, 48, True), (deep, 40, False), (rtn(256, 512, 3, 128, torch.float16, gen), 32, True),
              (rtn(256, 512, 3, 128, torch.float16, gen), 24, False),
              (rtn(32768, 256, 4, 128, torch.float16, gen), 17, True), (rtn(32768, 256, 4, 128, torch.float16, gen), 16, False))
     for w, M, want in cases:
@@ -278,9 +282,9 @@ def test_lut_matmul_routes_mid_m(gen, monkeypatch):
         y = lut_matmul(xm, w, backend="cuda")
         assert bool(calls) == want, (w.shape, w.bits, M)
         assert rel_error(y, exact_matmul(xm, w)) <= kernel_tolerance(torch.float16, w.in_features), (w.shape, M)
-    # QUANTDLLM_WGMMA_MIN_M moves the lower end: M = 32 on lut_wgmma, M = 16 still on lut_mma
+    # QUANTDLLM_WGMMA_MIN_M moves the lower end: M = 20 on lut_wgmma, M = 16 still on lut_mma
     monkeypatch.setenv("QUANTDLLM_WGMMA_MIN_M", "17")
-    for M, want in ((32, True), (16, False)):
+    for M, want in ((20, True), (16, False)):
         calls.clear()
         xm = torch.randn(M, 512, generator=gen).half().cuda()
         y = lut_matmul(xm, qw, backend="cuda")

@@ -158,8 +158,12 @@ def test_wgmma_range_starts_by_shape(monkeypatch):
     from quantdllm_kernels.backends import cuda_backend as cb
     monkeypatch.delenv("QUANTDLLM_WGMMA_MIN_M", raising=False)
     assert cb._wgmma_min_m(4096, 12288, 4) == 33
-    assert cb._wgmma_min_m(12288, 4096, 3) == 33
+    assert cb._wgmma_min_m(4096, 12288, 2) == 33
+    assert cb._wgmma_min_m(12288, 4096, 3) == 48
+    assert cb._wgmma_min_m(12288, 4096, 4) == 48
     assert cb._wgmma_min_m(4096, 4096, 3) == 25
+    assert cb._wgmma_min_m(4096, 4096, 4) == 25
+    assert cb._wgmma_min_m(4096, 4096, 2) == 33
     assert cb._wgmma_min_m(4096, 126464, 2) == cb.GEMV_MAX_M + 1
     monkeypatch.setenv("QUANTDLLM_WGMMA_MIN_M", "65")
     assert cb._wgmma_min_m(4096, 126464, 4) == 65

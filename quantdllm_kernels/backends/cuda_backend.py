@@ -192,14 +192,20 @@ def _wgmma_min_m(K: int, N: int, bits: int) -> int:
     lut_wgmma (64-token tiles) wins at M >= 48 on every shape and width (the LM head at M = 64, w4:
     392 -> 165 µs), from M = 24 on the LM head (N >= 32768, where lut_mma's time jumps from M = 16
     to 24: w4 130.6 -> 186.4 µs; M = 17-23 were not timed), and at M = 32 for 3-bit with K <= 4096;
-    lut_mma is faster below (no wgmma prologue, no x pre-pass). QUANTDLLM_WGMMA_MIN_M overrides (for
-    benchmarks)."""
+    lut_mma is faster below (no wgmma prologue, no x pre-pass). The sixteenth session (4-bit, x read
+    as stored; bench_kernels at M = 16-64, `results/crossover_s16_call3.txt`) moved two ends: K >=
+    8192 starts at 48 ((12288, 4096): lut_mma 36.2 µs at M = 32 against lut_wgmma's 47.5, whose 32
+    row blocks fill only 64 SMs even split in two; 48.4 / 48.2 at M = 48), and 4-bit with K and N <=
+    4096 at 25 ((4096, 4096): 20.9 / 20.8 at M = 24, 21.7 / 20.8 at M = 32). QUANTDLLM_WGMMA_MIN_M
+    overrides (for benchmarks)."""
     v = os.environ.get("QUANTDLLM_WGMMA_MIN_M")
     if v is not None:
         return max(1, int(v))
     if N >= 32768:
         return GEMV_MAX_M + 1
-    if bits == 3 and K <= 4096:
+    if K >= 8192:
+        return 48
+    if K <= 4096 and (bits == 3 or (bits == 4 and N <= 4096)):
         return 25
     return 33
 
