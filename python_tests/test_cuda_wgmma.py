@@ -48,9 +48,10 @@ def test_matches_reference(bits, group_size, dtype, in_scale, gen):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("group_size", [64, 128, None])
 def test_x_as_stored(bn, dtype, group_size, gen, monkeypatch):
-    """4-bit codes without in_scale read x as stored (the codes reordered inside each lane quad)
-    instead of through the pre-pass: both forms vs the exact product and each other, per tile and K
-    split ("BN/slices"), partial tiles, bias and a per-row timestep bias."""
+    """4-bit codes without in_scale can read x as stored (the codes reordered inside each lane quad;
+    the op's default from M = 256) instead of through the pre-pass: both forms, forced by
+    QUANTDLLM_WGMMA_PREPASS = 0 / 1, vs the exact product and each other, per tile and K split
+    ("BN/slices"), partial tiles, bias and a per-row timestep bias."""
     N, K = 333, 1280
     qw = rtn(N, K, 4, group_size, dtype, gen)
     mw = cb.mma_pack(qw, dtype)
@@ -181,9 +182,9 @@ def test_k_split_plan(M, gen, monkeypatch):
 
 @pytest.mark.parametrize("M", [64, 300])
 def test_chained_launches_read_the_previous_output(M, gen):
-    """The x pre-pass (2- and 3-bit here) and lut_wgmma reading x as stored (4-bit) are programmatic
-    dependent launches of whatever ran before them, and lut_wgmma lets the next launch start after
-    its main loop: each call here reads the previous one's output."""
+    """The x pre-pass (2- and 3-bit, and 4-bit at M = 64) and lut_wgmma reading x as stored (4-bit at
+    M = 300) are programmatic dependent launches of whatever ran before them, and lut_wgmma lets the
+    next launch start after its main loop: each call here reads the previous one's output."""
     K = 1024
     qws = [chain_weight(K, bits, gen) for bits in (4, 4, 2, 3, 4)]
     mws = [cb.mma_pack(qw, torch.float16) for qw in qws]

@@ -10,7 +10,7 @@
 # worktree would not, being a nested repository), and remove devsrc/ after.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-3}  # ONLY=REGEX runs only the configurations whose names match
 [ $# -ge 1 ] || { echo "usage: $0 DIR..."; exit 2; }
 # a tree's own wgmma_waves.cu when it has one (a branch that changed the launchers' signatures), else this one's
 tool_of() { [ -f "$1/benchmarks/debug/wgmma_waves.cu" ] && echo "$1/benchmarks/debug/wgmma_waves.cu" || echo benchmarks/debug/wgmma_waves.cu; }
@@ -52,6 +52,7 @@ OUTF=${OUT:-/tmp}/compare_trees.txt
 for r in $(seq 1 "$ROUNDS"); do
   for c in "${CONFIGS[@]}"; do
     IFS='|' read -r name envs shape <<< "$c"
+    [[ -z "${ONLY:-}" || "$name" =~ ${ONLY} ]] || continue  # ONLY: a regex over the names below
     for j in $(seq 0 $((i - 1))); do
       [ -x "/tmp/cmp_ww_$j" ] || continue
       res=$(env $envs "/tmp/cmp_ww_$j" $shape 4 2>&1)
