@@ -6,10 +6,13 @@
 // from shared memory. mma.sync peaked near 300 TFLOP/s in lut_mma at M = 256 (H200); wgmma is the
 // only way to the ~700 TFLOP/s that fp16 cuBLAS reaches at M >= 1024.
 //
-// x is read through a pre-pass (launch_permute_x): the layout permutes k inside every 64-code chunk
-// so that a lane of lut_mma reads its 16 consecutive k with two 16-byte loads (lut_mma.cu's header);
-// wgmma reads B from shared memory in natural fragment order, so x is permuted the same way once per
-// call (and in_scale folded in) -- M*K*2 bytes each way, 1-3% of a GEMM at M >= 512. Then one
+// x, two ways. The layout permutes k inside every 64-code chunk so that a lane of lut_mma reads its
+// 16 consecutive k with two 16-byte loads (lut_mma.cu's header), while wgmma reads B from shared
+// memory in natural fragment order. Either x is permuted the same way once per call by a pre-pass
+// (launch_permute_x, in_scale folded in: M*K*2 bytes each way, ~3 µs of a (4096, 4096) M = 512
+// call), or, for 4-bit codes without in_scale (XNAT), x is read as stored and each lane quad
+// reorders its code words instead (quad_transpose4: ~19 instructions per chunk, which slow the loop
+// by 2-4% at 256-token tiles and ~18% at 128; the op takes it from M = 256). Then one
 // thread per block copies each 64-k chunk of it with a TMA box copy (64 k x BN tokens, 128-byte
 // swizzle: the canonical K-major layout of a wgmma descriptor, 8-row groups 1024 bytes apart; rows
 // past M read as zeros) that completes on the stage's mbarrier. The copies had been eight 16-byte
@@ -28,8 +31,9 @@
 // K split (wgmma_plan: when the tiles leave SMs idle, or a last wave is partial): the tiles from
 // plan.split_from on run as plan.ksplit slices of K, one block each, and a tile's slices are one
 // thread-block cluster. Each slice stages its fp32 tile in its shared memory; after a cluster barrier
-// each sums its share of the tokens over every slice's tile (distributed shared memory, slice order:
-// deterministic) and adds the bias terms. One launch, no workspace, no semaphores.
+// each sums its share of the tokens over every slice's tile (two slices: the other's half arrives by
+// bulk copies into a receive area; more: loads over distributed shared memory; slice order either
+// way: deterministic) and adds the bias terms. One launch, no workspace, no semaphores.
 #include <algorithm>
 #include <cstdlib>
 #include <cstdint>
