@@ -20,7 +20,9 @@
 // 0 globaltimer at entry, 1 clock64 at entry, 2 after the ring's first stages are issued (lut_mma) or
 // the fp32 tile is staged in shared memory (lut_wgmma), 3 when warp 0's first stage has landed, 4 after
 // the main loop, 5 after y (or the partials) is stored, 6 globaltimer at exit, 7 the SM; lut_wgmma
-// also 8 globaltimer with 5 and 9 clock64 with 6 (so the SM clock is exact for every block).
+// also 8 globaltimer with 5 and 9 clock64 with 6 (so the SM clock is exact for every block), and in
+// a K split's sum globaltimer 10 after its first cluster barrier, 11 once the share is summed, 12
+// after the y stores.
 #ifdef QUANTDLLM_MMA_TRACE
 __device__ __forceinline__ unsigned long long global_ns() {
     unsigned long long t;

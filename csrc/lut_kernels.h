@@ -129,10 +129,11 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
 //   read, so callers need no care.
 // - otherwise x goes through launch_permute_x first (k in the layout's fragment order, in_scale
 //   folded in); launch_lut_wgmma then reads a.x as that copy and ignores a.in_scale, with the
-//   ordering contract below. A tile split along K runs as one thread-block cluster of ksplit blocks that sum their
-// slices in distributed shared memory: no workspace, no semaphores (a.workspace / a.semaphores unused).
-// With the pre-pass, launch_lut_wgmma is a programmatic dependent launch: launch it right after launch_permute_x on the
-// same stream. It waits for that launch before reading x, but reads everything else (codes, scales,
+//   ordering contract below.
+// A tile split along K runs as one thread-block cluster of ksplit blocks that sum their slices in
+// distributed shared memory: no workspace, no semaphores (a.workspace / a.semaphores unused).
+// With the pre-pass, launch_lut_wgmma is a programmatic dependent launch: launch it right after
+// launch_permute_x on the same stream. It waits for that launch before reading x, but reads everything else (codes, scales,
 // bias, t, boundaries, the timestep table) from its start, so those must be written before
 // launch_permute_x is launched. launch_permute_x is a programmatic dependent launch too (sm_90+): it
 // waits for the launch before it before reading x, and lut_wgmma starts only as it ends, so "written

@@ -194,7 +194,6 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[BN / 2], const uint32_t (&a)
         else QD_WGMMA_N64("bf16");
     }
 }
-#endif
 
 // x as stored (XNAT, 4-bit): a lane's code words hold k = 16 q + 4 s + {0..3} of rows g and g + 8
 // (the layout's order, lut_mma.cu), while wgmma step st on natural x needs k = 16 st + 2 q + 8 h +
@@ -223,6 +222,7 @@ __device__ __forceinline__ void quad_transpose4(uint32_t (&w)[4], int q) {
         w[0] = w[2], w[1] = w[3], w[2] = t0, w[3] = t1;
     }
 }
+#endif
 
 template <typename T, int BITS, int BN, bool XNAT>
 __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a, const WgmmaPlan p,
