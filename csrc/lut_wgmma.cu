@@ -250,8 +250,15 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const int tiles = (a.N + 31) / 32 * 2;
     const int tile = min(nb * kWWarps + warp, tiles - 1);  // warps past the last tile compute a copy, never stored
     const int m0 = tb * BN, n0 = nb * kWRows;
-    // this block's K slice: chunks c0 .. c0 + nchunks - 1, c0 a multiple of 4 (of CH)
-    const int c0 = z * p.per_split, nchunks = split ? min(p.per_split, (a.K >> 6) - c0) : a.K >> 6;
+    // this block's K slice: chunks c0 .. c0 + nchunks - 1, c0 whole super-chunks (CH). With a timestep
+    // table, slice 0 runs the table's chunk ahead of its loop (~1.2 µs of its prologue, which slice 1
+    // then waited for at the cluster's sum: sixteenth session, call 1); with 4-bit codes (one chunk
+    // per super-chunk) slice 0 hands its last code chunk to slice 1 instead. Only for a tile that is
+    // split: a plan without a split has split_from 0, so `split` alone is true for every block of it
+    // (that form dropped the last chunk of unsplit tiles: call 5).
+    const int shift = ksplit > 1 && BITS == 4 && a.ts_bias && p.per_split > 1 ? 1 : 0;
+    const int c0 = z == 0 ? 0 : z * p.per_split - (z == 1 ? shift : 0);
+    const int nchunks = split ? min((z + 1) * p.per_split - (z == 0 ? shift : 0), a.K >> 6) - c0 : a.K >> 6;
     const int kbase = c0 << 6;
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     const uint4* code_src =
