@@ -11,8 +11,9 @@
 // memory in natural fragment order. Either x is permuted the same way once per call by a pre-pass
 // (launch_permute_x, in_scale folded in: M*K*2 bytes each way, ~3 µs of a (4096, 4096) M = 512
 // call), or, for 4-bit codes without in_scale (XNAT), x is read as stored and each lane quad
-// reorders its code words instead (quad_transpose4: ~19 instructions per chunk, which slow the loop
-// by 2-4% at 256-token tiles and ~18% at 128; the op takes it from M = 256). Then one
+// reorders its code words instead (reading them from the quad's ring slots: 8 shared loads and 4 byte
+// permutations per chunk; main's register form, ~19 instructions, slowed the loop by 2-4% at
+// 256-token tiles and ~18% at 128, so the op takes it from M = 256). Then one
 // thread per block copies each 64-k chunk of it with a TMA box copy (64 k x BN tokens, 128-byte
 // swizzle: the canonical K-major layout of a wgmma descriptor, 8-row groups 1024 bytes apart; rows
 // past M read as zeros) that completes on the stage's mbarrier. The copies had been eight 16-byte
@@ -197,31 +198,11 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[BN / 2], const uint32_t (&a)
 
 // x as stored (XNAT, 4-bit): a lane's code words hold k = 16 q + 4 s + {0..3} of rows g and g + 8
 // (the layout's order, lut_mma.cu), while wgmma step st on natural x needs k = 16 st + 2 q + 8 h +
-// {0, 1} at lane q: two bytes of lane st's words s = q / 2 and 2 + q / 2. Inside each quad, in
-// round r each lane builds (one byte permutation) the word that lane q ^ r needs from it and swaps
-// it with that lane (shuffle xor r); the word received in round r belongs to step q ^ r, so two
-// conditional swaps put them in step order. Nibble j of the result is then row g + 8 (j & 1), k =
-// 16 st + 2 q + 8 (j & 3) / 2 + j / 4: the decode below reads it unchanged. ~19 instructions per
-// chunk, against a pre-pass that moved M x K x 2 bytes each way (~3 µs of a (4096, 4096) M = 512
-// call). sel[0] / sel[1]: the byte selectors for rounds whose partner has bit 0 equal / opposite to q's.
-__device__ __forceinline__ void quad_transpose4(uint32_t (&w)[4], int q) {
-    const bool hi_pair = q & 2;  // rounds 0 and 1 take words (q / 2, 2 + q / 2), rounds 2 and 3 the others
-    const uint32_t x0 = hi_pair ? w[1] : w[0], y0 = hi_pair ? w[3] : w[2];
-    const uint32_t x1 = hi_pair ? w[0] : w[1], y1 = hi_pair ? w[2] : w[3];
-    const uint32_t same = (q & 1) ? 0x7351u : 0x6240u, other = (q & 1) ? 0x6240u : 0x7351u;
-    uint32_t r[4];
-    r[0] = __byte_perm(x0, y0, same);
-    r[1] = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(x0, y0, other), 1);
-    r[2] = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(x1, y1, same), 2);
-    r[3] = __shfl_xor_sync(0xFFFFFFFFu, __byte_perm(x1, y1, other), 3);
-    // step st's word is r[st ^ q]
-    if (q & 1) w[0] = r[1], w[1] = r[0], w[2] = r[3], w[3] = r[2];
-    else w[0] = r[0], w[1] = r[1], w[2] = r[2], w[3] = r[3];
-    if (q & 2) {
-        const uint32_t t0 = w[0], t1 = w[1];
-        w[0] = w[2], w[1] = w[3], w[2] = t0, w[3] = t1;
-    }
-}
+// {0, 1} at lane q: bytes q % 2 and 2 + q % 2 of words q / 2 and 2 + q / 2 of quad lane st's codes.
+// Each lane reads those two words from lane st's ring slot and joins them with one byte
+// permutation (selector 0x6240 / 0x7351 for even / odd q); nibble j of the result is then row g + 8
+// (j & 1), k = 16 st + 2 q + 8 (j & 3) / 2 + j / 4, which the decode reads unchanged. (Branch
+// next/xnat-lds; main reorders in registers: 3 shuffles and 16 selects more per chunk.)
 #endif
 
 template <typename T, int BITS, int BN, bool XNAT>
@@ -257,7 +238,13 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const uint4* code_src =
         reinterpret_cast<const uint4*>(a.codes) + (static_cast<int64_t>(tile) * U * 32 + lane) * V + (c0 / CH) * 32 * V;
     const uint2* sz_src = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile) * a.groups * 8 + g;
-    const uint32_t my_slot0 = cring + warp * W::kSlotWarp + lane * 16;  // + slot * kWWarps * kSlotWarp
+    // x as stored (XNAT): lane (g, q) copies its codes to slot g + 8 q of the warp's 32, so that the
+    // four words a step needs from the quad's lane st (below) sit in 16 distinct banks
+    const int code_slot = XNAT ? (lane >> 2) + 8 * (lane & 3) : lane;
+    const uint32_t my_slot0 = cring + warp * W::kSlotWarp + code_slot * 16;  // + slot * kWWarps * kSlotWarp
+    // XNAT: word q / 2 of quad lane 0's slot (step st's lane st is 8 st slots on, its word 2 + q / 2 8 bytes on)
+    const uint32_t quad_words = cring + warp * W::kSlotWarp + (lane >> 2) * 16 + (q >> 1) * 4;
+    const uint32_t quad_sel = (q & 1) ? 0x7351u : 0x6240u;
     const uint32_t my_sz0 = cring + warp * W::kSlotWarp + V * 512 + lane * 8;
 
     // chunk j of x into stage j % kXStages (thread 0, one TMA copy); with the first chunk of a
@@ -393,13 +380,24 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     auto decode = [&](auto pos, int i) {
         constexpr int R = decltype(pos)::value, c = R % CH, par = R & 1;
         const uint32_t so = ((i / CH) % W::SC) * kWWarps * W::kSlotWarp;
-        if constexpr (c == 0) {
+        if constexpr (c == 0 && XNAT) {
+            // step st's word: bytes q % 2 and 2 + q % 2 of words q / 2 and 2 + q / 2 of quad lane
+            // st's codes (the header above the kernel), read from its ring slot once every lane of the
+            // warp has its copies (its own cp.async wait, then the warp barrier)
+            __syncwarp();
+#pragma unroll
+            for (int st = 0; st < 4; ++st) {
+                uint32_t w0, w2;
+                asm volatile("ld.shared.u32 %0, [%1];" : "=r"(w0) : "r"(quad_words + so + st * 128));
+                asm volatile("ld.shared.u32 %0, [%1];" : "=r"(w2) : "r"(quad_words + so + st * 128 + 8));
+                cw[st] = __byte_perm(w0, w2, quad_sel);
+            }
+        } else if constexpr (c == 0) {
 #pragma unroll
             for (int v = 0; v < V; ++v)
                 asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
                              : "=r"(cw[4 * v]), "=r"(cw[4 * v + 1]), "=r"(cw[4 * v + 2]), "=r"(cw[4 * v + 3])
                              : "r"(my_slot0 + so + v * 512));
-            if constexpr (XNAT) quad_transpose4(cw, q);
         }
         uint2 szv;
         asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(szv.x), "=r"(szv.y) : "r"(my_sz0 + so + c * 256));
