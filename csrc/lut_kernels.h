@@ -147,6 +147,8 @@ struct WgmmaPlan {
     int split_from = 0;  // tiles (row block major, token tile minor) below this run whole K; with
                          // ksplit > 1 (<= 8: one cluster per tile) the rest run ksplit slices each, one
                          // block per slice after them; a multiple of ksplit
+    int ts_shift = 0;    // with a timestep table and 4-bit codes, the 64-k chunks slice 0 of a split
+                         // tile hands to slice 1 (slice 0 runs the table's chunk first); < per_split
 };
 WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms);
 cudaError_t launch_permute_x(const void* x, const void* in_scale, void* out, DType dt, int M, int K,

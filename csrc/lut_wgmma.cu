@@ -35,6 +35,7 @@
 // bulk copies into a receive area; more: loads over distributed shared memory; slice order either
 // way: deterministic) and adds the bias terms. One launch, no workspace, no semaphores.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstdint>
 #include <type_traits>
@@ -61,6 +62,7 @@ template <int BN> constexpr int kXStages = BN == 256 ? 5 : 6;
 template <int BN> constexpr int kAhead = kXStages<BN> - 2;
 constexpr int kOutPad = 4;              // fp32 epilogue tile: row stride kWRows + 4 (conflict-free stores)
 constexpr int kMaxKSplit = 8;           // K slices of a tile: one cluster (8 blocks: the portable cluster size)
+constexpr double kTsChunkUs = 1.4;      // slice 0's timestep chunk, µs (H200, 64-256 tokens: 1.3-1.6)
 
 // Shared memory of one block: the x ring (1024-aligned), reused by the fp32 epilogue tile, then the
 // code ring (SC super-chunks; a slot is refilled kAhead chunks before use, after its previous
@@ -250,8 +252,15 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const int tiles = (a.N + 31) / 32 * 2;
     const int tile = min(nb * kWWarps + warp, tiles - 1);  // warps past the last tile compute a copy, never stored
     const int m0 = tb * BN, n0 = nb * kWRows;
-    // this block's K slice: chunks c0 .. c0 + nchunks - 1, c0 a multiple of 4 (of CH)
-    const int c0 = z * p.per_split, nchunks = split ? min(p.per_split, (a.K >> 6) - c0) : a.K >> 6;
+    // this block's K slice: chunks c0 .. c0 + nchunks - 1, c0 whole super-chunks (CH). With a timestep
+    // table, slice 0 runs the table's chunk ahead of its loop (1.3-1.6 µs of its prologue, which slice
+    // 1 then waited for at the cluster's sum: sixteenth session, call 1); with 4-bit codes (one chunk
+    // per super-chunk) slice 0 hands its last p.ts_shift code chunks to slice 1 instead. Only for a
+    // tile that is split: a plan without a split has split_from 0, so `split` alone is true for every
+    // block of it (that form dropped the last chunk of unsplit tiles: sixteenth session, call 5).
+    const int shift = ksplit > 1 && BITS == 4 && a.ts_bias ? p.ts_shift : 0;
+    const int c0 = z == 0 ? 0 : z * p.per_split - (z == 1 ? shift : 0);
+    const int nchunks = split ? min((z + 1) * p.per_split - (z == 0 ? shift : 0), a.K >> 6) - c0 : a.K >> 6;
     const int kbase = c0 << 6;
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     const uint4* code_src =
@@ -717,6 +726,7 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
     // benchmark / test knobs: the tile, the K slices, and (with slices) the first split tile
     const int forced_bn = knob("QUANTDLLM_WGMMA_BN"), forced_ks = knob("QUANTDLLM_WGMMA_KSPLIT");
     const int forced_from = knob("QUANTDLLM_WGMMA_SPLIT_FROM");
+    const char* forced_shift = std::getenv("QUANTDLLM_WGMMA_TS_SHIFT");
     const int chunks = std::max(K / 64, 1);
     const long long nblk = (N + kWRows - 1) / kWRows, sms = std::max(num_sms, 1);
     WgmmaPlan best{128, 1, chunks, 0};
@@ -748,7 +758,12 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
                 const long long split_blocks = (tiles - whole) * ks_eff;
                 const double cost = static_cast<double>((whole + sms - 1) / sms) * whole_cost +
                                     static_cast<double>((split_blocks + sms - 1) / sms) * slice_cost;
-                consider(cost, {t.bn, ks_eff, per_split, static_cast<int>(whole)});
+                // slice 0's table chunk (~1.4 µs, seventeenth session, call 1) split evenly between
+                // the two slices: 1 chunk at 256 tokens, 2 at 64-128
+                const int shift = std::clamp(forced_shift ? std::atoi(forced_shift)
+                                                          : static_cast<int>(std::lround(kTsChunkUs / (2 * t.per_chunk))),
+                                             0, per_split - 1);
+                consider(cost, {t.bn, ks_eff, per_split, static_cast<int>(whole), shift});
             }
         }
     }
@@ -801,6 +816,7 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
     if (a.M < 1 || a.N < 1 || a.K < 64 || a.K % 64 || !a.codes || !a.sz || !a.x || !a.y) return cudaErrorInvalidValue;
     if (a.bits < 2 || a.bits > 4 || (bn != 64 && bn != 128 && bn != 256)) return cudaErrorInvalidValue;
+    if (p.ts_shift < 0 || p.ts_shift >= p.per_split) return cudaErrorInvalidValue;
     if (p.ksplit < 1 || p.ksplit > kMaxKSplit || p.per_split < 1 || (p.ksplit > 1 && p.per_split % 4) ||
         static_cast<long long>(p.ksplit - 1) * p.per_split >= a.K / 64 || static_cast<long long>(p.ksplit) * p.per_split < a.K / 64)
         return cudaErrorInvalidValue;

@@ -153,6 +153,34 @@ def test_k_split_tail(bits, split_from, gen, monkeypatch):
     assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
 
 
+@pytest.mark.parametrize("shift", ["0", "1", "2", "3", "99"])
+@pytest.mark.parametrize("split_from", ["0", "7"])
+@pytest.mark.parametrize("bn", ["64", "256"])
+def test_timestep_slice_shift(shift, split_from, bn, gen, monkeypatch):
+    """With a timestep table and 4-bit codes, slice 0 of a split tile hands its last
+    QUANTDLLM_WGMMA_TS_SHIFT chunks to slice 1 (it runs the table's chunk first): every chunk is
+    still summed once and whole-K tiles of the same launch keep all of theirs (the first form of the
+    shift dropped one). 20 chunks in slices of 12 + 8; 99 is clamped by the plan to 11 (slice 0
+    keeps one chunk). Group 128 (two chunks) has shifts that split a group's scales."""
+    N, K, M = 333, 1280, 300
+    for group in (64, 128):
+        qw = rtn(N, K, 4, group, torch.float16, gen)
+        mw = cb.mma_pack(qw, torch.float16)
+        bounds = torch.tensor([0.25, 0.5], device="cuda")
+        ts_bias = torch.randn(3, N, generator=gen).half().cuda()
+        x = torch.randn(M, K, generator=gen).half().cuda()
+        t = torch.rand(M, generator=gen).cuda()
+        want = exact_matmul(x, qw) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+        for k, v in (("QUANTDLLM_WGMMA_BN", bn), ("QUANTDLLM_WGMMA_KSPLIT", "2"), ("QUANTDLLM_WGMMA_SPLIT_FROM", split_from),
+                     ("QUANTDLLM_WGMMA_TS_SHIFT", shift)):
+            monkeypatch.setenv(k, v)
+        y = run_op(x, mw, None, t, bounds, ts_bias)
+        assert rel_error(y, want) <= kernel_tolerance(torch.float16, K), group
+        y1 = run_op(x, mw, None, t[:1].expand(M).contiguous(), bounds, ts_bias)  # one bucket for all rows
+        want1 = exact_matmul(x, qw) + ts_bias[torch.searchsorted(bounds, t[:1], right=True)].double()
+        assert rel_error(y1, want1) <= kernel_tolerance(torch.float16, K), group
+
+
 @pytest.mark.parametrize("M", [384, 512, 700, 768])
 def test_partial_last_wave(M, gen):
     """(4096, 12288) at these M leaves a last, partial wave on a 132-SM GPU: the plan splits that

@@ -47,19 +47,32 @@ def test_unforced_plans_use_at_most_two_slices(cli):
 
 def test_measured_plans(cli):
     # (4096, 12288) M = 512: 192 tiles of 256 tokens on 132 SMs -> 132 whole + 60 split in two
-    assert plan(cli, 512, 12288, 4096) == (256, 2, 32, 132)
+    assert plan(cli, 512, 12288, 4096)[:4] == (256, 2, 32, 132)
     # M = 1024 and 4096: waves full enough, no split
     assert plan(cli, 1024, 12288, 4096)[1] == 1
     assert plan(cli, 4096, 12288, 4096)[1] == 1
     # N = 4096 leaves SMs idle at M <= 512: every tile split in two, 128 blocks
-    bn, ks, per, frm = plan(cli, 256, 4096, 4096)
+    bn, ks, per, frm, _ = plan(cli, 256, 4096, 4096)
     assert ks == 2 and frm == 0 and 32 * (256 // bn) * ks == 128
 
 
 def test_knobs_force_the_plan(cli):
     assert plan(cli, 512, 12288, 4096, bn=128)[0] == 128
-    assert plan(cli, 256, 4096, 4096, ksplit=1)[1:] == (1, 64, 0)
+    assert plan(cli, 256, 4096, 4096, ksplit=1)[1:] == (1, 64, 0, 0)
     # 20 chunks in 3 slices of 8 + 8 + 4; the first split tile rounded down to the cluster: 7 -> 6
-    assert plan(cli, 300, 333, 1280, bn=64, ksplit=3, split_from=7) == (64, 3, 8, 6)
+    assert plan(cli, 300, 333, 1280, bn=64, ksplit=3, split_from=7)[:4] == (64, 3, 8, 6)
     # 8 slices of 4 chunks, every tile split
-    assert plan(cli, 200, 300, 2048, bn=128, ksplit=8) == (128, 8, 4, 0)
+    assert plan(cli, 200, 300, 2048, bn=128, ksplit=8)[:4] == (128, 8, 4, 0)
+
+
+def test_timestep_shift(cli):
+    # slice 0's timestep chunk (~1.4 µs) split evenly between the two slices: one 0.644 µs chunk at
+    # 256 tokens, two at 128 (0.455) and 64 (0.378); whole-K plans shift nothing
+    assert plan(cli, 512, 12288, 4096)[4] == 1                      # 256 tokens, split tail
+    assert plan(cli, 256, 4096, 4096, bn=128)[4] == 2
+    assert plan(cli, 32, 4096, 4096, bn=64)[4] == 2
+    assert plan(cli, 1024, 12288, 4096)[4] == 0                     # no split
+    # the knob, clamped to the slice: slice 0 keeps one chunk
+    assert plan(cli, 256, 4096, 4096, ts_shift=3)[4] == 3
+    assert plan(cli, 256, 4096, 4096, bn=128, ts_shift=99)[4] == 31
+    assert plan(cli, 256, 4096, 4096, ts_shift=0)[4] == 0

@@ -1,6 +1,6 @@
 // wgmma_plan (csrc/lut_wgmma.cu) as a command, for python_tests/test_wgmma_plan.py: the plan is host
 // code, so its rules are checked on any machine with nvcc, no GPU.
-//   wgmma_plan_cli M N K SMS     -> "bn ksplit per_split split_from"
+//   wgmma_plan_cli M N K SMS     -> "bn ksplit per_split split_from ts_shift"
 //   wgmma_plan_cli sweep         -> checks every plan of a grid against the launch's rules; exit 1 on a violation
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +23,8 @@ static int check(int M, int N, int K, int sms) {
     else if (p.split_from < 0 || p.split_from > tiles) bad = "split_from outside the tiles";
     else if (p.split_from % p.ksplit) bad = "split_from not a multiple of the cluster";
     else if (p.ksplit == 1 && p.split_from != 0) bad = "unsplit plan with split_from";
+    else if (p.ts_shift < 0 || p.ts_shift >= p.per_split) bad = "ts_shift leaves slice 0 no chunk";
+    else if (p.ksplit == 1 && p.ts_shift != 0) bad = "unsplit plan with ts_shift";
     if (bad) std::printf("M %d N %d K %d sms %d: bn %d ks %d per %d from %d: %s\n", M, N, K, sms, p.bn, p.ksplit,
                          p.per_split, p.split_from, bad);
     return bad ? 1 : 0;
@@ -43,6 +45,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     const WgmmaPlan p = wgmma_plan(std::atoi(argv[1]), std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
-    std::printf("%d %d %d %d\n", p.bn, p.ksplit, p.per_split, p.split_from);
+    std::printf("%d %d %d %d %d\n", p.bn, p.ksplit, p.per_split, p.split_from, p.ts_shift);
     return check(std::atoi(argv[1]), std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
 }
