@@ -298,12 +298,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // copy goes there before the loop's second step, whose barrier follows this chunk's wait), A =
     // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
     // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
-    // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies. The
-    // proxy fence below is MEMBAR.ALL.CTA in SASS: it waits for every copy the thread has in flight,
-    // so only chunk 0's codes are issued before the chunk and the rest after it (with all of the
-    // ring's first copies ahead of it the prologue was ~3.1 µs against ~1.4 without a table:
-    // thirteenth session, call 5; seventeenth, call 2). (Branch next/ts-onehot-prepass has the
-    // pre-pass write the one-hot rows instead: no fence.)
+    // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies. It
+    // still costs ~1.6 µs of prologue (3.0 against 1.4 without a table). Not the proxy fence below
+    // (MEMBAR.ALL.CTA in SASS, which waits for the thread's copies in flight): with only chunk 0's
+    // codes issued ahead of it the prologue was the same (seventeenth session, call 3). Branch
+    // next/ts-onehot-prepass has the pre-pass write the one-hot rows instead: no fence.
     // (The twelfth session added the rows in the epilogue, staged in shared memory with a bucket and
     // a row load per token: ~2 µs of a 256-token tile; this chunk after the loop ~1.9 µs: call 2.)
     // With a K split, slice 0 adds the table. t is read before griddepcontrol.wait: the launch
@@ -340,11 +339,8 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
-    // the ring's first code copies; with the timestep chunk only chunk 0's before it (its proxy fence
-    // waits for every copy in flight), the rest after it
 #pragma unroll
     for (int j = 0; j < AHEAD; ++j) {
-        if (j > 0 && ts_chunk) break;
         if (j < nchunks) issue_codes(j);
         cp_async_commit();
     }
@@ -390,12 +386,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(onehot + st * 32), one);
         wgmma_commit();
         wgmma_wait<0>();
-    }
-#pragma unroll
-    for (int j = 1; j < AHEAD; ++j) {
-        if (!ts_chunk) break;
-        if (j < nchunks) issue_codes(j);
-        cp_async_commit();
     }
     const typename P::T2 magic = P::bits(P::kMagic);
     // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
