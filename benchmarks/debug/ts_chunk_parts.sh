@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Where lut_wgmma's timestep chunk spends its ~1.6 µs of prologue (seventeenth session): the traced
+# tool (debug/wgmma_waves.cu, stamps 13-15 inside the chunk) on the issue-5 shapes, L2 flushed and
+# not (cold vs L2-resident t, boundaries and table), then a few forced plans at M = 512 beside the
+# planner's. One device call, no extension build (~90 s):   bash benchmarks/debug/ts_chunk_parts.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+O=${OUT:-/tmp}/ts_chunk_parts.txt
+nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr -gencode arch=compute_90a,code=sm_90a \
+  benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu csrc/lut_common.cu -o /tmp/ts_ww > /tmp/ts_ww.log 2>&1 || { tail /tmp/ts_ww.log; exit 1; }
+# name | environment | K N M
+CONFIGS=(
+  "sq per-row 256|QUANTDLLM_WAVES_TS=rows|4096 4096 256"
+  "sq per-row 256 noflush|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_NOFLUSH=1|4096 4096 256"
+  "sq one t 256|QUANTDLLM_WAVES_TS=one|4096 4096 256"
+  "sq per-row nat 256|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_XNAT=1|4096 4096 256"
+  "sq per-row 32|QUANTDLLM_WAVES_TS=rows|4096 4096 32"
+  "per-row 256|QUANTDLLM_WAVES_TS=rows|4096 12288 256"
+  "per-row 256 noflush|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_NOFLUSH=1|4096 12288 256"
+  "sq plain 256|QUANTDLLM_WAVES_X=1|4096 4096 256"
+  "sq plain 256 noflush|QUANTDLLM_WAVES_X=1 QUANTDLLM_WAVES_NOFLUSH=1|4096 4096 256"
+  "sq nat 512 plan|QUANTDLLM_WAVES_XNAT=1|4096 4096 512"
+  "sq nat 512 bn128 ks1|QUANTDLLM_WAVES_XNAT=1 QUANTDLLM_WGMMA_BN=128 QUANTDLLM_WGMMA_KSPLIT=1|4096 4096 512"
+  "tall nat 512 plan|QUANTDLLM_WAVES_XNAT=1|12288 4096 512"
+  "tall nat 512 bn128 ks2|QUANTDLLM_WAVES_XNAT=1 QUANTDLLM_WGMMA_BN=128 QUANTDLLM_WGMMA_KSPLIT=2|12288 4096 512"
+)
+: > "$O"
+for r in 1 2 3; do
+  for c in "${CONFIGS[@]}"; do
+    IFS='|' read -r name envs shape <<< "$c"
+    res=$(env $envs /tmp/ts_ww $shape 4 2>&1)
+    us=$(echo "$res" | sed -n 's/^untraced, [^:]*: \([0-9.]*\) us.*/\1/p')
+    plan=$(echo "$res" | sed -n 's/.*plan \(bn [0-9]* ksplit [0-9]* per_split [0-9]* split_from [0-9]*\).*/\1/p')
+    ts=$(echo "$res" | sed -n 's/^timestep chunk, //p')
+    ph=$(echo "$res" | awk '$2 == "whole" || $2 == "slice" {o = $2; for (f = 7; f <= 11; ++f) o = o " " $f; print o; exit}')
+    echo "$r|$name|$us|$plan|$ph|$ts" >> "$O"
+  done
+done
+python3 - "$O" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if l.strip()]
+print("median us per launch of 3 interleaved rounds; last round's plan, phases (kind prolog loop stage store sum) and timestep chunk parts")
+for n in dict.fromkeys(r[1] for r in rows):
+    rs = [r for r in rows if r[1] == n]
+    v = [float(r[2]) for r in rs if r[2]]
+    print(f"{n:>24}: {statistics.median(v) if v else float('nan'):7.2f} | {rs[-1][3]} | {rs[-1][4]}" + (f"\n{'':>26}ts: {rs[-1][5]}" if rs[-1][5] else ""))
+PY
