@@ -339,6 +339,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
+    MMA_TRACE(a, 13, clock64());
 #pragma unroll
     for (int j = 0; j < AHEAD; ++j) {
         if (j < nchunks) issue_codes(j);
@@ -354,7 +355,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             if (j < nchunks) issue_x(j);
     }
     if (ts_chunk) {  // (above: what it computes and why here)
-        MMA_TRACE(a, 13, clock64());  // the chunk starts: the ring's first copies issued
+        MMA_TRACE(a, 14, clock64());  // the chunk starts: the ring's first copies issued
         const int steps = (a.nbounds + 1 + 15) >> 4;
         const uint32_t onehot = xring + (S - 1) * W::kXStage;
         if (tid < BN) {  // token row tid: its bucket's k is one, the rest zero (128-byte swizzle)
@@ -377,7 +378,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             for (int jj = 0; jj < 4; ++jj)
                 At[st][jj] = dev::pack2<T>(dev::raw_to_f(raw_a[st][jj][0], a.ts_bias_dtype),
                                            dev::raw_to_f(raw_a[st][jj][1], a.ts_bias_dtype));
-        MMA_TRACE(a, 14, clock64());  // t, the boundaries and the table landed; one-hot rows stored
+        MMA_TRACE(a, 15, clock64());  // t, the boundaries and the table landed; one-hot rows stored
         fence_proxy_async();  // the one-hot rows (generic stores) visible to the wgmmas (async proxy)
         __syncthreads();
         uint32_t one = 1;
@@ -388,7 +389,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             if (st < steps) wgmma_rs<T, BN>(acc, At[st], sw128_desc(onehot + st * 32), one);
         wgmma_commit();
         wgmma_wait<0>();
-        MMA_TRACE(a, 15, clock64());  // after the fence, the barrier and the chunk's wgmmas
     }
     const typename P::T2 magic = P::bits(P::kMagic);
     // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while

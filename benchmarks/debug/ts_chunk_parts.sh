@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where lut_wgmma's timestep chunk spends its ~1.6 µs of prologue (seventeenth session): the traced
-# tool (debug/wgmma_waves.cu, stamps 13-15 inside the chunk) on the issue-5 shapes, L2 flushed and
-# not (cold vs L2-resident t, boundaries and table), then a few forced plans at M = 512 beside the
-# planner's. One device call, no extension build (~90 s):   bash benchmarks/debug/ts_chunk_parts.sh
+# tool (debug/wgmma_waves.cu, stamps 13-15 in the prologue) on the issue-5 shapes, L2 flushed and
+# not (cold vs L2-resident t, boundaries and table). (Call 4 also timed forced M = 512 plans:
+# results/ts_chunk_parts_s17_call4.txt.) One device call, no extension build (~60 s):
+#   bash benchmarks/debug/ts_chunk_parts.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 O=${OUT:-/tmp}/ts_chunk_parts.txt
@@ -19,10 +20,8 @@ CONFIGS=(
   "per-row 256 noflush|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_NOFLUSH=1|4096 12288 256"
   "sq plain 256|QUANTDLLM_WAVES_X=1|4096 4096 256"
   "sq plain 256 noflush|QUANTDLLM_WAVES_X=1 QUANTDLLM_WAVES_NOFLUSH=1|4096 4096 256"
-  "sq nat 512 plan|QUANTDLLM_WAVES_XNAT=1|4096 4096 512"
-  "sq nat 512 bn128 ks1|QUANTDLLM_WAVES_XNAT=1 QUANTDLLM_WGMMA_BN=128 QUANTDLLM_WGMMA_KSPLIT=1|4096 4096 512"
-  "tall nat 512 plan|QUANTDLLM_WAVES_XNAT=1|12288 4096 512"
-  "tall nat 512 bn128 ks2|QUANTDLLM_WAVES_XNAT=1 QUANTDLLM_WGMMA_BN=128 QUANTDLLM_WGMMA_KSPLIT=2|12288 4096 512"
+  "sq nat 256|QUANTDLLM_WAVES_XNAT=1|4096 4096 256"
+  "plain 256|QUANTDLLM_WAVES_X=1|4096 12288 256"
 )
 : > "$O"
 for r in 1 2 3; do
@@ -31,7 +30,7 @@ for r in 1 2 3; do
     res=$(env $envs /tmp/ts_ww $shape 4 2>&1)
     us=$(echo "$res" | sed -n 's/^untraced, [^:]*: \([0-9.]*\) us.*/\1/p')
     plan=$(echo "$res" | sed -n 's/.*plan \(bn [0-9]* ksplit [0-9]* per_split [0-9]* split_from [0-9]*\).*/\1/p')
-    ts=$(echo "$res" | sed -n 's/^timestep chunk, //p')
+    ts=$(echo "$res" | sed -n 's/^prologue, //p')
     ph=$(echo "$res" | awk '$2 == "whole" || $2 == "slice" {o = $2; for (f = 7; f <= 11; ++f) o = o " " $f; print o; exit}')
     echo "$r|$name|$us|$plan|$ph|$ts" >> "$O"
   done

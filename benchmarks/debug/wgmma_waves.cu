@@ -189,20 +189,27 @@ int main(int argc, char** argv) {
                         kind ? "slice" : "whole", in.size(), mm(in).c_str(), mm(out).c_str(), median(pro), median(loop),
                         median(stage), median(store), median(sum), median(skew), median(loads), median(ystore), median(exitw));
         }
-    {  // the timestep chunk's parts (slots 13-15, blocks that ran it): where its ~1.6 µs of prologue goes
-        std::vector<double> to_chunk, landed, fenced, after;
+    {  // the prologue's parts (slots 13-15): entry to the block barrier after the mbarrier init, then
+       // (blocks with a timestep chunk) to the chunk's start, to its inputs landed, to chunk 0 decoded
+        std::vector<double> to_bar, rest, to_chunk, landed, after;
         for (long long b = 0; b < blocks; ++b) {
             const unsigned long long* s = &h[b * kTraceSlots];
-            if (!s[13] || !s[15]) continue;
-            to_chunk.push_back((s[13] - s[1]) / f * 1e-3);
-            landed.push_back((s[14] - s[13]) / f * 1e-3);
-            fenced.push_back((s[15] - s[14]) / f * 1e-3);
+            if (!s[13]) continue;
+            to_bar.push_back((s[13] - s[1]) / f * 1e-3);
+            if (!s[14] || !s[15]) {
+                rest.push_back((s[3] - s[13]) / f * 1e-3);
+                continue;
+            }
+            to_chunk.push_back((s[14] - s[13]) / f * 1e-3);
+            landed.push_back((s[15] - s[14]) / f * 1e-3);
             after.push_back((s[3] - s[15]) / f * 1e-3);
         }
-        if (!to_chunk.empty())
-            std::printf("timestep chunk, %zu blocks, median us: entry to the chunk %.2f, its inputs landed %.2f, "
-                        "fence + barrier + wgmma %.2f, then chunk 0 decoded %.2f\n", to_chunk.size(), median(to_chunk),
-                        median(landed), median(fenced), median(after));
+        if (!to_bar.empty())
+            std::printf("prologue, median us: entry to the barrier %.2f; %zu blocks without a timestep chunk: to chunk 0 "
+                        "decoded %.2f; %zu with: to the chunk %.2f, its inputs landed %.2f, then (fence, barrier, wgmma, "
+                        "chunk 0 decoded) %.2f\n", median(to_bar), rest.size(), rest.empty() ? 0.0 : median(rest),
+                        to_chunk.size(), to_chunk.empty() ? 0.0 : median(to_chunk), landed.empty() ? 0.0 : median(landed),
+                        after.empty() ? 0.0 : median(after));
     }
     if (csv) {
         FILE* f = std::fopen(csv, "w");
