@@ -62,7 +62,7 @@ template <int BN> constexpr int kXStages = BN == 256 ? 5 : 6;
 template <int BN> constexpr int kAhead = kXStages<BN> - 2;
 constexpr int kOutPad = 4;              // fp32 epilogue tile: row stride kWRows + 4 (conflict-free stores)
 constexpr int kMaxKSplit = 8;           // K slices of a tile: one cluster (8 blocks: the portable cluster size)
-constexpr double kTsChunkUs = 1.4;      // slice 0's timestep chunk, µs (H200, 64-256 tokens: 1.3-1.6)
+constexpr double kTsChunkUs = 0.8;      // what slice 0's timestep chunk adds, µs (H200, 64-256 tokens: 0.6-1.0)
 
 // Shared memory of one block: the x ring (1024-aligned), reused by the fp32 epilogue tile, then the
 // code ring (SC super-chunks; a slot is refilled kAhead chunks before use, after its previous
@@ -253,8 +253,9 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const int tile = min(nb * kWWarps + warp, tiles - 1);  // warps past the last tile compute a copy, never stored
     const int m0 = tb * BN, n0 = nb * kWRows;
     // this block's K slice: chunks c0 .. c0 + nchunks - 1, c0 whole super-chunks (CH). With a timestep
-    // table, slice 0 runs the table's chunk ahead of its loop (1.3-1.6 µs of its prologue, which slice
-    // 1 then waited for at the cluster's sum: sixteenth session, call 1); with 4-bit codes (one chunk
+    // table, slice 0 runs the table's chunk ahead of its loop (0.6-1.0 µs of its prologue, 1.3-1.6
+    // before its loads were compact, which slice 1 then waited for at the cluster's sum: sixteenth
+    // session, call 1; seventeenth, call 6); with 4-bit codes (one chunk
     // per super-chunk) slice 0 hands its last p.ts_shift code chunks to slice 1 instead. Only for a
     // tile that is split: a plan without a split has split_from 0, so `split` alone is true for every
     // block of it (that form dropped the last chunk of unsplit tiles: sixteenth session, call 5).
@@ -777,8 +778,8 @@ WgmmaPlan wgmma_plan(int M, int N, int K, int num_sms) {
                 const long long split_blocks = (tiles - whole) * ks_eff;
                 const double cost = static_cast<double>((whole + sms - 1) / sms) * whole_cost +
                                     static_cast<double>((split_blocks + sms - 1) / sms) * slice_cost;
-                // slice 0's table chunk (~1.4 µs, seventeenth session, call 1) split evenly between
-                // the two slices: 1 chunk at 256 tokens, 2 at 64-128
+                // what slice 0's table chunk adds (~0.8 µs since its loads are compact: seventeenth
+                // session, call 6) split evenly between the two slices: 1 chunk at 64-256 tokens
                 const int shift = std::clamp(forced_shift ? std::atoi(forced_shift)
                                                           : static_cast<int>(std::lround(kTsChunkUs / (2 * t.per_chunk))),
                                              0, per_split - 1);
