@@ -10,7 +10,7 @@
 # worktree would not, being a nested repository), and remove devsrc/ after.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=${ROUNDS:-3}  # ONLY=REGEX runs only the configurations whose names match
+ROUNDS=${ROUNDS:-3}  # ONLY=REGEX runs only the configurations whose names match; PROLOGUE=1 prints the prologue's parts
 [ $# -ge 1 ] || { echo "usage: $0 DIR..."; exit 2; }
 # a tree's own wgmma_waves.cu when it has one (a branch that changed the launchers' signatures), else this one's
 tool_of() { [ -f "$1/benchmarks/debug/wgmma_waves.cu" ] && echo "$1/benchmarks/debug/wgmma_waves.cu" || echo benchmarks/debug/wgmma_waves.cu; }
@@ -62,6 +62,13 @@ CONFIGS=(
   "pair 1024 b2b|QUANTDLLM_WAVES_PERMUTE=1 QUANTDLLM_WAVES_SUSTAINED=1|4096 12288 1024"
   "per-row pair 256|QUANTDLLM_WAVES_PERMUTE=1 QUANTDLLM_WAVES_TS=rows|4096 12288 256"
   "sq per-row pair 256|QUANTDLLM_WAVES_PERMUTE=1 QUANTDLLM_WAVES_TS=rows|4096 4096 256"
+  "sq per-row 256 noflush|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_NOFLUSH=1|4096 4096 256"
+  "per-row 256 noflush|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_NOFLUSH=1|4096 12288 256"
+  "sq plain 256 noflush|QUANTDLLM_WAVES_X=1 QUANTDLLM_WAVES_NOFLUSH=1|4096 4096 256"
+  "sq one t 256|QUANTDLLM_WAVES_TS=one|4096 4096 256"
+  "sq per-row nat 256 s0|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_XNAT=1 QUANTDLLM_WGMMA_TS_SHIFT=0|4096 4096 256"
+  "sq per-row nat 256 s1|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_XNAT=1 QUANTDLLM_WGMMA_TS_SHIFT=1|4096 4096 256"
+  "sq per-row nat 256 s2|QUANTDLLM_WAVES_TS=rows QUANTDLLM_WAVES_XNAT=1 QUANTDLLM_WGMMA_TS_SHIFT=2|4096 4096 256"
 )
 OUTF=${OUT:-/tmp}/compare_trees.txt
 : > "$OUTF.raw"
@@ -75,12 +82,13 @@ for r in $(seq 1 "$ROUNDS"); do
       us=$(echo "$res" | sed -n 's/^untraced, [^:]*: \([0-9.]*\) us.*/\1/p')
       # kind, then the phases from the prologue on (a tree whose tool prints the sum's parts gives 4 more)
       phases=$(echo "$res" | awk '$2 == "whole" || $2 == "slice" {o = $2; for (f = 7; f <= NF; ++f) o = o " " $f; print o; exit}')
-      echo "$r|$name|$j|$us|$phases" >> "$OUTF.raw"
+      pro=$(echo "$res" | sed -n 's/^prologue, //p')  # the prologue's parts (trace stamps 13-15), where printed
+      echo "$r|$name|$j|$us|$phases|$pro" >> "$OUTF.raw"
     done
   done
 done
 python3 - "$OUTF.raw" "$@" <<'PY' | tee "$OUTF"
-import statistics, sys
+import os, statistics, sys
 rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if l.strip()]
 trees = sys.argv[2:]
 names = list(dict.fromkeys(r[1] for r in rows))
@@ -96,4 +104,9 @@ for n in names:
         cells.append(f"[{j}] {statistics.median(v):7.2f}" if v else f"[{j}]   n/a ")
         cells[-1] += f" ({last[-1]})" if last else ""
     print(f"{n:>18}: " + " | ".join(cells))
+    if os.environ.get("PROLOGUE") == "1":  # PROLOGUE=1: each tree's prologue parts, last round
+        for j in range(len(trees)):
+            pro = [r[5] for r in rows if r[1] == n and r[2] == str(j) and len(r) > 5 and r[5]]
+            if pro:
+                print(f"{'':>20}[{j}] prologue {pro[-1]}")
 PY
