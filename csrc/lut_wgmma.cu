@@ -253,12 +253,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const int tile = min(nb * kWWarps + warp, tiles - 1);  // warps past the last tile compute a copy, never stored
     const int m0 = tb * BN, n0 = nb * kWRows;
     // this block's K slice: chunks c0 .. c0 + nchunks - 1, c0 whole super-chunks (CH). With a timestep
-    // table, slice 0 runs the table's chunk ahead of its loop (0.6-1.0 µs of its prologue, 1.3-1.6
-    // before its loads were compact, which slice 1 then waited for at the cluster's sum: sixteenth
-    // session, call 1; seventeenth, call 6); with 4-bit codes (one chunk
-    // per super-chunk) slice 0 hands its last p.ts_shift code chunks to slice 1 instead. Only for a
-    // tile that is split: a plan without a split has split_from 0, so `split` alone is true for every
-    // block of it (that form dropped the last chunk of unsplit tiles: sixteenth session, call 5).
+    // table, slice 0 runs the table's chunk ahead of its loop, ~1 µs of prologue that slice 1 would
+    // wait for at the cluster's sum (sixteenth session, call 1; seventeenth, call 6); with 4-bit codes
+    // (one chunk per super-chunk) slice 0 hands its last p.ts_shift code chunks to slice 1 instead.
+    // Only for a tile that is split: a plan without a split has split_from 0, so `split` alone is true
+    // for every block of it (that form dropped the last chunk of unsplit tiles: sixteenth, call 5).
     const int shift = ksplit > 1 && BITS == 4 && a.ts_bias ? p.ts_shift : 0;
     const int c0 = z == 0 ? 0 : z * p.per_split - (z == 1 ? shift : 0);
     const int nchunks = split ? min((z + 1) * p.per_split - (z == 0 ? shift : 0), a.K >> 6) - c0 : a.K >> 6;
@@ -300,10 +299,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // the table transposed (A[row][k] = ts_bias[k][n0 + row] for k < T <= 64, rounded to T), one k16
     // step per 16 buckets. The accumulators start with each token's row and the epilogue is the
     // plain one. Its loads (t, boundaries, table) are issued first, ahead of the ring's copies. It
-    // still costs ~1.6 µs of prologue (3.0 against 1.4 without a table). Not the proxy fence below
-    // (MEMBAR.ALL.CTA in SASS, which waits for the thread's copies in flight): with only chunk 0's
-    // codes issued ahead of it the prologue was the same (seventeenth session, call 3). Branch
-    // next/ts-onehot-prepass has the pre-pass write the one-hot rows instead: no fence.
+    // costs ~1 µs of prologue (2.2-2.6 µs against 1.4-1.7 without a table; 3.0 before its loads took
+    // few instructions: seventeenth session, calls 5-6). The proxy fence below (MEMBAR.ALL.CTA in
+    // SASS, which waits for the thread's copies in flight) is not that cost: with only chunk 0's codes
+    // issued ahead of it the prologue was the same (call 3). Branch next/ts-onehot-prepass has the
+    // pre-pass write the one-hot rows instead: no fence.
     // (The twelfth session added the rows in the epilogue, staged in shared memory with a bucket and
     // a row load per token: ~2 µs of a 256-token tile; this chunk after the loop ~1.9 µs: call 2.)
     // With a K split, slice 0 adds the table. t is read before griddepcontrol.wait: the launch
