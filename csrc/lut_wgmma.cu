@@ -419,8 +419,12 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     uint32_t cw[L::kWords];
     // A of chunk i (position R in the loop body: c = R % CH, parity R & 1), codes and scales from
     // the lane's ring slot (landed: the caller waited for chunk i's copies)
-    auto decode = [&](auto pos, int i) {
-        constexpr int R = decltype(pos)::value, c = R % CH, par = R & 1;
+    // Chunk i's code words (with x as stored, reordered inside the lane quad) and scales into
+    // registers: no A register is written, so the loop runs this before the wait that frees chunk
+    // i's A set, and the shared loads' and the reorder's latency overlap the tensor cores' tail.
+    uint2 szv;
+    auto fetch = [&](auto pos, int i) {
+        constexpr int R = decltype(pos)::value, c = R % CH;
         const uint32_t so = ((i / CH) % W::SC) * kWWarps * W::kSlotWarp;
         if constexpr (c == 0) {
 #pragma unroll
@@ -430,8 +434,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                              : "r"(my_slot0 + so + v * 512));
             if constexpr (XNAT) quad_transpose4(cw, q);
         }
-        uint2 szv;
         asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(szv.x), "=r"(szv.y) : "r"(my_sz0 + so + c * 256));
+    };
+    // A of chunk i from what fetch(i) read
+    auto decode = [&](auto pos) {
+        constexpr int R = decltype(pos)::value, c = R % CH, par = R & 1;
         const typename P::T2 sc[2] = {P::lo(szv.x), P::hi(szv.x)};
         const typename P::T2 zr[2] = {P::lo(szv.y), P::hi(szv.y)};
 #pragma unroll
@@ -445,7 +452,8 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     constexpr int UNR = 8;  // a multiple of CH and of 2
     if (nchunks > 0) {
         cp_async_wait<AHEAD - 1>();  // chunk 0's codes (this lane's own copies: no barrier)
-        decode(IntTag<0>{}, 0);
+        fetch(IntTag<0>{}, 0);
+        decode(IntTag<0>{});
     }
     MMA_TRACE(a, 3, clock64());  // chunk 0's codes landed and decoded
     for (int i0 = 0; i0 < nchunks; i0 += UNR) {
@@ -470,14 +478,15 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #pragma unroll
                 for (int st = 0; st < 4; ++st) wgmma_rs<T, BN>(acc, A[par][st], desc[par][st], one);
                 wgmma_commit();
+                cp_async_wait<AHEAD - 1>();  // chunk i + 1's codes (this lane's own copies)
+                if (i + 1 < nchunks) fetch(IntTag<r + 1>{}, i + 1);  // writes no A register: before the wait
                 wgmma_wait<1>();  // chunk i - 1 retired: its A set is free
 #pragma unroll
                 for (int st = 0; st < 4; ++st) {
                     pin(A[par ^ 1][st]);
                     asm volatile("" : "+l"(desc[par ^ 1][st]));
                 }
-                cp_async_wait<AHEAD - 1>();  // chunk i + 1's codes (this lane's own copies)
-                if (i + 1 < nchunks) decode(IntTag<r + 1>{}, i + 1);
+                if (i + 1 < nchunks) decode(IntTag<r + 1>{});
             };
             (step(IntTag<R>{}), ...);
         }(std::make_integer_sequence<int, UNR>{});
