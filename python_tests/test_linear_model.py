@@ -37,6 +37,28 @@ def test_module_moves_and_casts(gen):
     assert any(k.endswith("qweight_codes") for k in q.state_dict())
 
 
+def test_qweight_kept_while_buffers_unchanged(gen):
+    """QuantLinear hands out one weight object while its buffers are the same tensors (host time
+    per forward), a new one once they are replaced (.to()) or the kept one no longer holds them,
+    and never one carrying packs from an earlier forward (they would outlive load_state_dict)."""
+    q = QuantLinear.from_linear(nn.Linear(256, 64), bits=4, group_size=128)
+    w = q.qweight
+    assert q.qweight is w
+    w.kernel_packs = {"stale": True}
+    assert q.qweight is w and w.kernel_packs is None
+    x = torch.randn(2, 256, generator=gen)
+    y0 = q(x)
+    other = QuantLinear.from_linear(nn.Linear(256, 64), bits=4, group_size=128)
+    q.load_state_dict(other.state_dict())  # copies into the same buffers: same object, new values
+    assert q.qweight is w
+    assert torch.equal(q(x), other(x)) and not torch.equal(q(x), y0)
+    w.scale = w.scale.clone()  # the kept weight no longer holds the buffer
+    assert q.qweight is not w
+    w2 = q.qweight
+    q.double()  # buffers replaced
+    assert q.qweight is not w2 and q.qweight.scale.dtype == torch.float64
+
+
 def test_mixed_quantlinear(gen):
     mq = random_mixed_qweight(24, generator=gen)
     q = QuantLinear(mq)

@@ -77,6 +77,10 @@ class QuantLinear(nn.Module):
             kept = self.__dict__.get("_qweight_kept")
             if kept is not None and all(a is b for a, b in zip(kept[0], tensors)) and all(
                     a is b for a, b in zip(kept[1].tensors().values(), tensors)):
+                if isinstance(kept[1], QuantizedWeight):
+                    # as a fresh weight: no packs (forward hands the module's over again; a pack kept
+                    # from before load_state_dict would win over the rebuilt one in mma_pack)
+                    kept[1].kernel_packs = None
                 return kept[1]
         qw = weight_from_tensors(self._meta, dict(zip(self._fields, tensors)), validate=False)
         if eager:
