@@ -56,10 +56,25 @@ constexpr int kWGs = 2;                 // warpgroups per block, 64 W rows each
 constexpr int kWWarps = kWGs * 4;
 constexpr int kWThreads = kWWarps * 32;
 constexpr int kWRows = kWGs * 64;       // W rows per block
+// Register sets of A (and descriptors) in the loop: chunk i's wgmmas may run while chunks i - 1 ..
+// i - kASets + 1 are still in flight (wgmma.wait_group kASets - 1), so the decode of chunk i + 1 has
+// kASets - 1 chunks of the tensor cores' work to hide behind. Three at 64-128-token tiles, where
+// one chunk's wgmmas are shorter than two warpgroups' decodes; two at 256 tokens (192 registers
+// already; QUANTDLLM_WGMMA_ASETS / _ASETS_256 override them at compile time).
+#ifndef QUANTDLLM_WGMMA_ASETS
+#define QUANTDLLM_WGMMA_ASETS 3
+#endif
+#ifndef QUANTDLLM_WGMMA_ASETS_256
+#define QUANTDLLM_WGMMA_ASETS_256 2
+#endif
+template <int BN> constexpr int kASets = BN == 256 ? QUANTDLLM_WGMMA_ASETS_256 : QUANTDLLM_WGMMA_ASETS;
+static_assert(QUANTDLLM_WGMMA_ASETS >= 2 && QUANTDLLM_WGMMA_ASETS <= 3 && QUANTDLLM_WGMMA_ASETS_256 >= 2 &&
+              QUANTDLLM_WGMMA_ASETS_256 <= 3, "two or three A sets");
 // 64-k chunks of x in the ring (BN = 256: 32 KB stages, five fit beside the code ring), and the
-// chunks in flight: the stage of chunk i - 2 is the free one
+// chunks in flight: the stage of chunk i - kASets is the free one (retired by every warpgroup at
+// chunk i's block barrier)
 template <int BN> constexpr int kXStages = BN == 256 ? 5 : 6;
-template <int BN> constexpr int kAhead = kXStages<BN> - 2;
+template <int BN> constexpr int kAhead = kXStages<BN> - kASets<BN>;
 constexpr int kOutPad = 4;              // fp32 epilogue tile: row stride kWRows + 4 (conflict-free stores)
 constexpr int kMaxKSplit = 8;           // K slices of a tile: one cluster (8 blocks: the portable cluster size)
 constexpr double kTsChunkUs = 0.8;      // what slice 0's timestep chunk adds, µs (H200, 64-256 tokens: 0.6-1.0)
@@ -407,18 +422,17 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         wgmma_wait<0>();
     }
     const typename P::T2 magic = P::bits(P::kMagic);
-    // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
-    // chunk i's wgmmas run. The compiler sees a wgmma as a synchronous asm that has consumed its
+    // NS register sets of A and of the descriptors, by chunk (set i % NS): chunk i + 1 is decoded
+    // while chunks i - NS + 2 .. i run. The compiler sees a wgmma as a synchronous asm that has consumed its
     // inputs, so each set is pinned until the wait that retires its chunk (else chunk i + 1's A
     // could take chunk i's registers). ptxas serializes every wgmma (C7513) when a wgmma may be in
     // flight across a loop back edge, so the loop body is UNR chunks ending in wait<0>: the next
     // body's first A is decoded before it, and only the tensor-core tail of the body's last chunk
     // is exposed (to this warpgroup; the other one's wgmmas can fill it).
-    uint32_t A[2][4][4] = {};
-    uint64_t desc[2][4] = {};
+    constexpr int NS = kASets<BN>;
+    uint32_t A[NS][4][4] = {};
+    uint64_t desc[NS][4] = {};
     uint32_t cw[L::kWords];
-    // A of chunk i (position R in the loop body: c = R % CH, parity R & 1), codes and scales from
-    // the lane's ring slot (landed: the caller waited for chunk i's copies)
     // Chunk i's code words (with x as stored, reordered inside the lane quad) and scales into
     // registers: no A register is written, so the loop runs this before the wait that frees chunk
     // i's A set, and the shared loads' and the reorder's latency overlap the tensor cores' tail.
@@ -436,9 +450,9 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         }
         asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(szv.x), "=r"(szv.y) : "r"(my_sz0 + so + c * 256));
     };
-    // A of chunk i from what fetch(i) read
+    // A of chunk i (position R in the loop body: c = R % CH, set R % NS) from what fetch(i) read
     auto decode = [&](auto pos) {
-        constexpr int R = decltype(pos)::value, c = R % CH, par = R & 1;
+        constexpr int R = decltype(pos)::value, c = R % CH, par = R % NS;
         const typename P::T2 sc[2] = {P::lo(szv.x), P::hi(szv.x)};
         const typename P::T2 zr[2] = {P::lo(szv.y), P::hi(szv.y)};
 #pragma unroll
@@ -449,7 +463,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             pin(A[par][st]);
         }
     };
-    constexpr int UNR = 8;  // a multiple of CH and of 2
+    constexpr int UNR = NS == 2 ? 8 : 12;  // a multiple of CH (1, 2, 4) and of NS
     if (nchunks > 0) {
         cp_async_wait<AHEAD - 1>();  // chunk 0's codes (this lane's own copies: no barrier)
         fetch(IntTag<0>{}, 0);
@@ -459,10 +473,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     for (int i0 = 0; i0 < nchunks; i0 += UNR) {
         [&]<int... R>(std::integer_sequence<int, R...>) {
             auto step = [&](auto pos) {
-                constexpr int r = decltype(pos)::value, par = r & 1;
+                constexpr int r = decltype(pos)::value, par = r % NS, nxt = (r + 1) % NS;
                 const int i = i0 + r;
                 if (i >= nchunks) return;
-                __syncthreads();  // chunk i - 2's wgmmas retired everywhere: its stage is free
+                __syncthreads();  // chunk i - NS's wgmmas retired everywhere: its stage is free
                 if (i + AHEAD < nchunks) issue(i + AHEAD);
                 cp_async_commit();
                 const uint32_t xs = xring + (i % S) * W::kXStage;
@@ -480,11 +494,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 wgmma_commit();
                 cp_async_wait<AHEAD - 1>();  // chunk i + 1's codes (this lane's own copies)
                 if (i + 1 < nchunks) fetch(IntTag<r + 1>{}, i + 1);  // writes no A register: before the wait
-                wgmma_wait<1>();  // chunk i - 1 retired: its A set is free
+                wgmma_wait<NS - 1>();  // chunk i - NS + 1 retired: its A set (chunk i + 1's) is free
 #pragma unroll
                 for (int st = 0; st < 4; ++st) {
-                    pin(A[par ^ 1][st]);
-                    asm volatile("" : "+l"(desc[par ^ 1][st]));
+                    pin(A[nxt][st]);
+                    asm volatile("" : "+l"(desc[nxt][st]));
                 }
                 if (i + 1 < nchunks) decode(IntTag<r + 1>{});
             };
