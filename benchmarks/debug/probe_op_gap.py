@@ -40,7 +40,8 @@ def kernels_of(fn):
 
 def host_us(fn, n=200):
     """Mean host microseconds to enqueue one call (the GPU drained before and after)."""
-    fn()
+    for _ in range(20):
+        fn()
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(n):

@@ -12,25 +12,13 @@ import io
 import os
 import pstats
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import quantdllm_kernels as qd  # noqa: E402
 from quantdllm_kernels.backends import cuda_backend  # noqa: E402
-
-
-def host_us(fn, n):
-    for _ in range(20):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) / n * 1e6
+from probe_op_gap import host_us  # noqa: E402  (this directory: the script's own)
 
 
 def main():
