@@ -66,25 +66,25 @@ class QuantLinear(nn.Module):
         while every buffer is the same tensor object and the kept weight still holds them (``.to()``
         replaces buffers, ``load_state_dict`` copies into them): building it cost each forward ~5-9
         µs of host time."""
-        eager = not torch.compiler.is_compiling()
-        # eagerly straight from _buffers (Module.__getattr__ cost ~1 µs per field)
+        if torch.compiler.is_compiling():  # traced: built from the buffers, nothing kept
+            tensors = {f: getattr(self, _buf_name(f)) for f in self._fields}
+            return weight_from_tensors(self._meta, tensors, validate=False)
+        # straight from _buffers (Module.__getattr__ cost ~1 µs per field)
         names = self.__dict__.get("_buf_names")
         if names is None:
             names = self.__dict__["_buf_names"] = tuple(_buf_name(f) for f in self._fields)
         bufs = self._buffers
-        tensors = tuple(bufs[n] for n in names) if eager else tuple(getattr(self, n) for n in names)
-        if eager:
-            kept = self.__dict__.get("_qweight_kept")
-            if kept is not None and all(a is b for a, b in zip(kept[0], tensors)) and all(
-                    a is b for a, b in zip(kept[1].tensors().values(), tensors)):
-                if isinstance(kept[1], QuantizedWeight):
-                    # as a fresh weight: no packs (forward hands the module's over again; a pack kept
-                    # from before load_state_dict would win over the rebuilt one in mma_pack)
-                    kept[1].kernel_packs = None
-                return kept[1]
+        tensors = tuple(bufs[n] for n in names)
+        kept = self.__dict__.get("_qweight_kept")
+        if kept is not None and all(a is b for a, b in zip(kept[0], tensors)) and all(
+                a is b for a, b in zip(kept[1].tensors().values(), tensors)):
+            if isinstance(kept[1], QuantizedWeight):
+                # as a fresh weight: no packs (forward hands the module's over again; a pack kept
+                # from before load_state_dict would win over the rebuilt one in mma_pack)
+                kept[1].kernel_packs = None
+            return kept[1]
         qw = weight_from_tensors(self._meta, dict(zip(self._fields, tensors)), validate=False)
-        if eager:
-            self.__dict__["_qweight_kept"] = (tensors, qw)
+        self.__dict__["_qweight_kept"] = (tensors, qw)
         return qw
 
     def forward(self, x: torch.Tensor, timestep=None) -> torch.Tensor:
