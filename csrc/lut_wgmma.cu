@@ -67,10 +67,31 @@ constexpr double kTsChunkUs = 0.8;      // what slice 0's timestep chunk adds, Â
 // Shared memory of one block: the x ring (1024-aligned), reused by the fp32 epilogue tile, then the
 // code ring (SC super-chunks; a slot is refilled kAhead chunks before use, after its previous
 // super-chunk's last chunk has been decoded).
+// The loop body (UNR chunks, ending in wgmma.wait_group 0) and the code ring's slots are sized so
+// that every ring index of a chunk is fixed by its place in the body (bodies start at multiples of
+// UNR): UNR a multiple of 2 S (stage r % S, the stage barrier's phase (r / S) & 1), of CH and of 2
+// (the A sets), and SC dividing UNR / CH (slot (r / CH) % SC). The modulo and phase arithmetic of a
+// runtime chunk index was ~20 of a warp's ~140 instructions per chunk, and the 64-128-token loop is
+// bound by those instructions' latency (eighteenth session, call 2). Where that would take a body
+// longer than 12 chunks (3-bit at 256 tokens: 20), the body is 8 chunks with indices computed.
+constexpr int gcd_(int a, int b) { return b == 0 ? a : gcd_(b, a % b); }
+constexpr int lcm_(int a, int b) { return a / gcd_(a, b) * b; }
+constexpr int smallest_divisor_at_least(int n, int lo) {
+    for (int d = lo; d < n; ++d)
+        if (n % d == 0) return d;
+    return n;
+}
 template <int BITS, int BN>
 struct WPlan {
     static constexpr int CH = Layout<BITS>::kChunks, V = Layout<BITS>::kWords / 4;
-    static constexpr int SC = (kAhead<BN> + CH - 1) / CH + 1;
+    static constexpr int S = kXStages<BN>;
+    static constexpr int kUnrFixed = lcm_(2 * S, CH);
+    static constexpr bool kFixed = kUnrFixed <= 12;
+    static constexpr int UNR = kFixed ? kUnrFixed : 8;
+    static constexpr int kScMin = (kAhead<BN> + CH - 1) / CH + 1;  // a slot refilled kAhead chunks ahead
+    static constexpr int SC = kFixed ? smallest_divisor_at_least(UNR / CH, kScMin) : kScMin;
+    static_assert(UNR % CH == 0 && UNR % 2 == 0 && SC >= kScMin, "the loop body and the rings");
+    static_assert(!kFixed || ((UNR / S) % 2 == 0 && (UNR / CH) % SC == 0), "fixed ring indices");
     static constexpr int kXStage = BN * 128;
     static constexpr int kSlotWarp = V * 512 + CH * 256;  // a warp's codes (V x 32 lanes x 16 B), scales (CH x 32 x 8 B)
     static constexpr int kXBytes = kXStages<BN> * kXStage;
@@ -269,15 +290,21 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const uint32_t my_slot0 = cring + warp * W::kSlotWarp + lane * 16;  // + slot * kWWarps * kSlotWarp
     const uint32_t my_sz0 = cring + warp * W::kSlotWarp + V * 512 + lane * 8;
 
+    // Ring indices of chunk j at position pos of its loop body (pos = j outside the loop): with fixed
+    // indices (WPlan::kFixed) from pos alone, which the compiler folds in the unrolled body
+    auto stage_of = [&](int j, int pos) { return (W::kFixed ? pos : j) % S; };
+    auto phase_of = [&](int j, int pos) { return ((W::kFixed ? pos : j) / S) & 1; };
+    auto slot_of = [&](int j, int pos) { return ((W::kFixed ? pos : j) / CH) % W::SC; };
     // chunk j of x into stage j % kXStages (thread 0, one TMA copy); with the first chunk of a
     // super-chunk, this lane's codes and scales
-    auto issue_x = [&](int j) {
-        if (tid == 0) tma_x_chunk(xring + (j % S) * W::kXStage, bars + (j % S) * 8, &xmap, kbase + (j << 6), m0, W::kXStage);
+    auto issue_x = [&](int j, int pos) {
+        const int st = stage_of(j, pos);
+        if (tid == 0) tma_x_chunk(xring + st * W::kXStage, bars + st * 8, &xmap, kbase + (j << 6), m0, W::kXStage);
     };
-    auto issue_codes = [&](int j) {
-        if (j % CH == 0) {
+    auto issue_codes = [&](int j, int pos) {
+        if (pos % CH == 0) {  // (j - pos: a multiple of UNR, so of CH)
             const int u = j / CH;
-            const uint32_t so = (u % W::SC) * kWWarps * W::kSlotWarp;
+            const uint32_t so = slot_of(j, pos) * kWWarps * W::kSlotWarp;
 #pragma unroll
             for (int v = 0; v < V; ++v) cp_async16(my_slot0 + so + v * 512, code_src + static_cast<int64_t>(u) * 32 * V + v);
 #pragma unroll
@@ -288,9 +315,9 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             }
         }
     };
-    auto issue = [&](int j) {
-        issue_x(j);
-        issue_codes(j);
+    auto issue = [&](int j, int pos) {
+        issue_x(j, pos);
+        issue_codes(j, pos);
     };
 
     // Timestep bias as one more K chunk of the GEMM, run before the loop: B = the tokens' buckets
@@ -358,7 +385,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     MMA_TRACE(a, 13, clock64());
 #pragma unroll
     for (int j = 0; j < AHEAD; ++j) {
-        if (j < nchunks) issue_codes(j);
+        if (j < nchunks) issue_codes(j, j);
         cp_async_commit();
     }
     // x is written by the launch before this one (launch_permute_x), which this one may overlap
@@ -368,7 +395,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         asm volatile("griddepcontrol.wait;" ::: "memory");
 #pragma unroll
         for (int j = 0; j < AHEAD; ++j)
-            if (j < nchunks) issue_x(j);
+            if (j < nchunks) issue_x(j, j);
     }
     if (ts_chunk) {  // (above: what it computes and why here)
         MMA_TRACE(a, 14, clock64());  // the chunk starts: the ring's first copies issued
@@ -421,7 +448,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // the lane's ring slot (landed: the caller waited for chunk i's copies)
     auto decode = [&](auto pos, int i) {
         constexpr int R = decltype(pos)::value, c = R % CH, par = R & 1;
-        const uint32_t so = ((i / CH) % W::SC) * kWWarps * W::kSlotWarp;
+        const uint32_t so = slot_of(i, R) * kWWarps * W::kSlotWarp;
         if constexpr (c == 0) {
 #pragma unroll
             for (int v = 0; v < V; ++v)
@@ -442,7 +469,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             pin(A[par][st]);
         }
     };
-    constexpr int UNR = 8;  // a multiple of CH and of 2
+    constexpr int UNR = W::UNR;  // a multiple of CH and of 2 (WPlan)
     if (nchunks > 0) {
         cp_async_wait<AHEAD - 1>();  // chunk 0's codes (this lane's own copies: no barrier)
         decode(IntTag<0>{}, 0);
@@ -455,10 +482,10 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 const int i = i0 + r;
                 if (i >= nchunks) return;
                 __syncthreads();  // chunk i - 2's wgmmas retired everywhere: its stage is free
-                if (i + AHEAD < nchunks) issue(i + AHEAD);
+                if (i + AHEAD < nchunks) issue(i + AHEAD, r + AHEAD);
                 cp_async_commit();
-                const uint32_t xs = xring + (i % S) * W::kXStage;
-                mbar_wait(bars + (i % S) * 8, (i / S) & 1);  // chunk i's x landed
+                const uint32_t xs = xring + stage_of(i, r) * W::kXStage;
+                mbar_wait(bars + stage_of(i, r) * 8, phase_of(i, r));  // chunk i's x landed
 #pragma unroll
                 for (int st = 0; st < 4; ++st) {
                     desc[par][st] = sw128_desc(xs + st * 32);
