@@ -71,9 +71,11 @@ constexpr double kTsChunkUs = 0.8;      // what slice 0's timestep chunk adds, Â
 // that every ring index of a chunk is fixed by its place in the body (bodies start at multiples of
 // UNR): UNR a multiple of 2 S (stage r % S, the stage barrier's phase (r / S) & 1), of CH and of 2
 // (the A sets), and SC dividing UNR / CH (slot (r / CH) % SC). The modulo and phase arithmetic of a
-// runtime chunk index was ~20 of a warp's ~140 instructions per chunk, and the 64-128-token loop is
-// bound by those instructions' latency (eighteenth session, call 2). Where that would take a body
-// longer than 12 chunks (3-bit at 256 tokens: 20), the body is 8 chunks with indices computed.
+// runtime chunk index was ~20 of a warp's ~140-160 instructions per chunk, and the 64-128-token loop
+// is bound by its warps' instruction latency (eighteenth session, call 2); without it the launches
+// ran 0.6-5% faster (call 6: mostly uniform-datapath instructions, off the decode's dependency
+// chains). Where that would take a body longer than 12 chunks (3-bit at 256 tokens: 20), the body
+// is 8 chunks with indices computed.
 constexpr int gcd_(int a, int b) { return b == 0 ? a : gcd_(b, a % b); }
 constexpr int lcm_(int a, int b) { return a / gcd_(a, b) * b; }
 constexpr int smallest_divisor_at_least(int n, int lo) {
