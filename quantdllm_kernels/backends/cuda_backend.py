@@ -90,7 +90,8 @@ def attach_module_packs(module: torch.nn.Module, qw: QuantizedWeight, dtype: tor
     if key is None or _IMPORT_ERROR:
         return
     meta = module.__dict__.get("_mma_meta")
-    if not torch.compiler.is_compiling():
+    eager = not torch.compiler.is_compiling()
+    if eager:
         if meta is None:
             meta = module.__dict__["_mma_meta"] = {}
         fp = _fingerprint(qw)
@@ -110,8 +111,7 @@ def attach_module_packs(module: torch.nn.Module, qw: QuantizedWeight, dtype: tor
         return
     N, K, bits, shift = meta[key][1]
     # eagerly straight from _buffers (Module.__getattr__ cost ~1 µs per name)
-    b = module._buffers if not torch.compiler.is_compiling() else None
-    get = (lambda n: b[n]) if b is not None else (lambda n: getattr(module, n))
+    get = module._buffers.__getitem__ if eager else (lambda n: getattr(module, n))
     mw = MmaWeight(get(f"_mma_{key}_codes"), get(f"_mma_{key}_sz"), N, K, bits, shift, get(f"_mma_{key}_in_scale"))
     qw.kernel_packs = {"mma": {dtype: mw}, "semaphores": get("_mma_semaphores")}
 
