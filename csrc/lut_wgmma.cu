@@ -101,12 +101,14 @@ struct WPlan {
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
     // A two-slice K split's receive area, after the loop: the peer's partial sums of this slice's
-    // half of the tokens, right past the fp32 tile (over the rings' tails, free by then)
+    // half of the tokens, right past the fp32 tile (over the rings' tails, free by then), kShare
+    // token groups of kTokStep tokens, each completing on its own mbarrier
+    static constexpr int kTokStep = kWThreads / (kWRows / 8), kShare = BN / kTokStep / 2;
     static constexpr int kRecvOff = kOutBytes, kRecvBytes = kOutBytes / 2;
     static constexpr int kEnd = kFront + kCodeBytes > kRecvOff + kRecvBytes ? kFront + kCodeBytes : kRecvOff + kRecvBytes;
-    // past both: an mbarrier per x stage, then the receive area's
+    // past both: an mbarrier per x stage, then one per received token group
     static constexpr int kBarOff = (kEnd + 7) / 8 * 8;
-    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + 1) * 8;  // + alignment slack
+    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + kShare) * 8;  // + alignment slack
     static_assert(kSmem <= 227 * 1024, "one block's shared memory on sm_90");
 };
 
@@ -140,6 +142,11 @@ __device__ __forceinline__ void cluster_wait() {
 __device__ __forceinline__ void cluster_sync() {
     cluster_arrive();
     cluster_wait();
+}
+// An arrive that orders nothing: after it this block only stores y, which no other block reads, and
+// a releasing arrive would wait for those stores to drain (~6 µs of a 256-token tile: eleventh session)
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
 }
 // Bulk copy (the TMA engine) of `bytes` from this block's shared memory to block `rank`'s at the same
 // offset as `dst`, completing on that block's mbarrier at the offset of `bar`.
@@ -380,7 +387,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
     if (tid == 0) {
 #pragma unroll
-        for (int s = 0; s <= S; ++s) mbar_init(bars + s * 8);  // the x stages', then the receive area's
+        for (int s = 0; s < S + W::kShare; ++s) mbar_init(bars + s * 8);  // the x stages', then the receive area's
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
@@ -553,6 +560,20 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         const float4 lo = src[0], hi = src[1];
         v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
     };
+    // y of token tok (< toks), this thread's rows: the sums v + bias
+    auto store_row = [&](int tok, float (&v)[8]) {
+        alignas(16) T h[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) h[e] = dev::from_f<T>(v[e] + bias8[e]);
+        T* dst = y + static_cast<int64_t>(m0 + tok) * a.N + n;
+        if (vec && valid == 8) {
+            *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+                if (e < valid) dst[e] = h[e];
+        }
+    };
     // y of tokens first, first + step, ... < toks: the staged sums + bias, two tokens per trip
     auto store_tokens = [&](int first_tok, int step) {
         if (valid == 0) return;
@@ -565,19 +586,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #pragma unroll
             for (int u = 0; u < 2; ++u) {
                 if (t + u * step >= toks) break;
-#pragma unroll
-                for (int e = 0; e < 8; ++e) v[u][e] += bias8[e];
-                alignas(16) T h[8];
-#pragma unroll
-                for (int e = 0; e < 8; ++e) h[e] = dev::from_f<T>(v[u][e]);
-                T* dst = y + static_cast<int64_t>(m0 + t + u * step) * a.N + n;
-                if (vec && valid == 8) {
-                    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
-                } else {
-#pragma unroll
-                    for (int e = 0; e < 8; ++e)
-                        if (e < valid) dst[e] = h[e];
-                }
+                store_row(t + u * step, v[u]);
             }
         }
     };
@@ -596,23 +605,27 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // rank order (a fixed order per token: a second call gives the same bits), and stores y.
     // - Two slices (what wgmma_plan picks): after a cluster barrier (both tiles staged, both rings
     //   idle), each slice pushes the other's share of its tile into the other's receive area with
-    //   bulk copies (the TMA engine, one per token group, completing on the receiver's mbarrier), and
-    //   sums its own cells with the received ones in plain shared loads. (Pulling the share with
-    //   16-byte loads over the cluster's network moved ~14 GB/s per SM, 4.7 µs of a 256-token slice:
-    //   sixteenth session, call 1.)
+    //   bulk copies (the TMA engine, one per token group, each completing on its own mbarrier of the
+    //   receiver), and sums its own cells with each received group as it lands, storing its y at
+    //   once: the y stores run under the transfer (~24 GB/s per SM, 2.8 µs of a 256-token slice;
+    //   summing after the whole share had landed left 1.3 µs of y stores behind it: nineteenth
+    //   session). (Pulling the share with 16-byte loads over the cluster's network moved ~14 GB/s
+    //   per SM, 4.7 µs of a 256-token slice: sixteenth session, call 1.)
     // - More slices (forced only): each slice pulls its share from every other tile, all of a tile's
     //   loads issued before the first add; a token past the tile's end reads the share's first row
     //   instead (in bounds, its sum unused).
-    // Either way the sums go back to the slice's own cells (no other slice reads them) and y is
-    // stored from there. The second cluster barrier's arrive comes once this block has everything it
-    // needs from the others and its wait just before exit: each tile stays alive until the others
-    // are done with it, and the y stores run inside the barrier (an arrive's release ahead of the
-    // stores does not wait for them to drain; after them it did, ~6 µs of a 256-token tile).
+    //   The sums go back to the slice's own cells (no other slice reads them) and y is stored from
+    //   there.
+    // The second cluster barrier's arrive comes once this block has everything it needs from the
+    // others and its wait just before exit: each tile stays alive until the others are done with it,
+    // and the y stores run inside the barrier (a releasing arrive after them waited for them to
+    // drain, ~6 µs of a 256-token tile; two slices arrive relaxed, after their stores).
     // (Partial tiles through global memory and a semaphore, the tenth session's form, cost ~20 µs
     // per split tile.)
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
-    constexpr int kShare = BN / kTokStep / 2;  // a thread's tokens of a split tile: at most this many
+    constexpr int kShare = W::kShare;  // a thread's tokens of a split tile: at most this many
+    static_assert(W::kTokStep == kTokStep, "the receive area's token groups");
     constexpr uint32_t kGroupBytes = kTokStep * (kWRows + kOutPad) * 4;  // a token group's staged rows
     float v[kShare][8];
     const int my0 = tok0 + kTokStep * z, my_step = kTokStep * ksplit;
@@ -621,33 +634,44 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         return tok < toks ? tok : my0;
     };
     const bool summing = valid > 0 && my0 < toks;
-    const uint32_t recv_bar = bars + S * 8, recv = base + W::kRecvOff;
+    const uint32_t recv_bar = bars + S * 8, recv = base + W::kRecvOff;  // group u's barrier: recv_bar + 8 u
     const int ngroups = (toks + kTokStep - 1) / kTokStep;  // token groups holding tokens < toks
-    if (ksplit == 2 && tid == 0) {  // this share's groups (z, z + 2, ...) will land here
-        const uint32_t in_bytes = (ngroups > z ? (ngroups - z + 1) / 2 : 0) * kGroupBytes;
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(recv_bar), "r"(in_bytes) : "memory");
+    if (ksplit == 2 && tid == 0) {  // this share's groups z + 2 u (u = 0, 1, ...) will land here
+#pragma unroll
+        for (int u = 0; u < kShare; ++u)
+            if (z + 2 * u < ngroups)
+                asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(recv_bar + 8 * u), "r"(kGroupBytes) : "memory");
     }
     cluster_sync();
     MMA_TRACE(a, 10, global_ns());  // every slice staged: what waited here is the slices' skew
     if (ksplit == 2) {
         if (tid == 0)  // the other share's groups, to their places in the other slice's receive area
             for (int G = 1 - z; G < ngroups; G += 2)
-                push_to_peer(recv + (G >> 1) * kGroupBytes, xring + G * kGroupBytes, kGroupBytes, recv_bar, 1 - z);
+                push_to_peer(recv + (G >> 1) * kGroupBytes, xring + G * kGroupBytes, kGroupBytes, recv_bar + 8 * (G >> 1), 1 - z);
         if (summing) {
 #pragma unroll
             for (int u = 0; u < kShare; ++u) staged(share_tok(u), v[u]);
-        }
-        mbar_wait(recv_bar, 0);  // the other slice's groups of this share have landed
-        if (summing) {
             const float* in = reinterpret_cast<const float*>(smem_raw + (recv - raw));
 #pragma unroll
             for (int u = 0; u < kShare; ++u) {  // member u is in received group u, row tok0
+                if (my0 + my_step * u >= toks) break;
+                mbar_wait(recv_bar + 8 * u, 0);
                 const float4* src = reinterpret_cast<const float4*>(in + (u * kTokStep + tok0) * (kWRows + kOutPad) + r8);
                 const float4 lo = src[0], hi = src[1];
                 v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
                 v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
+                store_row(my0 + my_step * u, v[u]);
             }
         }
+        // every group meant for this block has landed (the peer's copies have read its tile)
+        cluster_arrive_relaxed();
+        MMA_TRACE(a, 11, global_ns());
+        MMA_TRACE(a, 12, global_ns());
+        cluster_wait();  // the peer's groups meant for it have landed: this tile may go
+        MMA_TRACE(a, 6, global_ns());
+        MMA_TRACE(a, 9, clock64());
+        MMA_TRACE(a, 7, sm_id());
+        return;
     } else if (summing) {
 #pragma unroll
         for (int u = 0; u < kShare; ++u) staged(share_tok(u), v[u]);
