@@ -531,12 +531,24 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const bool vec = (a.N & 7) == 0;  // then every (M, N) row group is 16-byte aligned
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
     constexpr int kGroups = kWRows / 8;  // row groups of 8 rows
+    // the accumulators of the token groups G (tokens 16 G .. 16 G + 15) that keep(G) accepts
+    auto stage = [&](auto keep) {
 #pragma unroll
-    for (int jn = 0; jn < BN / 8; ++jn)
+        for (int jn = 0; jn < BN / 8; ++jn) {
+            if (!keep(jn >> 1)) continue;
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-            out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
-    if (ksplit == 2) fence_proxy_async();  // the tile, stored here, is read by the bulk copy below (async proxy)
+            for (int e = 0; e < 4; ++e)
+                out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
+        }
+    };
+    // Two K slices stage the other slice's groups first (the ones they push), and their own groups
+    // while the pushes fly (below)
+    if (ksplit == 2) {
+        stage([&](int G) { return (G & 1) != z; });
+        fence_proxy_async();  // the groups, stored here, are read by the bulk copies below (async proxy)
+    } else {
+        stage([](int) { return true; });
+    }
     __syncthreads();
     MMA_TRACE(a, 2, clock64());  // the fp32 tile staged in shared memory
     T* y = static_cast<T*>(a.y);
@@ -549,7 +561,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // instruction cache that is cold after an L2 flush, and a per-row timestep epilogue unrolled
     // over 8 tokens (45 KB of SASS) took 6.1 µs against 2.5 with one t (twelfth session's stamps).
     constexpr int kTokStep = kWThreads / kGroups;
-    static_assert(kWThreads % kGroups == 0, "a thread's rows are fixed");
+    static_assert(kWThreads % kGroups == 0 && kTokStep == 16, "a thread's rows are fixed; token groups of 16");
     const int r8 = (tid % kGroups) * 8, n = n0 + r8, tok0 = tid / kGroups;
     const int valid = max(0, min(8, a.N - n));  // rows of the group inside N
     float bias8[8] = {};
@@ -606,8 +618,8 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // - Two slices (what wgmma_plan picks): after a cluster barrier (both tiles staged, both rings
     //   idle), each slice pushes the other's share of its tile into the other's receive area with
     //   bulk copies (the TMA engine, one per token group, each completing on its own mbarrier of the
-    //   receiver), and sums its own cells with each received group as it lands, storing its y at
-    //   once: the y stores run under the transfer (~24 GB/s per SM, 2.8 µs of a 256-token slice;
+    //   receiver; its own groups are staged after the pushes are issued), and sums its own cells
+    //   with each received group as it lands, storing its y at once: the y stores run under the transfer (~24 GB/s per SM, 2.8 µs of a 256-token slice;
     //   summing after the whole share had landed left 1.3 µs of y stores behind it: nineteenth
     //   session). (Pulling the share with 16-byte loads over the cluster's network moved ~14 GB/s
     //   per SM, 4.7 µs of a 256-token slice: sixteenth session, call 1.)
@@ -648,6 +660,8 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         if (tid == 0)  // the other share's groups, to their places in the other slice's receive area
             for (int G = 1 - z; G < ngroups; G += 2)
                 push_to_peer(recv + (G >> 1) * kGroupBytes, xring + G * kGroupBytes, kGroupBytes, recv_bar + 8 * (G >> 1), 1 - z);
+        stage([&](int G) { return (G & 1) == z; });  // this slice's own groups, read back below by other threads
+        __syncthreads();
         if (summing) {
 #pragma unroll
             for (int u = 0; u < kShare; ++u) staged(share_tok(u), v[u]);
@@ -661,11 +675,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
                 v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
                 store_row(my0 + my_step * u, v[u]);
+                if (u == 0) MMA_TRACE(a, 11, global_ns());  // the first group landed and stored
             }
         }
         // every group meant for this block has landed (the peer's copies have read its tile)
         cluster_arrive_relaxed();
-        MMA_TRACE(a, 11, global_ns());
         MMA_TRACE(a, 12, global_ns());
         cluster_wait();  // the peer's groups meant for it have landed: this tile may go
         MMA_TRACE(a, 6, global_ns());
