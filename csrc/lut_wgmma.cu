@@ -133,27 +133,19 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 // The K slices of a tile are one thread-block cluster: a barrier over it (release / acquire: the
 // slices' shared-memory tiles written before are visible after), and 16-byte loads from the shared
 // memory of block `rank` of the cluster at the offset of this block's address `addr`.
-__device__ __forceinline__ void cluster_arrive() {
-    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
-}
-__device__ __forceinline__ void cluster_wait() {
-    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
+using dev::cluster_arrive;
+using dev::cluster_wait;
 __device__ __forceinline__ void cluster_sync() {
     cluster_arrive();
     cluster_wait();
 }
 // An arrive that orders nothing: after it this block only stores y, which no other block reads, and
 // a releasing arrive would wait for those stores to drain (~6 µs of a 256-token tile: eleventh session)
-__device__ __forceinline__ void cluster_arrive_relaxed() {
-    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
-}
+using dev::cluster_arrive_relaxed;
 // Bulk copy (the TMA engine) of `bytes` from this block's shared memory to block `rank`'s at the same
 // offset as `dst`, completing on that block's mbarrier at the offset of `bar`.
 __device__ __forceinline__ void push_to_peer(uint32_t dst, uint32_t src, uint32_t bytes, uint32_t bar, int rank) {
-    uint32_t rdst, rbar;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(rdst) : "r"(dst), "r"(rank));
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(rbar) : "r"(bar), "r"(rank));
+    const uint32_t rdst = dev::cluster_map(dst, rank), rbar = dev::cluster_map(bar, rank);
     asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                  ::"r"(rdst), "r"(src), "r"(bytes), "r"(rbar)
                  : "memory");
@@ -693,8 +685,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #pragma unroll 1
         for (int zz = 0; zz < ksplit; ++zz) {
             if (zz == z) continue;
-            uint32_t from;
-            asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(from) : "r"(mine), "r"(zz));
+            const uint32_t from = dev::cluster_map(mine, zz);
             float4 lo[kShare], hi[kShare];
 #pragma unroll
             for (int u = 0; u < kShare; ++u) {
