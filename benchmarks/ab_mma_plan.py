@@ -1,6 +1,6 @@
 """A/B of lut_mma launch plans through the benchmark knobs (QUANTDLLM_MMA_WN, QUANTDLLM_MMA_KSPLIT,
-QUANTDLLM_MMA_MAX_NT, QUANTDLLM_MMA_CLUSTER: the K split's reduction, "ws" plans take the workspace
-form), interleaved per (shape, M, bits) so clock drift hits every plan alike.
+QUANTDLLM_MMA_MAX_NT, QUANTDLLM_MMA_CLUSTER: the K split's reduction, "-ws" / "-cl" plans force the workspace
+form / a cluster), interleaved per (shape, M, bits) so clock drift hits every plan alike.
 Timing as bench_kernels.py: median µs, L2 flushed, best of eager and graph replay; or, with
 --rotating, as bench_rotating.py (weight copies rotated inside one CUDA graph, no flush: small M,
 where the flush's write-back weighs most). Each plan is also run with a per-row timestep bias table
@@ -8,7 +8,7 @@ where the flush's write-back weighs most). Each plan is also run with a per-row 
 
     python benchmarks/ab_mma_plan.py --out DIR [--shapes 4096x12288 4096x4096] [--ms 16 32 64]
     python benchmarks/ab_mma_plan.py --out DIR --ms 1 8 --rotating --no-ts --plans default wn2 ks2 ks3 ks4
-    python benchmarks/ab_mma_plan.py --out DIR --ms 1 8 --no-ts --plans default ws ks2 ks2-ws --rounds 3
+    python benchmarks/ab_mma_plan.py --out DIR --ms 1 8 --no-ts --plans cl ws ks2-cl ks2-ws --rounds 3
 """
 import argparse
 import datetime
@@ -28,9 +28,12 @@ PLANS = {"default": {}, "nt4": {"QUANTDLLM_MMA_MAX_NT": "4"}, "nt2": {"QUANTDLLM
          "ks2": {"QUANTDLLM_MMA_KSPLIT": "2"}, "ks3": {"QUANTDLLM_MMA_KSPLIT": "3"},
          "wn1-ks4": {"QUANTDLLM_MMA_WN": "1", "QUANTDLLM_MMA_KSPLIT": "4"},
          "wn2-ks2": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "2"},
-         "wn2-ks3": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "3"}}
-PLANS.update({f"{name}-ws" if name != "default" else "ws": dict(knobs, QUANTDLLM_MMA_CLUSTER="0")
-              for name, knobs in list(PLANS.items())})
+         "wn2-ks3": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "3"},
+         "ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}, "ks8": {"QUANTDLLM_MMA_KSPLIT": "8"}}
+# each plan with the K split's reduction forced: "-ws" the workspace form, "-cl" a cluster (<= 8 slices)
+for _name, _knobs in list(PLANS.items()):
+    for _tag, _v in (("ws", "0"), ("cl", "1")):
+        PLANS[f"{_name}-{_tag}" if _name != "default" else _tag] = dict(_knobs, QUANTDLLM_MMA_CLUSTER=_v)
 KNOBS = ("QUANTDLLM_MMA_WN", "QUANTDLLM_MMA_KSPLIT", "QUANTDLLM_MMA_MAX_NT", "QUANTDLLM_MMA_CLUSTER")
 
 

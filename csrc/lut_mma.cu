@@ -26,8 +26,8 @@
 // of four ops, and the products are exact (w = c*s + z is never rounded to 16 bits).
 //
 // Reduction: warps of a block split K (wk) or N (wn); partial tiles meet in shared memory. Blocks
-// split K (grid.z) when N alone cannot fill the GPU. On sm_90 a split of 2-8 slices is one
-// thread-block cluster: each slice leaves its fp32 partials in its shared memory, and after a
+// split K (grid.z) when N alone cannot fill the GPU. On sm_90 a split of 2-3 slices is one
+// thread-block cluster (more lost: kClusterSplitDefault): each slice leaves its fp32 partials in its shared memory, and after a
 // cluster barrier each sums a share of the outputs over every slice's (distributed shared memory,
 // slice order). Elsewhere each writes fp32 partials to a workspace, and the last block of a tile to
 // arrive (a per-tile semaphore, reset by that block) sums them in a fixed order. Either way
@@ -57,6 +57,11 @@ constexpr int kRowsShift = 5;  // log2(kMT * 16): a block's rows are kMT * 16 <<
 static_assert(kMT * 16 == 1 << kRowsShift && kWarps == 4, "the kernel's shifts");
 constexpr int kThreads = kWarps * 32;
 constexpr int kMaxClusterSplit = 8;  // the portable cluster size
+// The largest K split that is a cluster by default. H200, flushed, w4, cluster / workspace µs (nineteenth
+// session, call 3): 3 slices won ((4096, 12288) M = 8: 18.1-19.4 / 20.1-21.2); 4, 5 and 8 lost
+// ((4096, 4096) M = 1, 5 slices: 12.1-12.8 / 10.8-11.5; M = 8, 8 slices: 16.4-16.9 / 12.8-13.4;
+// (12288, 4096) M = 1, 5: 20.0 / 17.1-17.7; M = 32, 4: 46.3 / 36.3).
+constexpr int kClusterSplitDefault = 3;
 
 using namespace frag;
 
@@ -757,8 +762,10 @@ MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, bo
     if (const int forced = env_knob("QUANTDLLM_MMA_KSPLIT", {1, 2, 3, 4, 6, 8})) ks = std::min(forced, U);
     const int per = static_cast<int>((U + ks - 1) / ks);
     p.ksplit = (U + per - 1) / per;
-    const char* cl = std::getenv("QUANTDLLM_MMA_CLUSTER");  // 0: the workspace form, for benchmarks
-    p.cluster = p.ksplit >= 2 && p.ksplit <= kMaxClusterSplit && !(cl && std::strcmp(cl, "0") == 0);
+    // QUANTDLLM_MMA_CLUSTER (benchmarks): 0 never a cluster, 1 whenever the split fits one
+    const char* cl = std::getenv("QUANTDLLM_MMA_CLUSTER");
+    const int most = !cl ? kClusterSplitDefault : std::strcmp(cl, "0") == 0 ? 0 : kMaxClusterSplit;
+    p.cluster = p.ksplit >= 2 && p.ksplit <= most;
     return p;
 }
 }  // namespace
