@@ -29,7 +29,8 @@ PLANS = {"default": {}, "nt4": {"QUANTDLLM_MMA_MAX_NT": "4"}, "nt2": {"QUANTDLLM
          "wn1-ks4": {"QUANTDLLM_MMA_WN": "1", "QUANTDLLM_MMA_KSPLIT": "4"},
          "wn2-ks2": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "2"},
          "wn2-ks3": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "3"},
-         "ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}, "ks8": {"QUANTDLLM_MMA_KSPLIT": "8"}}
+         "ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}, "ks5": {"QUANTDLLM_MMA_KSPLIT": "5"},
+         "ks8": {"QUANTDLLM_MMA_KSPLIT": "8"}}
 # each plan with the K split's reduction forced: "-ws" the workspace form, "-cl" a cluster (<= 8 slices)
 for _name, _knobs in list(PLANS.items()):
     for _tag, _v in (("ws", "0"), ("cl", "1")):

@@ -113,7 +113,7 @@ struct MmaArgs {
 struct MmaPlan {
     int wn = 1, wk = 4, nt = 1, ksplit = 1;
     int grid_x = 0, grid_y = 0;
-    // a K split of 2-3 slices runs them as one thread-block cluster where the device and the build
+    // a K split of 2 slices runs them as one thread-block cluster where the device and the build
     // have clusters (sm_90): no workspace, no semaphore (QUANTDLLM_MMA_CLUSTER=0 never, =1 up to 8
     // slices: lut_mma.cu, kClusterSplitDefault)
     bool cluster = false;

@@ -26,10 +26,10 @@
 // of four ops, and the products are exact (w = c*s + z is never rounded to 16 bits).
 //
 // Reduction: warps of a block split K (wk) or N (wn); partial tiles meet in shared memory. Blocks
-// split K (grid.z) when N alone cannot fill the GPU. On sm_90 a split of 2-3 slices is one
-// thread-block cluster (more lost: kClusterSplitDefault): each slice leaves its fp32 partials in its shared memory, and after a
-// cluster barrier each sums a share of the outputs over every slice's (distributed shared memory,
-// slice order). Elsewhere each writes fp32 partials to a workspace, and the last block of a tile to
+// split K (grid.z) when N alone cannot fill the GPU. On sm_90 a split of 2 slices is one
+// thread-block cluster (more lost: kClusterSplitDefault): each slice leaves its fp32 partials in its
+// shared memory, and after a cluster barrier each sums a share of the outputs over every slice's
+// (distributed shared memory, slice order). Elsewhere each writes fp32 partials to a workspace, and the last block of a tile to
 // arrive (a per-tile semaphore, reset by that block) sums them in a fixed order. Either way
 // deterministic, one launch, no memset, graph-capturable. (The workspace form's tail -- a fence,
 // the semaphore's atomic, the last block's re-read: three dependent L2 round trips -- was ~2 µs of
@@ -58,10 +58,12 @@ static_assert(kMT * 16 == 1 << kRowsShift && kWarps == 4, "the kernel's shifts")
 constexpr int kThreads = kWarps * 32;
 constexpr int kMaxClusterSplit = 8;  // the portable cluster size
 // The largest K split that is a cluster by default. H200, flushed, w4, cluster / workspace µs (nineteenth
-// session, call 3): 3 slices won ((4096, 12288) M = 8: 18.1-19.4 / 20.1-21.2); 4, 5 and 8 lost
-// ((4096, 4096) M = 1, 5 slices: 12.1-12.8 / 10.8-11.5; M = 8, 8 slices: 16.4-16.9 / 12.8-13.4;
-// (12288, 4096) M = 1, 5: 20.0 / 17.1-17.7; M = 32, 4: 46.3 / 36.3).
-constexpr int kClusterSplitDefault = 3;
+// session, calls 3-4): 2 slices won at 5 of 6 points ((4096, 4096) M = 8 12.5 / 14.2, (12288, 4096)
+// M = 32 35.4 / 37.4, (4096, 12288) M = 8 17.9 / 19.4; (4096, 4096) M = 1 9.3, 10.4 / 10.4, 10.0);
+// 3 won at M = 8 (18.6 / 20.5) but lost at M = 1 and 32 ((12288, 4096) M = 1 20.5 / 17.2, M = 32
+// 49.1 / 36.8); 4, 5 and 8 lost ((4096, 4096) M = 1, 5 slices: 12.1-12.8 / 10.8-11.5; M = 8, 8:
+// 16.4-16.9 / 12.8-13.4; (12288, 4096) M = 32, 4: 46.3 / 36.3).
+constexpr int kClusterSplitDefault = 2;
 
 using namespace frag;
 
@@ -759,7 +761,12 @@ MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, bo
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
     ks = std::min<long long>(ks, std::max(1LL, static_cast<long long>(K) * bits / (256LL * M)));
     ks = std::max<long long>(ks, 1);
-    if (const int forced = env_knob("QUANTDLLM_MMA_KSPLIT", {1, 2, 3, 4, 6, 8})) ks = std::min(forced, U);
+    // M <= 4 (one warp column): 2 slices once they cover every SM, not the one-wave fill. H200,
+    // flushed, w4 (nineteenth session, call 4): (4096, 4096) M = 1, 2 slices 9.3-10.4 µs (cluster),
+    // 10.0-10.4 (workspace), against 10.8-11.5 for the fill's 5; (12288, 4096) 16.3-16.8 against
+    // 17.1-17.7. (The seventh session's rotating sweep had 2 ahead of 5 too: 7.96 vs 8.46.)
+    if (p.wn == 1 && blocks * 2 >= num_sms) ks = std::min<long long>(ks, 2);
+    if (const int forced = env_knob("QUANTDLLM_MMA_KSPLIT", {1, 2, 3, 4, 5, 6, 8})) ks = std::min(forced, U);
     const int per = static_cast<int>((U + ks - 1) / ks);
     p.ksplit = (U + per - 1) / per;
     // QUANTDLLM_MMA_CLUSTER (benchmarks): 0 never a cluster, 1 whenever the split fits one
