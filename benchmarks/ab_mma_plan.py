@@ -1,5 +1,6 @@
 """A/B of lut_mma launch plans through the benchmark knobs (QUANTDLLM_MMA_WN, QUANTDLLM_MMA_KSPLIT,
-QUANTDLLM_MMA_MAX_NT), interleaved per (shape, M, bits) so clock drift hits every plan alike.
+QUANTDLLM_MMA_MAX_NT, QUANTDLLM_MMA_CLUSTER: the K split's reduction, "-ws" / "-cl" plans force the workspace
+form / a cluster), interleaved per (shape, M, bits) so clock drift hits every plan alike.
 Timing as bench_kernels.py: median µs, L2 flushed, best of eager and graph replay; or, with
 --rotating, as bench_rotating.py (weight copies rotated inside one CUDA graph, no flush: small M,
 where the flush's write-back weighs most). Each plan is also run with a per-row timestep bias table
@@ -7,6 +8,7 @@ where the flush's write-back weighs most). Each plan is also run with a per-row 
 
     python benchmarks/ab_mma_plan.py --out DIR [--shapes 4096x12288 4096x4096] [--ms 16 32 64]
     python benchmarks/ab_mma_plan.py --out DIR --ms 1 8 --rotating --no-ts --plans default wn2 ks2 ks3 ks4
+    python benchmarks/ab_mma_plan.py --out DIR --ms 1 8 --no-ts --plans cl ws ks2-cl ks2-ws --rounds 3
 """
 import argparse
 import datetime
@@ -26,8 +28,14 @@ PLANS = {"default": {}, "nt4": {"QUANTDLLM_MMA_MAX_NT": "4"}, "nt2": {"QUANTDLLM
          "ks2": {"QUANTDLLM_MMA_KSPLIT": "2"}, "ks3": {"QUANTDLLM_MMA_KSPLIT": "3"},
          "wn1-ks4": {"QUANTDLLM_MMA_WN": "1", "QUANTDLLM_MMA_KSPLIT": "4"},
          "wn2-ks2": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "2"},
-         "wn2-ks3": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "3"}}
-KNOBS = ("QUANTDLLM_MMA_WN", "QUANTDLLM_MMA_KSPLIT", "QUANTDLLM_MMA_MAX_NT")
+         "wn2-ks3": {"QUANTDLLM_MMA_WN": "2", "QUANTDLLM_MMA_KSPLIT": "3"},
+         "ks4": {"QUANTDLLM_MMA_KSPLIT": "4"}, "ks5": {"QUANTDLLM_MMA_KSPLIT": "5"},
+         "ks8": {"QUANTDLLM_MMA_KSPLIT": "8"}}
+# each plan with the K split's reduction forced: "-ws" the workspace form, "-cl" a cluster (<= 8 slices)
+for _name, _knobs in list(PLANS.items()):
+    for _tag, _v in (("ws", "0"), ("cl", "1")):
+        PLANS[f"{_name}-{_tag}" if _name != "default" else _tag] = dict(_knobs, QUANTDLLM_MMA_CLUSTER=_v)
+KNOBS = ("QUANTDLLM_MMA_WN", "QUANTDLLM_MMA_KSPLIT", "QUANTDLLM_MMA_MAX_NT", "QUANTDLLM_MMA_CLUSTER")
 
 
 def main():
@@ -39,6 +47,7 @@ def main():
                     choices=list(PLANS))
     ap.add_argument("--rotating", action="store_true", help="rotate weight copies in one graph, no flush")
     ap.add_argument("--no-ts", action="store_true", help="skip the timestep-table run of each plan")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of every plan")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
     bw = measure_bandwidth()
@@ -55,7 +64,7 @@ def main():
             for M in a.ms:
                 x = torch.randn(M, K, generator=gen).half().cuda()
                 t = torch.rand(M, generator=gen).cuda()
-                for plan in a.plans:
+                for rnd, plan in ((r, p) for r in range(a.rounds) for p in a.plans):
                     for k in KNOBS:
                         os.environ.pop(k, None)
                     os.environ.update(PLANS[plan])
@@ -65,7 +74,7 @@ def main():
                         plain = time_fn(lambda: qd.lut_matmul(x, qw, backend="cuda"))["us"]
                     ts = plain if a.no_ts else time_fn(lambda: qd.lut_matmul(x, qts, timestep=t, backend="cuda"))["us"]
                     roof = (qw.nbytes + 2 * M * (K + N)) / bw * 1e6
-                    rows.append({"K": K, "N": N, "M": M, "bits": bits, "plan": plan, "us": plain,
+                    rows.append({"K": K, "N": N, "M": M, "bits": bits, "plan": plan, "round": rnd, "us": plain,
                                  "timing": "rotating" if a.rotating else "flushed", "ts_us": None if a.no_ts else ts,
                                  "ts_overhead_pct": 100 * (ts / plain - 1), "pct_hbm": 100 * roof / plain})
                     print(f"{K}x{N} M={M:4d} w{bits} {plan:8s} {plain:7.1f} us  +ts {ts:7.1f} us "

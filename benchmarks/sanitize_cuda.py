@@ -1,8 +1,9 @@
 """Small CUDA-backend cases for ``compute-sanitizer --tool memcheck`` (run_device.sh runs it):
 every kernel path once -- GEMV with and without the K split, dequant + cuBLAS, each LUT kind,
 3-bit straddling codes, group sizes 32 and per-row, timestep bias and LUT sets, and the tensor-core
-path (lut_mma) with and without its K split, and the wgmma path (lut_wgmma) at every token tile and
+path (lut_mma) with and without its K split (both of its reductions), and the wgmma path (lut_wgmma) at every token tile and
 with K splits."""
+import itertools
 import os
 
 import torch
@@ -28,9 +29,12 @@ def main():
             y = qd.lut_matmul(x, qw, timestep=t, backend="cuda")
             ref = qd.lut_matmul(x, qw, timestep=t, backend="torch")
             worst = max(worst, rel_error(y, ref))
-    # the tensor-core path (affine scaled = RTN): K split by semaphores, padded rows and 3-bit K tail,
-    # in_scale, bias and per-row timestep bias, several token tiles
-    for N, K, bits, g, M in [(77, 640, 3, 64, 1), (300, 4480, 4, 128, 5), (96, 512, 2, None, 70)]:
+    # the tensor-core path (affine scaled = RTN): K split (a cluster on sm_90; then again by
+    # semaphores), padded rows and 3-bit K tail, in_scale, bias and per-row timestep bias, several
+    # token tiles
+    for (N, K, bits, g, M), cl in itertools.product(
+            [(77, 640, 3, 64, 1), (300, 4480, 4, 128, 5), (96, 512, 2, None, 70)], ("1", "0")):
+        os.environ["QUANTDLLM_MMA_CLUSTER"] = cl
         qw = qd.quantize_weight(torch.randn(N, K, generator=gen), bits=bits, group_size=g, method="rtn")
         qw = qw._replace(in_scale=(torch.rand(K, generator=gen) + 0.5).half()).to("cuda")
         qw = qw.with_timestep_tables(qd.TimestepTables(torch.tensor([0.5], device="cuda"),
@@ -40,6 +44,7 @@ def main():
         t = torch.rand(M, device="cuda")
         y = qd.lut_matmul(x, qw, bias, timestep=t, backend="cuda")
         worst = max(worst, rel_error(y, qd.lut_matmul(x, qw, bias, timestep=t, backend="torch")))
+    del os.environ["QUANTDLLM_MMA_CLUSTER"]
     # the wgmma path (sm_90a): every token tile, partial row block and token tile, in_scale, bias and
     # per-row timestep bias
     from quantdllm_kernels.backends import cuda_backend as cb

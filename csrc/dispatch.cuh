@@ -72,23 +72,42 @@ cudaError_t allow_smem_once(const void* kernel);
 // PTX of 9.0 or later (a build for 8.0 only, JIT-compiled for a 9.0 device, has pdl_wait compiled
 // out: it must not start early), and QUANTDLLM_NO_PDL is unset.
 bool pdl_for(const void* kernel);
+// Whether `kernel` may be launched in thread-block clusters and take its cluster paths on the
+// current device: compute capability >= 9.0 and device code from PTX of 9.0 or later (read once).
+bool clusters_for(const void* kernel);
 // Launches kernel<<<grid, block, smem, stream>>>(args...), programmatic where pdl_for says so: the
 // kernel's blocks may start while the launch before it finishes, and must call dev::pdl_wait()
 // before touching global memory. Elsewhere a plain launch (pdl_wait is then a no-op).
+// With `cluster` other than (1, 1, 1), the grid's blocks are thread-block clusters of that shape
+// (sm_90; see clusters_for).
 template <typename... KArgs, typename... Args>
-cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                       Args&&... args) {
+cudaError_t launch_pdl_clustered(void (*kernel)(KArgs...), dim3 grid, dim3 cluster, dim3 block, size_t smem,
+                                 cudaStream_t stream, Args&&... args) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
-    cudaLaunchAttribute attr[1] = {};
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2] = {};
+    unsigned n = 0;
+    if (pdl_for(reinterpret_cast<const void*>(kernel))) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster.x * cluster.y * cluster.z > 1) {
+        attr[n].id = cudaLaunchAttributeClusterDimension;
+        attr[n].val.clusterDim.x = cluster.x;
+        attr[n].val.clusterDim.y = cluster.y;
+        attr[n++].val.clusterDim.z = cluster.z;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = pdl_for(reinterpret_cast<const void*>(kernel)) ? 1 : 0;
+    cfg.numAttrs = n;
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+template <typename... KArgs, typename... Args>
+cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args&&... args) {
+    return launch_pdl_clustered(kernel, grid, dim3(1, 1, 1), block, smem, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace quantdllm

@@ -39,7 +39,7 @@ cudaError_t allow_smem_once(const void* kernel) {
     return err;
 }
 
-bool pdl_for(const void* kernel) {
+bool clusters_for(const void* kernel) {
     static std::mutex mu;
     static std::map<std::pair<int, const void*>, bool> cache;
     int dev = 0;
@@ -49,11 +49,15 @@ bool pdl_for(const void* kernel) {
     if (it != cache.end()) return it->second;
     int major = 0;
     cudaFuncAttributes fa{};
-    const bool on = !std::getenv("QUANTDLLM_NO_PDL") &&
-                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
+    const bool on = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
                     cudaFuncGetAttributes(&fa, kernel) == cudaSuccess && fa.ptxVersion >= 90;
     cache[{dev, kernel}] = on;
     return on;
+}
+
+bool pdl_for(const void* kernel) {
+    static const bool off = std::getenv("QUANTDLLM_NO_PDL") != nullptr;
+    return !off && clusters_for(kernel);  // the same two conditions: sm_90 device, sm_90 code
 }
 
 }  // namespace quantdllm

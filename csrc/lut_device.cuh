@@ -162,6 +162,42 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// Thread-block clusters (sm_90+; nothing below, where no launch makes clusters). A barrier over the
+// cluster: every thread of every block arrives, then waits; a releasing arrive orders this thread's
+// memory operations before it (a relaxed one orders none), the acquiring wait makes the others'
+// visible after it.
+__device__ __forceinline__ void cluster_arrive() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+// The shared-memory address of block `rank` of the cluster at the offset of this block's `addr`, and
+// a 4-byte load from it (distributed shared memory)
+__device__ __forceinline__ uint32_t cluster_map(uint32_t addr, int rank) {
+    uint32_t out = addr;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(out) : "r"(addr), "r"(rank));
+#endif
+    return out;
+}
+__device__ __forceinline__ float ld_cluster_f32(uint32_t remote) {
+    float v = 0.f;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+#endif
+    return v;
+}
+
 // 16-byte read-only load of packed codes. L1 is allowed: a lane's 16-byte loads stride 16*bits
 // bytes across the warp, so the line a load brings in serves the lane's next chunk.
 __device__ __forceinline__ uint4 ldg_stream(const void* p) {

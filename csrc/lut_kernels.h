@@ -91,6 +91,7 @@ struct MmaArgs {
     int wn_shift = 0;          // log2(plan.wn)
     int token_tiles = 1;       // ceil(M / (8 nt))
     int per_split = 0;         // super-chunks per K split
+    int cluster_sum = 0;       // lut_mma: the K slices of a tile are one cluster, summed in shared memory
     const void* x = nullptr;   // (M, K) contiguous
     DType x_dtype = DType::F16;
     bool x_natural = false;    // lut_wgmma: x as stored, not permuted (4-bit codes, no in_scale)
@@ -112,6 +113,10 @@ struct MmaArgs {
 struct MmaPlan {
     int wn = 1, wk = 4, nt = 1, ksplit = 1;
     int grid_x = 0, grid_y = 0;
+    // a K split of 2 slices runs them as one thread-block cluster where the device and the build
+    // have clusters (sm_90): no workspace, no semaphore (QUANTDLLM_MMA_CLUSTER=0 never, =1 up to 8
+    // slices: lut_mma.cu, kClusterSplitDefault)
+    bool cluster = false;
 };
 int mma_super_k(int bits);
 // in_scale: whether the launch has one (M <= 8 runs a leaner kernel without, with more blocks per SM).

@@ -26,9 +26,14 @@
 // of four ops, and the products are exact (w = c*s + z is never rounded to 16 bits).
 //
 // Reduction: warps of a block split K (wk) or N (wn); partial tiles meet in shared memory. Blocks
-// split K (grid.z) when N alone cannot fill the GPU: each writes fp32 partials, and the last block
-// of a tile to arrive (a per-tile semaphore, reset by that block) sums them in a fixed order --
-// deterministic, one launch, no memset, graph-capturable.
+// split K (grid.z) when N alone cannot fill the GPU. On sm_90 a split of 2 slices is one
+// thread-block cluster (more lost: kClusterSplitDefault): each slice leaves its fp32 partials in its
+// shared memory, and after a cluster barrier each sums a share of the outputs over every slice's
+// (distributed shared memory, slice order). Elsewhere each writes fp32 partials to a workspace, and the last block of a tile to
+// arrive (a per-tile semaphore, reset by that block) sums them in a fixed order. Either way
+// deterministic, one launch, no memset, graph-capturable. (The workspace form's tail -- a fence,
+// the semaphore's atomic, the last block's re-read: three dependent L2 round trips -- was ~2 µs of
+// an M = 1 launch: seventh session, call 2.)
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +56,14 @@ constexpr int kWarps = 4;
 constexpr int kRowsShift = 5;  // log2(kMT * 16): a block's rows are kMT * 16 << log2(wn)
 static_assert(kMT * 16 == 1 << kRowsShift && kWarps == 4, "the kernel's shifts");
 constexpr int kThreads = kWarps * 32;
+constexpr int kMaxClusterSplit = 8;  // the portable cluster size
+// The largest K split that is a cluster by default. H200, flushed, w4, cluster / workspace µs (nineteenth
+// session, calls 3-4): 2 slices won at 5 of 6 points ((4096, 4096) M = 8 12.5 / 14.2, (12288, 4096)
+// M = 32 35.4 / 37.4, (4096, 12288) M = 8 17.9 / 19.4; (4096, 4096) M = 1 9.3, 10.4 / 10.4, 10.0);
+// 3 won at M = 8 (18.6 / 20.5) but lost at M = 1 and 32 ((12288, 4096) M = 1 20.5 / 17.2, M = 32
+// 49.1 / 36.8); 4, 5 and 8 lost ((4096, 4096) M = 1, 5 slices: 12.1-12.8 / 10.8-11.5; M = 8, 8:
+// 16.4-16.9 / 12.8-13.4; (12288, 4096) M = 32, 4: 46.3 / 36.3).
+constexpr int kClusterSplitDefault = 2;
 
 using namespace frag;
 
@@ -322,6 +335,11 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     const int per_w = (ue - ub + wk_count - 1) >> (2 - a.wn_shift);  // / wk_count (kWarps = 4)
     const int u_begin = min(ue, ub + wk * per_w), u_end = min(ue, u_begin + per_w);
     const T* x = static_cast<const T*>(a.x);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const bool csum = a.cluster_sum != 0;  // the K slices are one cluster (launch_lut_mma)
+#else
+    const bool csum = false;  // no clusters here: the launcher never sets it for this code
+#endif
     // M <= 8 (one token tile): scales after the mma, per group (header). Larger M: the mma count
     // grows with the token tiles while the dequant does not, so the extra mma for sum x and the fold
     // cost more than they save; there w = (magic + c - magic) * s + z is built before the mma.
@@ -567,6 +585,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
             if (terms && a.ts_bias) v += dev::raw_to_f(ts[e], a.ts_bias_dtype);
             const int64_t o = static_cast<int64_t>(m) * a.N + n;
             if (ksplit == 1) y[o] = dev::from_f<T>(v);
+            else if (csum) red[r * tp + tl] = v;  // the (wk 0) cell this thread alone read: the slice's partial
             else a.workspace[static_cast<int64_t>(blockIdx.z) * a.M * a.N + o] = v;
         }
     }
@@ -574,6 +593,35 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     MMA_TRACE(a, 6, global_ns());
     MMA_TRACE(a, 7, sm_id());
     if (ksplit == 1) return;
+    if (csum) {
+        // Slice z (the block's rank in the cluster) sums outputs z * kThreads + tid, + ksplit *
+        // kThreads, ... over every slice's partial, each slice's load issued before the first add
+        dev::cluster_arrive();  // this slice's partials are in its shared memory
+        dev::cluster_wait();
+        const int z = blockIdx.z;
+        auto each_share = [&](auto f) {
+            for (int idx = z * kThreads + static_cast<int>(threadIdx.x); idx < outs; idx += ksplit * kThreads) {
+                const int tl = idx >> rows_shift, r = idx & (rows - 1);
+                if (n0 + r < a.N) f(tl, r);
+            }
+        };
+        each_share([&](int tl, int r) {
+            const uint32_t mine = dev::smem_u32(red + r * tp + tl);
+            float part[kMaxClusterSplit];
+#pragma unroll
+            for (int zz = 0; zz < kMaxClusterSplit; ++zz)
+                part[zz] = zz < ksplit ? dev::ld_cluster_f32(dev::cluster_map(mine, zz)) : 0.f;
+            float v = 0.f;
+#pragma unroll
+            for (int zz = 0; zz < kMaxClusterSplit; ++zz) v += part[zz];
+            red[r * tp + tl] = v;  // no other slice reads this cell (it is in this slice's share)
+        });
+        dev::cluster_arrive();  // done with the other slices' shared memory
+        each_share([&](int tl, int r) { y[static_cast<int64_t>(m0 + tl) * a.N + n0 + r] = dev::from_f<T>(red[r * tp + tl]); });
+        dev::cluster_wait();  // the others are done with this one's
+        MMA_TRACE(a, 6, global_ns());  // the reduction's end
+        return;
+    }
 
     int& last = *reinterpret_cast<int*>(red + wk_count * rows * tp);  // past the reduction tile (smem_bytes)
     __threadfence();
@@ -713,9 +761,18 @@ MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, bo
     ks = std::min<long long>(ks, std::max(1, U / (2 * p.wk)));
     ks = std::min<long long>(ks, std::max(1LL, static_cast<long long>(K) * bits / (256LL * M)));
     ks = std::max<long long>(ks, 1);
-    if (const int forced = env_knob("QUANTDLLM_MMA_KSPLIT", {1, 2, 3, 4, 6, 8})) ks = std::min(forced, U);
+    // M <= 4 (one warp column): 2 slices once they cover every SM, not the one-wave fill. H200,
+    // flushed, w4 (nineteenth session, call 4): (4096, 4096) M = 1, 2 slices 9.3-10.4 µs (cluster),
+    // 10.0-10.4 (workspace), against 10.8-11.5 for the fill's 5; (12288, 4096) 16.3-16.8 against
+    // 17.1-17.7. (The seventh session's rotating sweep had 2 ahead of 5 too: 7.96 vs 8.46.)
+    if (p.wn == 1 && blocks * 2 >= num_sms) ks = std::min<long long>(ks, 2);
+    if (const int forced = env_knob("QUANTDLLM_MMA_KSPLIT", {1, 2, 3, 4, 5, 6, 8})) ks = std::min(forced, U);
     const int per = static_cast<int>((U + ks - 1) / ks);
     p.ksplit = (U + per - 1) / per;
+    // QUANTDLLM_MMA_CLUSTER (benchmarks): 0 never a cluster, 1 whenever the split fits one
+    const char* cl = std::getenv("QUANTDLLM_MMA_CLUSTER");
+    const int most = !cl ? kClusterSplitDefault : std::strcmp(cl, "0") == 0 ? 0 : kMaxClusterSplit;
+    p.cluster = p.ksplit >= 2 && p.ksplit <= most;
     return p;
 }
 }  // namespace
@@ -790,7 +847,10 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
         if (err != cudaSuccess) return;
         const long long blocks = static_cast<long long>(p.grid_x) * p.grid_y * p.ksplit;
         const size_t smem = launch_smem(reinterpret_cast<const void*>(kernel), smem_bytes(p, a.bits), blocks, resident_blocks(p, a.bits, a.x_dtype, a.in_scale != nullptr));
-        err = launch_pdl(kernel, grid, dim3(kThreads), smem, stream, args, p.ksplit, pdl_trigger_at());
+        // a K split as clusters of its slices (grid.z = ksplit: one cluster per tile)
+        args.cluster_sum = p.cluster && clusters_for(reinterpret_cast<const void*>(kernel));
+        const dim3 cluster(1, 1, args.cluster_sum ? p.ksplit : 1);
+        err = launch_pdl_clustered(kernel, grid, cluster, dim3(kThreads), smem, stream, args, p.ksplit, pdl_trigger_at());
     });
     return err;
 }

@@ -101,12 +101,14 @@ struct WPlan {
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
     // A two-slice K split's receive area, after the loop: the peer's partial sums of this slice's
-    // half of the tokens, right past the fp32 tile (over the rings' tails, free by then)
+    // half of the tokens, right past the fp32 tile (over the rings' tails, free by then), kShare
+    // token groups of kTokStep tokens, each completing on its own mbarrier
+    static constexpr int kTokStep = kWThreads / (kWRows / 8), kShare = BN / kTokStep / 2;
     static constexpr int kRecvOff = kOutBytes, kRecvBytes = kOutBytes / 2;
     static constexpr int kEnd = kFront + kCodeBytes > kRecvOff + kRecvBytes ? kFront + kCodeBytes : kRecvOff + kRecvBytes;
-    // past both: an mbarrier per x stage, then the receive area's
+    // past both: an mbarrier per x stage, then one per received token group
     static constexpr int kBarOff = (kEnd + 7) / 8 * 8;
-    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + 1) * 8;  // + alignment slack
+    static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + kShare) * 8;  // + alignment slack
     static_assert(kSmem <= 227 * 1024, "one block's shared memory on sm_90");
 };
 
@@ -131,22 +133,19 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 // The K slices of a tile are one thread-block cluster: a barrier over it (release / acquire: the
 // slices' shared-memory tiles written before are visible after), and 16-byte loads from the shared
 // memory of block `rank` of the cluster at the offset of this block's address `addr`.
-__device__ __forceinline__ void cluster_arrive() {
-    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
-}
-__device__ __forceinline__ void cluster_wait() {
-    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
+using dev::cluster_arrive;
+using dev::cluster_wait;
 __device__ __forceinline__ void cluster_sync() {
     cluster_arrive();
     cluster_wait();
 }
+// An arrive that orders nothing: after it this block only stores y, which no other block reads, and
+// a releasing arrive would wait for those stores to drain (~6 µs of a 256-token tile: eleventh session)
+using dev::cluster_arrive_relaxed;
 // Bulk copy (the TMA engine) of `bytes` from this block's shared memory to block `rank`'s at the same
 // offset as `dst`, completing on that block's mbarrier at the offset of `bar`.
 __device__ __forceinline__ void push_to_peer(uint32_t dst, uint32_t src, uint32_t bytes, uint32_t bar, int rank) {
-    uint32_t rdst, rbar;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(rdst) : "r"(dst), "r"(rank));
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(rbar) : "r"(bar), "r"(rank));
+    const uint32_t rdst = dev::cluster_map(dst, rank), rbar = dev::cluster_map(bar, rank);
     asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                  ::"r"(rdst), "r"(src), "r"(bytes), "r"(rbar)
                  : "memory");
@@ -380,7 +379,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
     if (tid == 0) {
 #pragma unroll
-        for (int s = 0; s <= S; ++s) mbar_init(bars + s * 8);  // the x stages', then the receive area's
+        for (int s = 0; s < S + W::kShare; ++s) mbar_init(bars + s * 8);  // the x stages', then the receive area's
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
@@ -524,12 +523,24 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const bool vec = (a.N & 7) == 0;  // then every (M, N) row group is 16-byte aligned
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
     constexpr int kGroups = kWRows / 8;  // row groups of 8 rows
+    // the accumulators of the token groups G (tokens 16 G .. 16 G + 15) that keep(G) accepts
+    auto stage = [&](auto keep) {
 #pragma unroll
-    for (int jn = 0; jn < BN / 8; ++jn)
+        for (int jn = 0; jn < BN / 8; ++jn) {
+            if (!keep(jn >> 1)) continue;
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-            out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
-    if (ksplit == 2) fence_proxy_async();  // the tile, stored here, is read by the bulk copy below (async proxy)
+            for (int e = 0; e < 4; ++e)
+                out[(jn * 8 + 2 * q + (e & 1)) * (kWRows + kOutPad) + wrow + 8 * (e >> 1)] = acc[jn * 4 + e];
+        }
+    };
+    // Two K slices stage the other slice's groups first (the ones they push), and their own groups
+    // while the pushes fly (below)
+    if (ksplit == 2) {
+        stage([&](int G) { return (G & 1) != z; });
+        fence_proxy_async();  // the groups, stored here, are read by the bulk copies below (async proxy)
+    } else {
+        stage([](int) { return true; });
+    }
     __syncthreads();
     MMA_TRACE(a, 2, clock64());  // the fp32 tile staged in shared memory
     T* y = static_cast<T*>(a.y);
@@ -542,7 +553,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // instruction cache that is cold after an L2 flush, and a per-row timestep epilogue unrolled
     // over 8 tokens (45 KB of SASS) took 6.1 µs against 2.5 with one t (twelfth session's stamps).
     constexpr int kTokStep = kWThreads / kGroups;
-    static_assert(kWThreads % kGroups == 0, "a thread's rows are fixed");
+    static_assert(kWThreads % kGroups == 0 && kTokStep == 16, "a thread's rows are fixed; token groups of 16");
     const int r8 = (tid % kGroups) * 8, n = n0 + r8, tok0 = tid / kGroups;
     const int valid = max(0, min(8, a.N - n));  // rows of the group inside N
     float bias8[8] = {};
@@ -552,6 +563,20 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         const float4* src = reinterpret_cast<const float4*>(out + tok * (kWRows + kOutPad) + r8);
         const float4 lo = src[0], hi = src[1];
         v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+    };
+    // y of token tok (< toks), this thread's rows: the sums v + bias
+    auto store_row = [&](int tok, float (&v)[8]) {
+        alignas(16) T h[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) h[e] = dev::from_f<T>(v[e] + bias8[e]);
+        T* dst = y + static_cast<int64_t>(m0 + tok) * a.N + n;
+        if (vec && valid == 8) {
+            *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+                if (e < valid) dst[e] = h[e];
+        }
     };
     // y of tokens first, first + step, ... < toks: the staged sums + bias, two tokens per trip
     auto store_tokens = [&](int first_tok, int step) {
@@ -565,19 +590,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #pragma unroll
             for (int u = 0; u < 2; ++u) {
                 if (t + u * step >= toks) break;
-#pragma unroll
-                for (int e = 0; e < 8; ++e) v[u][e] += bias8[e];
-                alignas(16) T h[8];
-#pragma unroll
-                for (int e = 0; e < 8; ++e) h[e] = dev::from_f<T>(v[u][e]);
-                T* dst = y + static_cast<int64_t>(m0 + t + u * step) * a.N + n;
-                if (vec && valid == 8) {
-                    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
-                } else {
-#pragma unroll
-                    for (int e = 0; e < 8; ++e)
-                        if (e < valid) dst[e] = h[e];
-                }
+                store_row(t + u * step, v[u]);
             }
         }
     };
@@ -596,23 +609,27 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // rank order (a fixed order per token: a second call gives the same bits), and stores y.
     // - Two slices (what wgmma_plan picks): after a cluster barrier (both tiles staged, both rings
     //   idle), each slice pushes the other's share of its tile into the other's receive area with
-    //   bulk copies (the TMA engine, one per token group, completing on the receiver's mbarrier), and
-    //   sums its own cells with the received ones in plain shared loads. (Pulling the share with
-    //   16-byte loads over the cluster's network moved ~14 GB/s per SM, 4.7 µs of a 256-token slice:
-    //   sixteenth session, call 1.)
+    //   bulk copies (the TMA engine, one per token group, each completing on its own mbarrier of the
+    //   receiver; its own groups are staged after the pushes are issued), and sums its own cells
+    //   with each received group as it lands, storing its y at once: the y stores run under the transfer (~24 GB/s per SM, 2.8 µs of a 256-token slice;
+    //   summing after the whole share had landed left 1.3 µs of y stores behind it: nineteenth
+    //   session). (Pulling the share with 16-byte loads over the cluster's network moved ~14 GB/s
+    //   per SM, 4.7 µs of a 256-token slice: sixteenth session, call 1.)
     // - More slices (forced only): each slice pulls its share from every other tile, all of a tile's
     //   loads issued before the first add; a token past the tile's end reads the share's first row
     //   instead (in bounds, its sum unused).
-    // Either way the sums go back to the slice's own cells (no other slice reads them) and y is
-    // stored from there. The second cluster barrier's arrive comes once this block has everything it
-    // needs from the others and its wait just before exit: each tile stays alive until the others
-    // are done with it, and the y stores run inside the barrier (an arrive's release ahead of the
-    // stores does not wait for them to drain; after them it did, ~6 µs of a 256-token tile).
+    //   The sums go back to the slice's own cells (no other slice reads them) and y is stored from
+    //   there.
+    // The second cluster barrier's arrive comes once this block has everything it needs from the
+    // others and its wait just before exit: each tile stays alive until the others are done with it,
+    // and the y stores run inside the barrier (a releasing arrive after them waited for them to
+    // drain, ~6 µs of a 256-token tile; two slices arrive relaxed, after their stores).
     // (Partial tiles through global memory and a semaphore, the tenth session's form, cost ~20 µs
     // per split tile.)
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
-    constexpr int kShare = BN / kTokStep / 2;  // a thread's tokens of a split tile: at most this many
+    constexpr int kShare = W::kShare;  // a thread's tokens of a split tile: at most this many
+    static_assert(W::kTokStep == kTokStep, "the receive area's token groups");
     constexpr uint32_t kGroupBytes = kTokStep * (kWRows + kOutPad) * 4;  // a token group's staged rows
     float v[kShare][8];
     const int my0 = tok0 + kTokStep * z, my_step = kTokStep * ksplit;
@@ -621,33 +638,46 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         return tok < toks ? tok : my0;
     };
     const bool summing = valid > 0 && my0 < toks;
-    const uint32_t recv_bar = bars + S * 8, recv = base + W::kRecvOff;
+    const uint32_t recv_bar = bars + S * 8, recv = base + W::kRecvOff;  // group u's barrier: recv_bar + 8 u
     const int ngroups = (toks + kTokStep - 1) / kTokStep;  // token groups holding tokens < toks
-    if (ksplit == 2 && tid == 0) {  // this share's groups (z, z + 2, ...) will land here
-        const uint32_t in_bytes = (ngroups > z ? (ngroups - z + 1) / 2 : 0) * kGroupBytes;
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(recv_bar), "r"(in_bytes) : "memory");
+    if (ksplit == 2 && tid == 0) {  // this share's groups z + 2 u (u = 0, 1, ...) will land here
+#pragma unroll
+        for (int u = 0; u < kShare; ++u)
+            if (z + 2 * u < ngroups)
+                asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(recv_bar + 8 * u), "r"(kGroupBytes) : "memory");
     }
     cluster_sync();
     MMA_TRACE(a, 10, global_ns());  // every slice staged: what waited here is the slices' skew
     if (ksplit == 2) {
         if (tid == 0)  // the other share's groups, to their places in the other slice's receive area
             for (int G = 1 - z; G < ngroups; G += 2)
-                push_to_peer(recv + (G >> 1) * kGroupBytes, xring + G * kGroupBytes, kGroupBytes, recv_bar, 1 - z);
+                push_to_peer(recv + (G >> 1) * kGroupBytes, xring + G * kGroupBytes, kGroupBytes, recv_bar + 8 * (G >> 1), 1 - z);
+        stage([&](int G) { return (G & 1) == z; });  // this slice's own groups, read back below by other threads
+        __syncthreads();
         if (summing) {
 #pragma unroll
             for (int u = 0; u < kShare; ++u) staged(share_tok(u), v[u]);
-        }
-        mbar_wait(recv_bar, 0);  // the other slice's groups of this share have landed
-        if (summing) {
             const float* in = reinterpret_cast<const float*>(smem_raw + (recv - raw));
 #pragma unroll
             for (int u = 0; u < kShare; ++u) {  // member u is in received group u, row tok0
+                if (my0 + my_step * u >= toks) break;
+                mbar_wait(recv_bar + 8 * u, 0);
                 const float4* src = reinterpret_cast<const float4*>(in + (u * kTokStep + tok0) * (kWRows + kOutPad) + r8);
                 const float4 lo = src[0], hi = src[1];
                 v[u][0] += lo.x, v[u][1] += lo.y, v[u][2] += lo.z, v[u][3] += lo.w;
                 v[u][4] += hi.x, v[u][5] += hi.y, v[u][6] += hi.z, v[u][7] += hi.w;
+                store_row(my0 + my_step * u, v[u]);
+                if (u == 0) MMA_TRACE(a, 11, global_ns());  // the first group landed and stored
             }
         }
+        // every group meant for this block has landed (the peer's copies have read its tile)
+        cluster_arrive_relaxed();
+        MMA_TRACE(a, 12, global_ns());
+        cluster_wait();  // the peer's groups meant for it have landed: this tile may go
+        MMA_TRACE(a, 6, global_ns());
+        MMA_TRACE(a, 9, clock64());
+        MMA_TRACE(a, 7, sm_id());
+        return;
     } else if (summing) {
 #pragma unroll
         for (int u = 0; u < kShare; ++u) staged(share_tok(u), v[u]);
@@ -655,8 +685,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
 #pragma unroll 1
         for (int zz = 0; zz < ksplit; ++zz) {
             if (zz == z) continue;
-            uint32_t from;
-            asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(from) : "r"(mine), "r"(zz));
+            const uint32_t from = dev::cluster_map(mine, zz);
             float4 lo[kShare], hi[kShare];
 #pragma unroll
             for (int u = 0; u < kShare; ++u) {

@@ -1,5 +1,6 @@
 """The CUDA tensor-core path (csrc/lut_mma.cu) vs the reference: affine `scaled` weights (RTN),
-every bits x group size x dtype, odd M and N, the K split across blocks (semaphore reduction),
+every bits x group size x dtype, odd M and N, the K split across blocks (summed in a cluster on
+sm_90, through a workspace and semaphores elsewhere or with QUANTDLLM_MMA_CLUSTER=0),
 bias and per-row timestep bias, CUDA-graph replay and torch.compile through QuantLinear. GPU only."""
 import pytest
 import torch
@@ -44,7 +45,9 @@ def test_matches_reference(bits, group_size, dtype, in_scale, gen):
 
 @pytest.mark.parametrize("M", [1, 5, 16, 32, 64])
 @pytest.mark.parametrize("NK", [(4096, 4096), (77, 12288), (12288, 256), (300, 4480)])
-def test_shapes_and_k_split(M, NK, gen):
+@pytest.mark.parametrize("cluster", ["1", "0"])
+def test_shapes_and_k_split(M, NK, cluster, gen, monkeypatch):
+    monkeypatch.setenv("QUANTDLLM_MMA_CLUSTER", cluster)
     N, K = NK
     qw = rtn(N, K, 4, 128, torch.float16, gen)
     x = torch.randn(M, K, generator=gen).half().cuda()
@@ -73,7 +76,7 @@ def test_capped_token_tiles_match(cap, bits, gen, monkeypatch):
     assert rel_error(y, want) <= kernel_tolerance(torch.float16, K)
 
 
-@pytest.mark.parametrize("wn,ksplit", [("1", None), ("4", None), ("4", "3"), ("2", "8")])
+@pytest.mark.parametrize("wn,ksplit", [("1", None), ("4", None), ("4", "3"), ("2", "8"), ("1", "2")])
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_plan_knobs_match(wn, ksplit, bits, gen, monkeypatch):
     """QUANTDLLM_MMA_WN / QUANTDLLM_MMA_KSPLIT (the benchmarks' A/B knobs) give plans the default rule
@@ -94,6 +97,32 @@ def test_plan_knobs_match(wn, ksplit, bits, gen, monkeypatch):
         want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].float()
         y = run_op(x, mw, bias, t, bounds, ts_bias)
         assert rel_error(y, want) <= kernel_tolerance(torch.float16, K), M
+    assert int(cb._semaphores(x.device).abs().sum()) == 0
+
+
+@pytest.mark.parametrize("ksplit", [None, "2", "3", "8"])
+@pytest.mark.parametrize("M", [1, 7, 24, 64])
+def test_cluster_and_workspace_sums_agree_bitwise(ksplit, M, gen, monkeypatch):
+    """Both K-split reductions add the slices' fp32 partials in slice order from zero, so a cluster
+    launch (sm_90) and the workspace form give the same bits; bias and a per-row timestep table ride
+    along. (On other GPUs both runs take the workspace form.)"""
+    N, K = 200, 4608
+    qw = rtn(N, K, 4, 128, torch.bfloat16, gen)
+    mw = cb.mma_pack(qw, torch.bfloat16)
+    bias = torch.randn(N, generator=gen).bfloat16().cuda()
+    bounds = torch.tensor([0.5], device="cuda")
+    ts_bias = torch.randn(2, N, generator=gen).bfloat16().cuda()
+    x = torch.randn(M, K, generator=gen).bfloat16().cuda()
+    t = torch.rand(M, generator=gen).cuda()
+    if ksplit:
+        monkeypatch.setenv("QUANTDLLM_MMA_KSPLIT", ksplit)
+    ys = []
+    for cluster in ("1", "0"):
+        monkeypatch.setenv("QUANTDLLM_MMA_CLUSTER", cluster)
+        ys.append(run_op(x, mw, bias, t, bounds, ts_bias))
+    assert torch.equal(ys[0], ys[1])
+    want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].float()
+    assert rel_error(ys[0], want) <= kernel_tolerance(torch.bfloat16, K)
     assert int(cb._semaphores(x.device).abs().sum()) == 0
 
 
