@@ -7,8 +7,8 @@ import torch
 
 from quantdllm_kernels import QuantLinear, TimestepTables, available_backends, lut_matmul
 from quantdllm_kernels.reference import lut_matmul_reference
-from quantdllm_kernels.testing import (assert_chain_matches, capture_graph, chain_weight, exact_matmul,
-                                       kernel_tolerance, rel_error, rtn_qweight)
+from quantdllm_kernels.testing import (assert_chain_matches, bias_and_timestep_case, capture_graph, chain_weight,
+                                       exact_matmul, kernel_tolerance, rel_error, rtn_qweight)
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
@@ -106,14 +106,9 @@ def test_cluster_and_workspace_sums_agree_bitwise(ksplit, M, gen, monkeypatch):
     """Both K-split reductions add the slices' fp32 partials in slice order from zero, so a cluster
     launch (sm_90) and the workspace form give the same bits; bias and a per-row timestep table ride
     along. (On other GPUs both runs take the workspace form.)"""
-    N, K = 200, 4608
-    qw = rtn(N, K, 4, 128, torch.bfloat16, gen)
+    qw = rtn(200, 4608, 4, 128, torch.bfloat16, gen)
     mw = cb.mma_pack(qw, torch.bfloat16)
-    bias = torch.randn(N, generator=gen).bfloat16().cuda()
-    bounds = torch.tensor([0.5], device="cuda")
-    ts_bias = torch.randn(2, N, generator=gen).bfloat16().cuda()
-    x = torch.randn(M, K, generator=gen).bfloat16().cuda()
-    t = torch.rand(M, generator=gen).cuda()
+    x, bias, t, bounds, ts_bias, want = bias_and_timestep_case(qw, M, torch.bfloat16, gen)
     if ksplit:
         monkeypatch.setenv("QUANTDLLM_MMA_KSPLIT", ksplit)
     ys = []
@@ -121,8 +116,7 @@ def test_cluster_and_workspace_sums_agree_bitwise(ksplit, M, gen, monkeypatch):
         monkeypatch.setenv("QUANTDLLM_MMA_CLUSTER", cluster)
         ys.append(run_op(x, mw, bias, t, bounds, ts_bias))
     assert torch.equal(ys[0], ys[1])
-    want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].float()
-    assert rel_error(ys[0], want) <= kernel_tolerance(torch.bfloat16, K)
+    assert rel_error(ys[0], want) <= kernel_tolerance(torch.bfloat16, qw.in_features)
     assert int(cb._semaphores(x.device).abs().sum()) == 0
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from quantdllm_kernels import available_backends, lut_matmul
-from quantdllm_kernels.testing import assert_chain_matches, chain_weight, exact_matmul, kernel_tolerance, rel_error, rtn_qweight
+from quantdllm_kernels.testing import (assert_chain_matches, bias_and_timestep_case, chain_weight, exact_matmul,
+                                       kernel_tolerance, rel_error, rtn_qweight)
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cuda" not in available_backends(), reason="CUDA backend not built / no GPU")]
@@ -141,12 +142,7 @@ def test_k_split_tail(bits, split_from, gen, monkeypatch):
     N, K, M = 333, 1280, 300
     qw = rtn(N, K, bits, 128, torch.float16, gen)
     mw = cb.mma_pack(qw, torch.float16)
-    bias = torch.randn(N, generator=gen).half().cuda()
-    bounds = torch.tensor([0.5], device="cuda")
-    ts_bias = torch.randn(2, N, generator=gen).half().cuda()
-    x = torch.randn(M, K, generator=gen).half().cuda()
-    t = torch.rand(M, generator=gen).cuda()
-    want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+    x, bias, t, bounds, ts_bias, want = bias_and_timestep_case(qw, M, torch.float16, gen)
     for k, v in (("QUANTDLLM_WGMMA_BN", "64"), ("QUANTDLLM_WGMMA_KSPLIT", "2"), ("QUANTDLLM_WGMMA_SPLIT_FROM", split_from)):
         monkeypatch.setenv(k, v)
     y = run_op(x, mw, bias, t, bounds, ts_bias)

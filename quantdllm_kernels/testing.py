@@ -107,6 +107,20 @@ def exact_matmul(x: torch.Tensor, qw, bias: Optional[torch.Tensor] = None) -> to
     return y + bias.double() if bias is not None else y
 
 
+def bias_and_timestep_case(qw, M: int, dtype: torch.dtype, generator: Optional[torch.Generator] = None,
+                           bounds=(0.5,)):
+    """Inputs for a CUDA op call with bias and a per-row timestep-bias table (one bucket per boundary
+    plus one), and the float64 answer: ``(x, bias, t, bounds, ts_bias, want)``, all on the GPU."""
+    N, K = qw.shape
+    bias = torch.randn(N, generator=generator).to(dtype).cuda()
+    bounds = torch.tensor(bounds, device="cuda")
+    ts_bias = torch.randn(len(bounds) + 1, N, generator=generator).to(dtype).cuda()
+    x = torch.randn(M, K, generator=generator).to(dtype).cuda()
+    t = torch.rand(M, generator=generator).cuda()
+    want = exact_matmul(x, qw, bias) + ts_bias[torch.searchsorted(bounds, t, right=True)].double()
+    return x, bias, t, bounds, ts_bias, want
+
+
 def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
     y, ref = y.detach().double(), ref.detach().double()
     if not bool(torch.isfinite(y).all()):
