@@ -29,11 +29,11 @@
 // split K (grid.z) when N alone cannot fill the GPU. On sm_90 a split of 2 slices is one
 // thread-block cluster (more lost: kClusterSplitDefault): each slice leaves its fp32 partials in its
 // shared memory, and after a cluster barrier each sums a share of the outputs over every slice's
-// (distributed shared memory, slice order). Elsewhere each writes fp32 partials to a workspace, and the last block of a tile to
-// arrive (a per-tile semaphore, reset by that block) sums them in a fixed order. Either way
-// deterministic, one launch, no memset, graph-capturable. (The workspace form's tail -- a fence,
-// the semaphore's atomic, the last block's re-read: three dependent L2 round trips -- was ~2 µs of
-// an M = 1 launch: seventh session, call 2.)
+// (distributed shared memory, slice order). Elsewhere each writes fp32 partials to a workspace, and
+// the last block of a tile to arrive (a per-tile semaphore, reset by that block) sums them in a
+// fixed order. Either way deterministic, one launch, no memset, graph-capturable. (The workspace
+// form's tail -- a fence, the semaphore's atomic, the last block's re-read: three dependent L2
+// round trips -- was ~2 µs of an M = 1 launch: seventh session, call 2.)
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
