@@ -8,6 +8,7 @@
 // depend on them. QUANTDLLM_PHASES_TS=rows|one: an 8-bucket timestep bias table (fp16), per-row t or
 // one t; QUANTDLLM_PHASES_FLUSH=1: each timed launch alone after an L2 flush (t, the boundaries and
 // the table cold, as in the benchmark), median of 40, and the slowest block's phases beside the median's.
+// Last, how many blocks each SM ran (the K split as a cluster, QUANTDLLM_MMA_CLUSTER=1, places them by GPC).
 //
 //   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE --expt-relaxed-constexpr -arch=sm_90a \
 //        benchmarks/debug/mma_phases.cu csrc/lut_mma.cu csrc/lut_common.cu -o /tmp/mma_phases
@@ -160,5 +161,16 @@ int main(int argc, char** argv) {
                 median(pro) * us, median(first) * us, median(loop) * us, median(epi) * us);
     std::printf("slowest block: prologue %.2f us, first stage wait %.2f us, main loop %.2f us, epilogue %.2f us\n",
                 median(slow_pro) * us, median(slow_first) * us, median(slow_loop) * us, median(slow_epi) * us);
+    // Where the blocks ran (stamp 7, the SM id), launch 0: a memory-bound grid is as slow as its most
+    // loaded SM, and cluster launches (QUANTDLLM_MMA_CLUSTER=1) place blocks by GPC
+    std::vector<int> on(sms, 0);
+    for (size_t b = 0; b < blocks; ++b) {
+        const unsigned long long* s = &h[b * kTraceSlots];
+        if (s[0] && s[7] < static_cast<unsigned long long>(sms)) ++on[s[7]];
+    }
+    std::vector<int> sorted = on;
+    std::sort(sorted.begin(), sorted.end());
+    std::printf("blocks per SM (launch 0): min %d, median %d, max %d; SMs without a block %d of %d\n", sorted.front(),
+                sorted[sorted.size() / 2], sorted.back(), static_cast<int>(std::count(on.begin(), on.end(), 0)), sms);
     return 0;
 }
