@@ -1,8 +1,8 @@
 """Small CUDA-backend cases for ``compute-sanitizer --tool memcheck`` (run_device.sh runs it):
 every kernel path once -- GEMV with and without the K split, dequant + cuBLAS, each LUT kind,
 3-bit straddling codes, group sizes 32 and per-row, timestep bias and LUT sets, and the tensor-core
-path (lut_mma) with and without its K split (both of its reductions), and the wgmma path (lut_wgmma) at every token tile and
-with K splits."""
+path (lut_mma) with and without its K split (both of its reductions), and the wgmma path
+(lut_wgmma) at every token tile and with K splits."""
 import itertools
 import os
 

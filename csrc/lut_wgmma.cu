@@ -379,7 +379,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
     if (tid == 0) {
 #pragma unroll
-        for (int s = 0; s < S + W::kShare; ++s) mbar_init(bars + s * 8);  // the x stages', then the receive area's
+        for (int s = 0; s < S + W::kShare; ++s) mbar_init(bars + s * 8);  // the x stages', then the received groups'
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();  // the barriers exist before anyone waits on them
@@ -552,7 +552,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     // The loop below is kept short on purpose: each block runs its epilogue once, from an
     // instruction cache that is cold after an L2 flush, and a per-row timestep epilogue unrolled
     // over 8 tokens (45 KB of SASS) took 6.1 µs against 2.5 with one t (twelfth session's stamps).
-    constexpr int kTokStep = kWThreads / kGroups;
+    constexpr int kTokStep = W::kTokStep;  // = kWThreads / kGroups
     static_assert(kWThreads % kGroups == 0 && kTokStep == 16, "a thread's rows are fixed; token groups of 16");
     const int r8 = (tid % kGroups) * 8, n = n0 + r8, tok0 = tid / kGroups;
     const int valid = max(0, min(8, a.N - n));  // rows of the group inside N
@@ -611,10 +611,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     //   idle), each slice pushes the other's share of its tile into the other's receive area with
     //   bulk copies (the TMA engine, one per token group, each completing on its own mbarrier of the
     //   receiver; its own groups are staged after the pushes are issued), and sums its own cells
-    //   with each received group as it lands, storing its y at once: the y stores run under the transfer (~24 GB/s per SM, 2.8 µs of a 256-token slice;
-    //   summing after the whole share had landed left 1.3 µs of y stores behind it: nineteenth
-    //   session). (Pulling the share with 16-byte loads over the cluster's network moved ~14 GB/s
-    //   per SM, 4.7 µs of a 256-token slice: sixteenth session, call 1.)
+    //   with each received group as it lands, storing its y at once: the y stores run under the
+    //   transfer (at 256 tokens the first group lands ~1.5 µs after the barrier, the other 7 ~0.13
+    //   µs apart; summing after the whole share had landed left 1.3 µs of y stores behind it:
+    //   nineteenth session). (Pulling the share with 16-byte loads over the cluster's network moved
+    //   ~14 GB/s per SM, 4.7 µs of a 256-token slice: sixteenth session, call 1.)
     // - More slices (forced only): each slice pulls its share from every other tile, all of a tile's
     //   loads issued before the first add; a token past the tile's end reads the share's first row
     //   instead (in bounds, its sum unused).
@@ -629,7 +630,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     MMA_TRACE(a, 5, clock64());
     MMA_TRACE(a, 8, global_ns());
     constexpr int kShare = W::kShare;  // a thread's tokens of a split tile: at most this many
-    static_assert(W::kTokStep == kTokStep, "the receive area's token groups");
     constexpr uint32_t kGroupBytes = kTokStep * (kWRows + kOutPad) * 4;  // a token group's staged rows
     float v[kShare][8];
     const int my0 = tok0 + kTokStep * z, my_step = kTokStep * ksplit;
