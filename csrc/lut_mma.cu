@@ -14,13 +14,14 @@
 //    contiguous (16 bytes for 2/4-bit, 48 for 3-bit), so a warp's load is one coalesced 512-byte
 //    (1536-byte) run. Inside a word, the two halves of an A register sit 16 bits apart, so
 //    (word >> shift) & mask | magic is an fp16/bf16 pair (1024 + c or 128 + c): one LOP3 per two
-//    weights. 3-bit codes are a 2-bit plane plus a 1-bit plane.
+//    weights. 3-bit codes are a 2-bit plane plus a 1-bit plane (its bits for rows g and g + 8 of a k
+//    pair two apart, so one shift serves both: Decode in mma_fragments.cuh).
 //  * Scales: per (tile, group, row8) the four values (s_r, s_r+8, z_r, z_r+8) in 8 bytes.
 //
 // Scaling after the mma (M <= 8; groups of >= 64 codes, so each 16-k mma step lies in one group;
 // larger M dequantizes before the mma, see kPost in the kernel): the mma
-// multiplies the raw A = magic + f*c (f = 16 for the high nibble of fp16 4-bit codes, taken without
-// a shift; else 1) into a per-group accumulator G = sum (magic + f*c) x, and one more mma with
+// multiplies the raw A = magic + f*c (rows g + 8: f = 16 for fp16 4-bit codes, their high nibble
+// taken without a shift; f = 4 for 2/3-bit codes, which then share rows g's shift; else 1) into a per-group accumulator G = sum (magic + f*c) x, and one more mma with
 // A = 1 gives X = sum x. At the group's end, per row, acc += (s/f) * G + (z - magic * s/f) * X:
 // sum (c*s + z) x exactly, in fp32. The dequant is one LOP3 (plus a shift) per two weights instead
 // of four ops, and the products are exact (w = c*s + z is never rounded to 16 bits).

@@ -55,22 +55,35 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t
 }
 
 // A register `j` (rows g + 8*(j & 1)) of step `s` of chunk `c` as magic + f*code pairs (layout above).
-// fp16 4-bit takes the odd (row g+8) nibbles in place, so f = 16 there: 5 instructions per word.
+// After-the-mma scaling (POST) lets the rows g + 8 take f != 1, so that both rows of a k pair share
+// one shift and differ in their masks: fp16 4-bit takes the odd nibbles in place (f = 16), 2- and
+// 3-bit take the odd rows' codes two bits up (f = 4: magic + 4*7 is exact in bf16 too). 3-bit adds a
+// 1-bit plane, laid out so that one shift of its word serves both rows: 2 LOP3 per register and one
+// shift per plane and k pair (sm_90a, M <= 8: ~6 instructions per register before).
 template <typename T, int BITS, bool POST>
 struct Decode {
     static constexpr bool kHiNibble = POST && BITS == 4 && std::is_same_v<T, __half>;
-    static constexpr float kFactorHi = kHiNibble ? 16.f : 1.f;  // f of rows g+8 (rows g: 1)
+    static constexpr bool kHiQuad = POST && (BITS == 2 || BITS == 3);
+    static constexpr float kFactorHi = kHiNibble ? 16.f : kHiQuad ? 4.f : 1.f;  // f of rows g+8 (rows g: 1)
+    static __device__ __forceinline__ uint32_t shr(uint32_t v, int n) { return n >= 0 ? v >> n : v << -n; }
     static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int s, int j) {
         constexpr uint32_t magic = Pair<T>::kMagic;
+        const int jp = j >> 1, odd = j & 1;  // k pair, row g + 8
         if constexpr (kHiNibble) {
-            const uint32_t v = j >= 2 ? w[s] >> 8 : w[s];
-            return lop3_and_or(v, (j & 1) ? 0x00F000F0u : 0x000F000Fu, magic);
+            const uint32_t v = jp ? w[s] >> 8 : w[s];
+            return lop3_and_or(v, odd ? 0x00F000F0u : 0x000F000Fu, magic);
         } else if constexpr (BITS == 4) {
             return lop3_and_or(w[s] >> (4 * j), 0x000F000Fu, magic);
         } else {
-            const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + j));
-            if constexpr (BITS == 2) return lop3_and_or(lo, 0x00030003u, magic);
-            else return lop3_and_or(lo, 0x00030003u, ((w[8 + c] >> (4 * s + j)) & 0x00010001u) << 2 | magic);
+            // 2-bit plane: rows g, g+8 of pair jp at bits 2*(4*(s & 1) + 2*jp) + {0, 2}
+            const int up = kHiQuad ? 0 : 2 * odd;
+            const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp) + up);
+            const uint32_t mask = kHiQuad && odd ? 0x000C000Cu : 0x00030003u;
+            if constexpr (BITS == 2) return lop3_and_or(lo, mask, magic);
+            // 1-bit plane (word 8 + c): rows g, g+8 of pair jp at bits 4*s + jp + {0, 2}, moved to
+            // bits 2 / 4 (f = 4) or both to bit 2
+            const uint32_t hi = shr(w[8 + c], 4 * s + jp - 2 + (kHiQuad ? 0 : 2 * odd));
+            return lop3_and_or(lo, mask, lop3_and_or(hi, kHiQuad && odd ? 0x00100010u : 0x00040004u, magic));
         }
     }
 };

@@ -25,12 +25,14 @@ def reference(x, qw):
 @pytest.mark.parametrize("bits", [2, 3, 4])
 @pytest.mark.parametrize("group_size", [64, 128, None])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_emulated_kernel_is_exact_on_rtn_codebooks(bits, group_size, dtype, gen):
-    # N not a multiple of 32 (padded rows), K not a multiple of the 2/3-bit super-chunk (padded K)
+@pytest.mark.parametrize("post", [True, False], ids=["post", "pre"])
+def test_emulated_kernel_is_exact_on_rtn_codebooks(bits, group_size, dtype, post, gen):
+    # N not a multiple of 32 (padded rows), K not a multiple of the 2/3-bit super-chunk (padded K);
+    # both decodes: rows g + 8 at f = 4 / 16 (scaled after the mma) and at f = 1 (before it)
     K = 192 if group_size == 64 else 256
     qw = affine_qweight(40, K, bits, group_size, gen, dtype=dtype)
     x = torch.randn(3, K, generator=gen).to(dtype)
-    y = emulate_lut_mma(pack_for_mma(qw, dtype), x)
+    y = emulate_lut_mma(pack_for_mma(qw, dtype), x, post=post)
     assert rel_error(y, reference(x, qw)) <= 1e-6
 
 

@@ -11,7 +11,9 @@ Layout (the kernel's header comment has the why):
   multiple of the super-chunk (64 codes for 4-bit, 128 for 2-bit, 256 for 3-bit). Lane l = 4g + q
   of a 16-row tile owns rows g and g + 8 and, in every 64-code chunk, k in [16q, 16q + 16). In
   chunk step s (0..3) its A register j (0..3) holds rows g + 8*(j & 1) at k = 16q + 4s + 2*(j >> 1)
-  + {0, 1}; the two codes of a register sit 16 bits apart in one word.
+  + {0, 1}; the two codes of a register sit 16 bits apart in one word. 3-bit codes are a 2-bit plane
+  (words 2c, 2c + 1 of chunk c) and a 1-bit plane (word 8 + c: step s, pair j >> 1, row g + 8*(j & 1)
+  at bit 4s + (j >> 1) + 2*(j & 1), so that one shift serves both rows of a pair).
 * ``sz`` ``(tiles16, groups, 8, 4)`` in the activation dtype: (s_g, s_g+8, z_g, z_g+8).
 
 :func:`emulate_lut_mma` replays the kernel's arithmetic from the PTX fragment definitions, so the
@@ -116,7 +118,8 @@ def _positions(bits: int, device):
         lo = ((2 * c + s // 2).expand(shape), (2 * (4 * (s % 2) + j) + 16 * h).expand(shape), 0, 3)
         planes = [lo]
         if bits == 3:
-            planes.append(((8 + c).expand(shape), (4 * s + j + 16 * h).expand(shape), 2, 1))
+            # rows g, g + 8 of a k pair two bits apart: one shift of the word serves both (Decode)
+            planes.append(((8 + c).expand(shape), (4 * s + (j >> 1) + 2 * (j & 1) + 16 * h).expand(shape), 2, 1))
     return row, k, planes
 
 
@@ -165,31 +168,44 @@ def _rows_codes(qw: QuantizedWeight, r0: int, r1: int) -> torch.Tensor:
     return unpack_codes(qw.codes[r0:r1], qw.bits, qw.in_features)
 
 
-def _pair_code(w: torch.Tensor, bits: int, c: int, s: int, j: int) -> torch.Tensor:
-    """The kernel's ``pair_code`` on int64 words ``w (..., words)``."""
+def _shr(v: torch.Tensor, n: int) -> torch.Tensor:
+    return v >> n if n >= 0 else (v << -n) & 0xFFFFFFFF
+
+
+def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) -> torch.Tensor:
+    """The kernel's ``Decode::a_reg`` (mma_fragments.cuh, after-the-mma scaling) on int64 words
+    ``w (..., words)``, without the magic: two 16-bit fields f*code, f = f_hi for rows g + 8 (j odd)."""
+    jp, odd = j >> 1, j & 1
     if bits == 4:
+        if f_hi == 16:  # the odd nibbles in place
+            v = w[..., s] >> 8 if jp else w[..., s]
+            return v & (0x00F000F0 if odd else 0x000F000F)
         return (w[..., s] >> (4 * j)) & 0x000F000F
-    lo = (w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + j))) & 0x00030003
-    if bits == 2:
-        return lo
-    return lo | (((w[..., 8 + c] >> (4 * s + j)) & 0x00010001) << 2)
+    quad = f_hi == 4
+    lo = w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp) + (0 if quad else 2 * odd))
+    out = lo & (0x000C000C if quad and odd else 0x00030003)
+    if bits == 3:
+        hi = _shr(w[..., 8 + c], 4 * s + jp - 2 + (0 if quad else 2 * odd))
+        out = out | (hi & (0x00100010 if quad and odd else 0x00040004))
+    return out
 
 
-def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor) -> torch.Tensor:
+def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True) -> torch.Tensor:
     """y (M, N) fp32 computed the way the kernel does: per 64-code chunk and step, the A fragment
     of every lane (PTX m16n8k16 layout: register j holds rows g + 8*(j & 1), columns
-    2q + 8*(j >> 1) + {0, 1}) is decoded from the words as magic + f*code (f = 16 for rows g + 8 of
-    fp16 4-bit, whose nibbles the kernel takes unshifted), the B fragment is filled from the lane's
+    2q + 8*(j >> 1) + {0, 1}) is decoded from the words as magic + f*code (rows g + 8: f = 16 for
+    fp16 4-bit, whose odd nibbles the kernel takes unshifted; f = 4 for 2/3-bit), the B fragment is filled from the lane's
     x loads (x[16q + 4s + {0, 1}] -> columns 2q + {0, 1}; x[16q + 4s + {2, 3}] -> 2q + 8 + {0, 1}),
     A @ B and 1 @ B accumulate per group, and each group ends with acc += s/f * G + (z - magic*s/f) * X.
-    Slow; for tests at small shapes."""
+    ``post=False`` decodes as the kernels that scale before the mma do (M > 8, lut_wgmma: f = 1 for
+    every row). Slow; for tests at small shapes."""
     bits, K, N = mw.bits, mw.K, mw.N
     tiles, U = mw.codes.shape[:2]
     w = mw.codes.to(torch.int64) & 0xFFFFFFFF
     sz = mw.sz.double()
     half = mw.sz.dtype == torch.float16
     magic = 1024.0 if half else 128.0
-    f_hi = 16.0 if half and bits == 4 else 1.0
+    f_hi = 1 if not post else 16 if half and bits == 4 else 4 if bits in (2, 3) else 1  # Decode::kFactorHi
     xf = (x.float() if mw.in_scale is None else (x * mw.in_scale).float()).double()
     M = x.shape[0]
     y = torch.zeros(M, tiles, 16, dtype=torch.float64)
@@ -208,10 +224,9 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor) -> torch.Tensor:
                 for lane in range(32):
                     g, q = lane // 4, lane % 4
                     for j in range(4):
-                        pair = _pair_code(w[:, u, lane], bits, c, s, j)
+                        pair = _a_payload(w[:, u, lane], bits, c, s, j, f_hi)
                         for h in range(2):
-                            code = ((pair >> (16 * h)) & 0xFFFF).double()
-                            A[:, g + 8 * (j & 1), 2 * q + 8 * (j >> 1) + h] = magic + row_f[g + 8 * (j & 1)] * code
+                            A[:, g + 8 * (j & 1), 2 * q + 8 * (j >> 1) + h] = magic + ((pair >> (16 * h)) & 0xFFFF).double()
                     base = kc + 16 * q + 4 * s
                     B[:, 2 * q], B[:, 2 * q + 1] = xf[:, base], xf[:, base + 1]
                     B[:, 2 * q + 8], B[:, 2 * q + 9] = xf[:, base + 2], xf[:, base + 3]
