@@ -10,9 +10,10 @@
 //    consecutive k in [16q, 16q + 16): step s (0..3) of the chunk puts k = 16q + 4s + {0,1} in
 //    fragment columns {2q, 2q+1} and 16q + 4s + {2,3} in {2q+8, 2q+9}. A and B are permuted alike,
 //    so the product is unchanged, and each lane reads its x as two 16-byte loads.
-//  * Codes are stored in fragment order: per (16-row tile, super-chunk, lane) the lane's words are
-//    contiguous (16 bytes for 2/4-bit, 48 for 3-bit), so a warp's load is one coalesced 512-byte
-//    (1536-byte) run. Inside a word, the two halves of an A register sit 16 bits apart, so
+//  * Codes are stored in fragment order: per (16-row tile, super-chunk) the lanes' 16-byte vectors,
+//    vector-major (one for 2/4-bit, three for 3-bit: (tiles, supers, V, 32 lanes, 4 words)), so
+//    each 16-byte load of a warp is one coalesced 512-byte run (3-bit lanes' 48 bytes side by side
+//    made each load touch 12 lines: ncu's LG throttle, twentieth session). Inside a word, the two halves of an A register sit 16 bits apart, so
 //    (word >> shift) & mask | magic is an fp16/bf16 pair (1024 + c or 128 + c): one LOP3 per two
 //    weights. 3-bit codes are a 2-bit plane plus a 1-bit plane (its bits for rows g and g + 8 of a k
 //    pair two apart, so one shift serves both: Decode in mma_fragments.cuh).
@@ -123,9 +124,9 @@ __device__ __forceinline__ void issue_codes(const int32_t* codes, int tile0, int
     constexpr int V = kVecs<BITS>;
 #pragma unroll
     for (int i = 0; i < kMT; ++i) {
-        const uint4* src = reinterpret_cast<const uint4*>(codes) + ((static_cast<int64_t>(tile0 + i) * U + u) * 32 + lane) * V;
+        const uint4* src = reinterpret_cast<const uint4*>(codes) + (static_cast<int64_t>(tile0 + i) * U + u) * V * 32 + lane;
 #pragma unroll
-        for (int v = 0; v < V; ++v) cp_async16(ring.code(stage, i, v), src + v);
+        for (int v = 0; v < V; ++v) cp_async16(ring.code(stage, i, v), src + v * 32);
     }
 }
 
@@ -161,7 +162,7 @@ struct RingFeed {
         kc = u * Layout<BITS>::kSuper;
 #pragma unroll
         for (int i = 0; i < kMT; ++i) {
-            code[i] = reinterpret_cast<const uint4*>(a.codes) + ((static_cast<int64_t>(tile0 + i) * U + u) * 32 + lane) * V;
+            code[i] = reinterpret_cast<const uint4*>(a.codes) + (static_cast<int64_t>(tile0 + i) * U + u) * V * 32 + lane;
             sz[i] = szp + (static_cast<int64_t>(i) * a.groups + (kc >> a.group_shift)) * 8;
         }
 #pragma unroll
@@ -174,7 +175,7 @@ struct RingFeed {
 #pragma unroll
         for (int i = 0; i < kMT; ++i) {
 #pragma unroll
-            for (int v = 0; v < V; ++v) cp_async16(ring.code(stage, i, v), code[i] + v);
+            for (int v = 0; v < V; ++v) cp_async16(ring.code(stage, i, v), code[i] + v * 32);
             code[i] += 32 * V;
         }
 #pragma unroll

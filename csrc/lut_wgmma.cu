@@ -286,7 +286,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     const int kbase = c0 << 6;
     const int U = (a.K + L::kSuper - 1) / L::kSuper;
     const uint4* code_src =
-        reinterpret_cast<const uint4*>(a.codes) + (static_cast<int64_t>(tile) * U * 32 + lane) * V + (c0 / CH) * 32 * V;
+        reinterpret_cast<const uint4*>(a.codes) + static_cast<int64_t>(tile) * U * V * 32 + lane + (c0 / CH) * 32 * V;
     const uint2* sz_src = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile) * a.groups * 8 + g;
     const uint32_t my_slot0 = cring + warp * W::kSlotWarp + lane * 16;  // + slot * kWWarps * kSlotWarp
     const uint32_t my_sz0 = cring + warp * W::kSlotWarp + V * 512 + lane * 8;
@@ -307,7 +307,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             const int u = j / CH;
             const uint32_t so = slot_of(j, pos) * kWWarps * W::kSlotWarp;
 #pragma unroll
-            for (int v = 0; v < V; ++v) cp_async16(my_slot0 + so + v * 512, code_src + static_cast<int64_t>(u) * 32 * V + v);
+            for (int v = 0; v < V; ++v) cp_async16(my_slot0 + so + v * 512, code_src + static_cast<int64_t>(u) * 32 * V + v * 32);
 #pragma unroll
             for (int c = 0; c < CH; ++c) {
                 const int k = kbase + ((j + c) << 6);

@@ -65,7 +65,7 @@ def test_rtn_weights_are_taken_and_shapes(gen):
         assert mma_support(qw) == (True, "")
         mw = pack_for_mma(qw, torch.float16)
         sk = super_k(bits)
-        assert mw.codes.shape == (96 // 16, -(-320 // sk), 32, bits * sk // 64)
+        assert mw.codes.shape == (96 // 16, -(-320 // sk), bits * sk // 256, 32, 4)
         assert mw.sz.shape == (6, 5, 8, 4) and mw.sz.dtype == torch.float16
         x = torch.randn(2, 320, generator=gen).half()
         assert rel_error(emulate_lut_mma(mw, x), reference(x, qw)) <= 1e-6

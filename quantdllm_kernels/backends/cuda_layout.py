@@ -7,7 +7,9 @@ scale and zero per (row, group), which the kernel applies after the mma, once pe
 accumulated products of the magic-number-decoded codes (one LOP3 per two weights).
 
 Layout (the kernel's header comment has the why):
-* ``codes`` int32 ``(tiles16, supers, 32 lanes, words)``: rows padded to a multiple of 32, K to a
+* ``codes`` int32 ``(tiles16, supers, vectors, 32 lanes, 4)``: a lane's ``words`` (4 for 2/4-bit,
+  12 for 3-bit) as 16-byte vectors, vector-major so that a warp's load of one is a contiguous 512
+  bytes (``lane_words`` gives the lane-major view). Rows padded to a multiple of 32, K to a
   multiple of the super-chunk (64 codes for 4-bit, 128 for 2-bit, 256 for 3-bit). Lane l = 4g + q
   of a 16-row tile owns rows g and g + 8 and, in every 64-code chunk, k in [16q, 16q + 16). In
   chunk step s (0..3) its A register j (0..3) holds rows g + 8*(j & 1) at k = 16q + 4s + 2*(j >> 1)
@@ -28,7 +30,7 @@ import torch
 
 from ..format import QuantizedWeight
 
-__all__ = ["MmaWeight", "mma_support", "affine_scale_zero", "pack_for_mma", "emulate_lut_mma", "super_k"]
+__all__ = ["MmaWeight", "mma_support", "affine_scale_zero", "pack_for_mma", "emulate_lut_mma", "super_k", "lane_words"]
 
 _CHUNKS = {4: 1, 2: 2, 3: 4}  # 64-code chunks per super-chunk (16 bytes a lane for 2/4 bits, 48 for 3)
 
@@ -150,6 +152,7 @@ def pack_for_mma(qw: QuantizedWeight, dtype: torch.dtype, tile_batch: int = 512)
             acc.scatter_add_(3, word.reshape(1, 1, 32, -1).expand(t1 - t0, U, 32, -1),
                              contrib.reshape(t1 - t0, U, 32, -1))
         out[t0:t1] = torch.where(acc >= 2**31, acc - 2**32, acc).to(torch.int32)
+    out = out.view(tiles, U, 32, words // 4, 4).transpose(2, 3).contiguous()  # vector-major
     s, z = affine_scale_zero(qw)
     G = s.shape[1]
     pad = Np - N
@@ -166,6 +169,13 @@ def pack_for_mma(qw: QuantizedWeight, dtype: torch.dtype, tile_batch: int = 512)
 def _rows_codes(qw: QuantizedWeight, r0: int, r1: int) -> torch.Tensor:
     from ..packing import unpack_codes
     return unpack_codes(qw.codes[r0:r1], qw.bits, qw.in_features)
+
+
+def lane_words(codes: torch.Tensor) -> torch.Tensor:
+    """``(tiles, supers, 32 lanes, words)``: each lane's words in order, from the stored vector-major
+    ``(tiles, supers, vectors, 32, 4)``."""
+    t, u, v = codes.shape[:3]
+    return codes.transpose(2, 3).reshape(t, u, 32, 4 * v)
 
 
 def _shr(v: torch.Tensor, n: int) -> torch.Tensor:
@@ -201,7 +211,7 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True) -> torch.
     every row). Slow; for tests at small shapes."""
     bits, K, N = mw.bits, mw.K, mw.N
     tiles, U = mw.codes.shape[:2]
-    w = mw.codes.to(torch.int64) & 0xFFFFFFFF
+    w = lane_words(mw.codes).to(torch.int64) & 0xFFFFFFFF
     sz = mw.sz.double()
     half = mw.sz.dtype == torch.float16
     magic = 1024.0 if half else 128.0
