@@ -211,8 +211,8 @@ MmaArgs mma_args(const at::Tensor& x, const at::Tensor& codes, const at::Tensor&
     const int64_t super_k = mma_super_k(static_cast<int>(bits));
     const int64_t tiles = (N + 31) / 32 * 2, U = (K + super_k - 1) / super_k;
     TORCH_CHECK(codes.is_cuda() && codes.scalar_type() == at::kInt && codes.is_contiguous() &&
-                    codes.sizes() == at::IntArrayRef({tiles, U, super_k / 256 * bits, 32, 4}),
-                "codes must be contiguous int32 (", Dec(tiles).s, ", ", Dec(U).s, ", ", Dec(super_k / 256 * bits).s, ", 32, 4)");
+                    codes.sizes() == at::IntArrayRef({tiles, U, super_k / 64 * bits / 4, 32, 4}),
+                "codes must be contiguous int32 (", Dec(tiles).s, ", ", Dec(U).s, ", ", Dec(super_k / 64 * bits / 4).s, ", 32, 4)");
     TORCH_CHECK(reinterpret_cast<uintptr_t>(codes.data_ptr()) % 16 == 0, "codes must be 16-byte aligned");
     check_on(x, codes, "x");
     TORCH_CHECK(x.dim() == 2 && x.size(1) == K, "x must be (M, ", Dec(K).s, ")");
