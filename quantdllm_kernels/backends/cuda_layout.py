@@ -204,8 +204,8 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True) -> torch.
     """y (M, N) fp32 computed the way the kernel does: per 64-code chunk and step, the A fragment
     of every lane (PTX m16n8k16 layout: register j holds rows g + 8*(j & 1), columns
     2q + 8*(j >> 1) + {0, 1}) is decoded from the words as magic + f*code (rows g + 8: f = 16 for
-    fp16 4-bit, whose odd nibbles the kernel takes unshifted; f = 4 for 2/3-bit), the B fragment is filled from the lane's
-    x loads (x[16q + 4s + {0, 1}] -> columns 2q + {0, 1}; x[16q + 4s + {2, 3}] -> 2q + 8 + {0, 1}),
+    fp16 4-bit, whose odd nibbles the kernel takes unshifted; f = 4 for 2/3-bit), the B fragment
+    is filled from the lane's x loads (x[16q + 4s + {0, 1}] -> columns 2q + {0, 1}; x[16q + 4s + {2, 3}] -> 2q + 8 + {0, 1}),
     A @ B and 1 @ B accumulate per group, and each group ends with acc += s/f * G + (z - magic*s/f) * X.
     ``post=False`` decodes as the kernels that scale before the mma do (M > 8, lut_wgmma: f = 1 for
     every row). Slow; for tests at small shapes."""
