@@ -15,8 +15,9 @@
 //    each 16-byte load of a warp is one coalesced 512-byte run (3-bit lanes' 48 bytes side by side
 //    made each load touch 12 lines: ncu's LG throttle, twentieth session). Inside a word, the two
 //    halves of an A register sit 16 bits apart, so (word >> shift) & mask | magic is an fp16/bf16
-//    pair (1024 + c or 128 + c): one LOP3 per two weights. 3-bit codes are a 2-bit plane plus a 1-bit plane (its bits for rows g and g + 8 of a k
-//    pair two apart, so one shift serves both: Decode in mma_fragments.cuh).
+//    pair (1024 + c or 128 + c): one LOP3 per two weights. 3-bit codes are a 2-bit plane plus a
+//    1-bit plane (its bits for rows g and g + 8 of a k pair two apart, so one shift serves both:
+//    Decode in mma_fragments.cuh).
 //  * Scales: per (tile, group, row8) the four values (s_r, s_r+8, z_r, z_r+8) in 8 bytes.
 //
 // Scaling after the mma (M <= 8; groups of >= 64 codes, so each 16-k mma step lies in one group;
