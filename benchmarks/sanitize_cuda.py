@@ -2,7 +2,7 @@
 every kernel path once -- GEMV with and without the K split, dequant + cuBLAS, each LUT kind,
 3-bit straddling codes, group sizes 32 and per-row, timestep bias and LUT sets, and the tensor-core
 path (lut_mma) with and without its K split (both of its reductions), and the wgmma path
-(lut_wgmma) at every token tile and with K splits."""
+(lut_wgmma) at every token tile and with K splits, x permuted by the pre-pass and read as stored."""
 import itertools
 import os
 
@@ -78,7 +78,20 @@ def main():
             want = qd.lut_matmul(x, qw, bias, backend="torch").double()
             want += ts_bias[torch.searchsorted(bounds, t, right=True)].double()
             worst = max(worst, rel_error(y, want))
+        # x as stored (no in_scale): 2/3-bit codes exchanged inside each lane quad, 4-bit reordered;
+        # a partial last super-chunk (K = 704), whole tiles and a K split
+        os.environ["QUANTDLLM_WGMMA_PREPASS"] = "0"
+        for bits in (2, 3, 4):
+            qn = qd.quantize_weight(torch.randn(200, 704, generator=gen), bits=bits, group_size=64, method="rtn").to("cuda")
+            mn = cb.mma_pack(qn, torch.float16)
+            for bn, ks in (("256", "1"), ("64", "2")):
+                os.environ["QUANTDLLM_WGMMA_BN"], os.environ["QUANTDLLM_WGMMA_KSPLIT"] = bn, ks
+                x = torch.randn(300, 704, generator=gen).half().cuda()
+                y = torch.ops.quantdllm.lut_wgmma(x, mn.codes, mn.sz, mn.N, mn.K, mn.bits, mn.group_shift, None,
+                                                  bias, None, None, None)
+                worst = max(worst, rel_error(y, qd.lut_matmul(x, qn, bias, backend="torch")))
         del os.environ["QUANTDLLM_WGMMA_BN"], os.environ["QUANTDLLM_WGMMA_KSPLIT"], os.environ["QUANTDLLM_WGMMA_SPLIT_FROM"]
+        del os.environ["QUANTDLLM_WGMMA_PREPASS"]
     torch.cuda.synchronize()
     print(f"sanitize cases done, worst rel error {worst:.2e}")
     assert worst < 1e-2

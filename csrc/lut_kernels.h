@@ -94,7 +94,7 @@ struct MmaArgs {
     int cluster_sum = 0;       // lut_mma: the K slices of a tile are one cluster, summed in shared memory
     const void* x = nullptr;   // (M, K) contiguous
     DType x_dtype = DType::F16;
-    bool x_natural = false;    // lut_wgmma: x as stored, not permuted (4-bit codes, no in_scale)
+    bool x_natural = false;    // lut_wgmma: x as stored, not permuted (no in_scale)
     int M = 0;
     const void* in_scale = nullptr;  // (K) in x's dtype, or null
     const void* bias = nullptr; DType bias_dtype = DType::F16;
@@ -129,8 +129,8 @@ cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stre
 
 // ---- Large-M tensor-core path on sm_90a (csrc/lut_wgmma.cu): the same weight layout as lut_mma, wgmma
 // with the dequantized W in registers. Two ways to pass x:
-// - a.x_natural (4-bit codes, no in_scale): x as stored; the kernel reorders the codes inside each
-//   lane quad instead. It waits for the launch before it (griddepcontrol.wait) before any global
+// - a.x_natural (no in_scale): x as stored; the kernel reorders the codes inside each lane quad
+//   instead. It waits for the launch before it (griddepcontrol.wait) before any global
 //   read, so callers need no care.
 // - otherwise x goes through launch_permute_x first (k in the layout's fragment order, in_scale
 //   folded in); launch_lut_wgmma then reads a.x as that copy and ignores a.in_scale, with the

@@ -10,9 +10,9 @@
 // 16 consecutive k with two 16-byte loads (lut_mma.cu's header), while wgmma reads B from shared
 // memory in natural fragment order. Either x is permuted the same way once per call by a pre-pass
 // (launch_permute_x, in_scale folded in: M*K*2 bytes each way, ~3 µs of a (4096, 4096) M = 512
-// call), or, for 4-bit codes without in_scale (XNAT), x is read as stored and each lane quad
-// reorders its code words instead (quad_transpose4: ~19 instructions per chunk, which slow the loop
-// by 2-4% at 256-token tiles and ~18% at 128; the op takes it from M = 256). Then one
+// call), or, without in_scale (XNAT), x is read as stored and each lane quad reorders its codes
+// instead (4-bit: quad_transpose4, ~19 instructions per chunk, which slow the loop by 2-4% at
+// 256-token tiles and ~18% at 128; 2/3-bit: QuadSwap, 12 / 18; the op takes it from M = 256). Then one
 // thread per block copies each 64-k chunk of it with a TMA box copy (64 k x BN tokens, 128-byte
 // swizzle: the canonical K-major layout of a wgmma descriptor, 8-row groups 1024 bytes apart; rows
 // past M read as zeros) that completes on the stage's mbarrier. The copies had been eight 16-byte
@@ -246,20 +246,58 @@ __device__ __forceinline__ void quad_transpose4(uint32_t (&w)[4], int q) {
         w[0] = w[2], w[1] = w[3], w[2] = t0, w[3] = t1;
     }
 }
+
+// x as stored (XNAT), 2/3-bit: the data lane q needs for step st sits in lane st's words (as for
+// 4-bit), but in 2-bit fields: a word of the 2-bit plane holds lane q's fields at position bits
+// b2 = q & 1, b3 = q >> 1 (nibble q of each half), a word of the 1-bit plane at b0 = q & 1,
+// b2 = q >> 1. Two butterfly stages per word swap a bit of the quad index with that position bit
+// (cuda_layout.quad_exchange emulates them): the lanes whose bit differs trade the bits meant for
+// each other, each rotating its word by 2^P toward the partner's slots, one shuffle and one LOP3.
+// Afterwards the position bits hold the source lane's (= the step's) bits, at places that depend on
+// no lane: DecodeNat reads them with constant shifts. 3 instructions per word and stage: 12 per
+// chunk at 2-bit, 18 at 3-bit, against the pre-pass's M x K x 2 bytes each way.
+struct QuadSwap {
+    uint32_t amt, keep;  // the rotate (left, mod 32) and the own bits' mask of this lane
+    __device__ __forceinline__ QuadSwap(int q, int lane_bit, int pos_bit) {
+        constexpr uint32_t m0[4] = {0x55555555u, 0x33333333u, 0x0F0F0F0Fu, 0x00FF00FFu};  // position bit P == 0
+        const bool one = (q >> lane_bit) & 1;
+        amt = one ? 1u << pos_bit : 32u - (1u << pos_bit);
+        keep = one ? ~m0[pos_bit] : m0[pos_bit];
+    }
+    __device__ __forceinline__ uint32_t operator()(uint32_t v, int lane_xor) const {
+        const uint32_t r = __shfl_xor_sync(0xFFFFFFFFu, __funnelshift_l(v, v, amt), lane_xor);
+        return (v & keep) | (r & ~keep);
+    }
+};
+
+// A register j of step st of chunk c from the exchanged words (f = 1): the 2-bit plane's word
+// 2c + (j >> 1) at 4 st + 2 (j & 1), the 1-bit plane's (word 8 + c) at 8 (j >> 1) + 4 (st >> 1) +
+// (st & 1) + 2 (j & 1).
+template <typename T, int BITS>
+struct DecodeNat {
+    static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int st, int j) {
+        constexpr uint32_t magic = Pair<T>::kMagic;
+        const int jp = j >> 1, odd = j & 1;
+        const uint32_t lo = w[2 * c + jp] >> (4 * st + 2 * odd);
+        if constexpr (BITS == 2) return lop3_and_or(lo, 0x00030003u, magic);
+        const uint32_t hi = Decode<T, BITS, false>::shr(w[8 + c], 8 * jp + 4 * (st >> 1) + (st & 1) + 2 * odd - 2);
+        return lop3_and_or(lo, 0x00030003u, lop3_and_or(hi, 0x00040004u, magic));
+    }
+};
 #endif
 
 template <typename T, int BITS, int BN, bool XNAT>
 __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a, const WgmmaPlan p,
                                                                     const __grid_constant__ CUtensorMap xmap) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    static_assert(!XNAT || BITS == 4, "x as stored: 4-bit codes only");
     // Without the pre-pass, the launch before this one is the caller's, which may write anything
     // this one reads (x, t, even the weights): wait for it before the first global read.
     if constexpr (XNAT) dev::pdl_wait();
     using P = Pair<T>;
     using L = Layout<BITS>;
     using W = WPlan<BITS, BN>;
-    using D = Decode<T, BITS, false>;
+    // the decode: x as stored at 2/3 bits reads the exchanged words (DecodeNat)
+    using DX = std::conditional_t<XNAT && BITS != 4, DecodeNat<T, BITS>, Decode<T, BITS, false>>;
     constexpr int CH = W::CH, V = W::V, S = kXStages<BN>, AHEAD = kAhead<BN>;
     MMA_TRACE(a, 0, global_ns());
     MMA_TRACE(a, 1, clock64());
@@ -456,7 +494,13 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                 asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
                              : "=r"(cw[4 * v]), "=r"(cw[4 * v + 1]), "=r"(cw[4 * v + 2]), "=r"(cw[4 * v + 3])
                              : "r"(my_slot0 + so + v * 512));
-            if constexpr (XNAT) quad_transpose4(cw, q);
+            if constexpr (XNAT && BITS == 4) quad_transpose4(cw, q);
+        }
+        if constexpr (XNAT && BITS != 4) {  // this chunk's words; (lane bit, position bit) per plane and stage
+            const QuadSwap xlo0(q, 0, 2), xlo1(q, 1, 3), xhi0(q, 0, 0), xhi1(q, 1, 2);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) cw[2 * c + h] = xlo1(xlo0(cw[2 * c + h], 1), 2);
+            if constexpr (BITS == 3) cw[8 + c] = xhi1(xhi0(cw[8 + c], 1), 2);
         }
         uint2 szv;
         asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(szv.x), "=r"(szv.y) : "r"(my_sz0 + so + c * 256));
@@ -466,7 +510,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int st = 0; st < 4; ++st) {
 #pragma unroll
             for (int jj = 0; jj < 4; ++jj)
-                A[par][st][jj] = u32(__hfma2(__hsub2(P::bits(D::a_reg(cw, c, st, jj)), magic), sc[jj & 1], zr[jj & 1]));
+                A[par][st][jj] = u32(__hfma2(__hsub2(P::bits(DX::a_reg(cw, c, st, jj)), magic), sc[jj & 1], zr[jj & 1]));
             pin(A[par][st]);
         }
     };
@@ -767,12 +811,8 @@ bool with_wgmma_kernel(DType dt, int bits, int bn, bool x_natural, F&& f) {
             else ok = false;
         };
         auto by_bn = [&](auto b) {
-            if constexpr (decltype(b)::value == 4) {
-                if (x_natural) return by_tile(b, std::true_type{});
-            } else if (x_natural) {
-                return;  // x as stored: 4-bit only (launch_lut_wgmma rejects the rest first)
-            }
-            by_tile(b, std::false_type{});
+            if (x_natural) by_tile(b, std::true_type{});
+            else by_tile(b, std::false_type{});
         };
         dispatch_mma_bits(bits, by_bn);
     });
@@ -888,7 +928,7 @@ cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K
 }  // namespace
 
 // a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), or with
-// a.x_natural (4-bit, no in_scale) x as stored; 16-byte aligned either way.
+// a.x_natural (no in_scale) x as stored; 16-byte aligned either way.
 cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t stream) {
     const int bn = p.bn;
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
@@ -907,7 +947,7 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
         return cudaErrorInvalidValue;  // the timestep chunk is one 64-k chunk: T <= 64
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
-    if (a.x_natural && (a.bits != 4 || a.in_scale)) return cudaErrorInvalidValue;
+    if (a.x_natural && a.in_scale) return cudaErrorInvalidValue;
     CUtensorMap xmap;
     if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.K, bn); e != cudaSuccess) return e;
     MmaArgs args = a;

@@ -323,14 +323,15 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     if (a.M == 0) return y;
     a.y = y.data_ptr();
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-    // 4-bit codes without in_scale at M >= 256: x as stored (the kernel reorders the codes in
-    // registers); otherwise the pre-pass. Measured (H200, sixteenth session, x_as_stored_ab_s16_call4.txt):
+    // Codes without in_scale at M >= 256: x as stored (the kernel reorders the codes in registers;
+    // 2/3-bit since the twenty-first session); otherwise the pre-pass. Measured for 4-bit (H200, sixteenth
+    // session, x_as_stored_ab_s16_call4.txt):
     // x as stored is 0.8-1.8 µs faster at M = 256 on three shapes and 0.6-2.7 µs slower at M = 32-128
     // (there the reorder's instructions show beside shorter wgmmas, and x is small). The knob
     // QUANTDLLM_WGMMA_PREPASS (read per call, as wgmma_plan's): 1 forces the pre-pass, 0 x as stored
     // wherever it can run (tests, benchmarks).
     const char* prepass_knob = std::getenv("QUANTDLLM_WGMMA_PREPASS");
-    const bool can_natural = a.bits == 4 && !a.in_scale;
+    const bool can_natural = !a.in_scale;
     a.x_natural = can_natural && (prepass_knob ? std::atoi(prepass_knob) == 0 : a.M >= 256);
     at::Tensor xp;
     if (!a.x_natural) {

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from quantdllm_kernels.backends.cuda_layout import (affine_codebook, emulate_lut_mma, mma_support, pack_for_mma,
-                                                    super_k)
+                                                    quad_exchange, super_k)
 from quantdllm_kernels.quantizers import quantize_weight
 from quantdllm_kernels.reference import dequantize
 from quantdllm_kernels.testing import kernel_tolerance, random_qweight, rel_error
@@ -34,6 +34,39 @@ def test_emulated_kernel_is_exact_on_rtn_codebooks(bits, group_size, dtype, post
     x = torch.randn(3, K, generator=gen).to(dtype)
     y = emulate_lut_mma(pack_for_mma(qw, dtype), x, post=post)
     assert rel_error(y, reference(x, qw)) <= 1e-6
+
+
+@pytest.mark.parametrize("bits", [2, 3])
+@pytest.mark.parametrize("group_size", [64, None])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_emulated_x_as_stored_exchange_is_exact(bits, group_size, dtype, gen):
+    # lut_wgmma reading x as stored at 2/3 bits: the quad's bit exchange, then the natural decode
+    K = 192 if group_size == 64 else 512
+    qw = affine_qweight(40, K, bits, group_size, gen, dtype=dtype)
+    x = torch.randn(3, K, generator=gen).to(dtype)
+    mw = pack_for_mma(qw, dtype)
+    assert rel_error(emulate_lut_mma(mw, x, post=False, x_natural=True), reference(x, qw)) <= 1e-6
+
+
+def test_quad_exchange_moves_the_lane_bit(gen):
+    # after a stage, position bit P of lane q's word holds the source lane's bit: a word whose bits are
+    # all its lane's bit L comes back with position bit P = (position's source lane bit)
+    lane = torch.arange(32)
+    for lane_bit, pos_bit in [(0, 0), (0, 2), (1, 2), (1, 3)]:
+        w = torch.randint(0, 2**32, (5, 32), generator=gen, dtype=torch.int64)
+        out = quad_exchange(w, lane_bit, pos_bit)
+        partner = lane ^ (1 << lane_bit)
+        for p in range(32):
+            own = ((lane % 4) >> lane_bit) & 1
+            src_bit = (p >> pos_bit) & 1  # the source lane's bit L, now at position bit P
+            src_lane = torch.where(src_bit == own, lane, partner)
+            src_pos = p ^ ((src_bit ^ own) << pos_bit)  # a partner's bit sat at position bit P = own
+            got = (out[:, lane] >> p) & 1
+            want = (w[:, src_lane] >> src_pos) & 1
+            assert torch.equal(got, want), (lane_bit, pos_bit, p)
+    with pytest.raises(ValueError, match="x_natural"):
+        emulate_lut_mma(pack_for_mma(affine_qweight(32, 128, 4, 64, gen), torch.float16), torch.zeros(1, 128).half(),
+                        post=False, x_natural=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -48,13 +48,15 @@ def test_matches_reference(bits, group_size, dtype, in_scale, gen):
 @pytest.mark.parametrize("bn", ["64", "128/2", "256", "256/2"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("group_size", [64, 128, None])
-def test_x_as_stored(bn, dtype, group_size, gen, monkeypatch):
-    """4-bit codes without in_scale can read x as stored (the codes reordered inside each lane quad;
-    the op's default from M = 256) instead of through the pre-pass: both forms, forced by
-    QUANTDLLM_WGMMA_PREPASS = 0 / 1, vs the exact product and each other, per tile and K split
-    ("BN/slices"), partial tiles, bias and a per-row timestep bias."""
-    N, K = 333, 1280
-    qw = rtn(N, K, 4, group_size, dtype, gen)
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_x_as_stored(bits, bn, dtype, group_size, gen, monkeypatch):
+    """Codes without in_scale can read x as stored (4-bit: the code words reordered inside each lane
+    quad; 2/3-bit: code bits exchanged inside it) instead of through the pre-pass: both forms, forced
+    by QUANTDLLM_WGMMA_PREPASS = 0 / 1, vs the exact product and each other, per tile and K split
+    ("BN/slices"), partial tiles (2/3-bit: a partial last super-chunk), bias and a per-row timestep
+    bias."""
+    N, K = 333, 1280 if bits == 4 else 1344
+    qw = rtn(N, K, bits, group_size, dtype, gen)
     mw = cb.mma_pack(qw, dtype)
     bias = torch.randn(N, generator=gen).to(dtype).cuda()
     bounds = torch.tensor([0.25, 0.5, 0.75], device="cuda")

@@ -30,7 +30,8 @@ import torch
 
 from ..format import QuantizedWeight
 
-__all__ = ["MmaWeight", "mma_support", "affine_scale_zero", "pack_for_mma", "emulate_lut_mma", "super_k", "lane_words"]
+__all__ = ["MmaWeight", "mma_support", "affine_scale_zero", "pack_for_mma", "emulate_lut_mma", "super_k", "lane_words",
+           "quad_exchange"]
 
 _CHUNKS = {4: 1, 2: 2, 3: 4}  # 64-code chunks per super-chunk (16 bytes a lane for 2/4 bits, 48 for 3)
 
@@ -200,7 +201,53 @@ def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) ->
     return out
 
 
-def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True) -> torch.Tensor:
+# x as stored at 2/3 bits (lut_wgmma's x_natural, csrc/lut_wgmma.cu QuadSwap): wgmma step st at
+# lane q needs k = 16 st + 2q + 8 jp + {0, 1}, which the layout put in lane st's words. Two butterfly
+# stages per word swap a bit of the lane's quad index with the bit of the word position that holds it:
+# (lane bit, position bit) for the 2-bit plane, then for the 1-bit plane.
+_XCHG_STAGES = {"lo": ((0, 2), (1, 3)), "hi": ((0, 0), (1, 2))}
+_M0 = (0x55555555, 0x33333333, 0x0F0F0F0F, 0x00FF00FF)  # positions whose bit P is 0, P = 0..3
+
+
+def quad_exchange(w: torch.Tensor, lane_bit: int, pos_bit: int) -> torch.Tensor:
+    """The kernel's ``QuadSwap`` on int64 words ``w (..., 32 lanes)``: lanes q and q ^ (1 << lane_bit)
+    trade the bits whose position bit ``pos_bit`` differs from their own lane bit; afterwards that
+    position bit holds the source lane's bit. Each lane rotates its word (left by 2^P where its lane
+    bit is 1, right where 0), the partner's rotated word arrives by one shuffle, and one LOP3 keeps
+    the own bits."""
+    lane = torch.arange(32, device=w.device)
+    lb = ((lane % 4) >> lane_bit) & 1
+    m0 = _M0[pos_bit]
+    keep = torch.where(lb == 1, m0 ^ 0xFFFFFFFF, m0)
+    amt = torch.where(lb == 1, 1 << pos_bit, 32 - (1 << pos_bit))
+    send = ((w << amt) | (w >> (32 - amt))) & 0xFFFFFFFF
+    recv = send[..., lane ^ (1 << lane_bit)]
+    return (w & keep) | (recv & (keep ^ 0xFFFFFFFF))
+
+
+def _natural_words(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Lane words ``(..., 32, words)`` of one super-chunk after the kernel's exchange (2/3-bit)."""
+    out = w.clone()
+    for c in range(_CHUNKS[bits]):
+        idx = [(2 * c, "lo"), (2 * c + 1, "lo")] + ([(8 + c, "hi")] if bits == 3 else [])
+        for i, plane in idx:
+            v = out[..., i]
+            for lane_bit, pos_bit in _XCHG_STAGES[plane]:
+                v = quad_exchange(v, lane_bit, pos_bit)
+            out[..., i] = v
+    return out
+
+
+def _a_payload_natural(w: torch.Tensor, bits: int, c: int, st: int, j: int) -> torch.Tensor:
+    """``DecodeNat::a_reg`` (lut_wgmma.cu) on exchanged words: register j of step st, f = 1."""
+    jp, odd = j >> 1, j & 1
+    out = (w[..., 2 * c + jp] >> (4 * st + 2 * odd)) & 0x00030003
+    if bits == 3:
+        out = out | (_shr(w[..., 8 + c], 8 * jp + 4 * (st >> 1) + (st & 1) + 2 * odd - 2) & 0x00040004)
+    return out
+
+
+def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural: bool = False) -> torch.Tensor:
     """y (M, N) fp32 computed the way the kernel does: per 64-code chunk and step, the A fragment
     of every lane (PTX m16n8k16 layout: register j holds rows g + 8*(j & 1), columns
     2q + 8*(j >> 1) + {0, 1}) is decoded from the words as magic + f*code (rows g + 8: f = 16 for
@@ -208,10 +255,16 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True) -> torch.
     is filled from the lane's x loads (x[16q + 4s + {0, 1}] -> columns 2q + {0, 1}; x[16q + 4s + {2, 3}] -> 2q + 8 + {0, 1}),
     A @ B and 1 @ B accumulate per group, and each group ends with acc += s/f * G + (z - magic*s/f) * X.
     ``post=False`` decodes as the kernels that scale before the mma do (M > 8, lut_wgmma: f = 1 for
-    every row). Slow; for tests at small shapes."""
+    every row). ``x_natural`` (2/3-bit, before the mma) is lut_wgmma reading x as stored: the lanes
+    of a quad exchange code bits first (``quad_exchange``) and step st multiplies x[16 st : 16 st + 16]
+    in natural order. Slow; for tests at small shapes."""
     bits, K, N = mw.bits, mw.K, mw.N
+    if x_natural and (post or bits not in (2, 3)):
+        raise ValueError("x_natural emulates the 2/3-bit decode before the mma (post=False, bits 2 or 3)")
     tiles, U = mw.codes.shape[:2]
     w = lane_words(mw.codes).to(torch.int64) & 0xFFFFFFFF
+    if x_natural:
+        w = _natural_words(w, bits)
     sz = mw.sz.double()
     half = mw.sz.dtype == torch.float16
     magic = 1024.0 if half else 128.0
@@ -234,12 +287,17 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True) -> torch.
                 for lane in range(32):
                     g, q = lane // 4, lane % 4
                     for j in range(4):
-                        pair = _a_payload(w[:, u, lane], bits, c, s, j, f_hi)
+                        if x_natural:
+                            pair = _a_payload_natural(w[:, u, lane], bits, c, s, j)
+                        else:
+                            pair = _a_payload(w[:, u, lane], bits, c, s, j, f_hi)
                         for h in range(2):
                             A[:, g + 8 * (j & 1), 2 * q + 8 * (j >> 1) + h] = magic + ((pair >> (16 * h)) & 0xFFFF).double()
                     base = kc + 16 * q + 4 * s
                     B[:, 2 * q], B[:, 2 * q + 1] = xf[:, base], xf[:, base + 1]
                     B[:, 2 * q + 8], B[:, 2 * q + 9] = xf[:, base + 2], xf[:, base + 3]
+                if x_natural:
+                    B = xf[:, kc + 16 * s: kc + 16 * s + 16].clone()
                 G += torch.einsum("trf,mf->mtr", A, B)
                 X += B.sum(1)
             if ((kc + 64) & gmask) == 0 or kc + 64 >= K:
