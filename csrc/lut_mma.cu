@@ -346,7 +346,8 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
 #endif
     // M <= 8 (one token tile): scales after the mma, per group (header). Larger M: the mma count
     // grows with the token tiles while the dequant does not, so the extra mma for sum x and the fold
-    // cost more than they save; there w = (magic + c - magic) * s + z is built before the mma.
+    // cost more than they save; there w = (magic + c - magic) * s + z is built before the mma (rows
+    // g + 8 with magic/f: Decode).
     constexpr bool kPost = NT == 1;
     using D = Decode<T, BITS, kPost>;
 
@@ -375,7 +376,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     const int kend = min(a.K, u_end * L::kSuper);
     const Ring<BITS, NT> ring(dev::smem_u32(red), warp, lane);
     const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
-    const typename P::T2 magic = P::bits(P::kMagic);
+    const typename P::T2 mg[2] = {P::bits(P::kMagic), P::bits(D::kMagicHi)};  // rows g, g + 8 (Decode)
     using Ops = ChunkOps<NT, !kXRing<BITS, NT> && NT <= 4, !kXRing<BITS, NT>, IS>;
     RingFeed<BITS, NT, T> feed(a, x, szp, tile0, U, u_begin, m0, lane);
     Ops ops[R];
@@ -421,7 +422,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
                     for (int st = 0; st < 4; ++st)
 #pragma unroll
                         for (int j = 0; j < 4; ++j)
-                            A[i][st][j] = u32(__hfma2(__hsub2(P::bits(D::a_reg(cw[i], c, st, j)), magic), sc[j & 1], zr[j & 1]));
+                            A[i][st][j] = u32(__hfma2(__hsub2(P::bits(D::a_reg(cw[i], c, st, j)), mg[j & 1]), sc[j & 1], zr[j & 1]));
                 }
             } else {
 #pragma unroll

@@ -270,18 +270,20 @@ struct QuadSwap {
     }
 };
 
-// A register j of step st of chunk c from the exchanged words (f = 1): the 2-bit plane's word
-// 2c + (j >> 1) at 4 st + 2 (j & 1), the 1-bit plane's (word 8 + c) at 8 (j >> 1) + 4 (st >> 1) +
-// (st & 1) + 2 (j & 1).
+// A register j of step st of chunk c from the exchanged words: the 2-bit plane's word 2c + (j >> 1)
+// at 4 st + 2 (j & 1), the 1-bit plane's (word 8 + c) at 8 (j >> 1) + 4 (st >> 1) + (st & 1) + 2 (j & 1);
+// rows g + 8 at f = 4 with magic/4, as Decode's: one shift per plane and k pair.
 template <typename T, int BITS>
 struct DecodeNat {
+    using D = Decode<T, BITS, false>;
+    static constexpr uint32_t kMagicHi = D::kMagicHi;
     static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int st, int j) {
-        constexpr uint32_t magic = Pair<T>::kMagic;
         const int jp = j >> 1, odd = j & 1;
-        const uint32_t lo = w[2 * c + jp] >> (4 * st + 2 * odd);
-        if constexpr (BITS == 2) return lop3_and_or(lo, 0x00030003u, magic);
-        const uint32_t hi = Decode<T, BITS, false>::shr(w[8 + c], 8 * jp + 4 * (st >> 1) + (st & 1) + 2 * odd - 2);
-        return lop3_and_or(lo, 0x00030003u, lop3_and_or(hi, 0x00040004u, magic));
+        const uint32_t magic = odd ? kMagicHi : Pair<T>::kMagic;
+        const uint32_t lo = w[2 * c + jp] >> (4 * st), mask = odd ? 0x000C000Cu : 0x00030003u;
+        if constexpr (BITS == 2) return lop3_and_or(lo, mask, magic);
+        const uint32_t hi = D::shr(w[8 + c], 8 * jp + 4 * (st >> 1) + (st & 1) - 2);
+        return lop3_and_or(lo, mask, lop3_and_or(hi, odd ? 0x00100010u : 0x00040004u, magic));
     }
 };
 #endif
@@ -472,7 +474,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         wgmma_commit();
         wgmma_wait<0>();
     }
-    const typename P::T2 magic = P::bits(P::kMagic);
+    const typename P::T2 mg[2] = {P::bits(P::kMagic), P::bits(DX::kMagicHi)};  // rows g, g + 8 (Decode)
     // Two register sets of A and of the descriptors, by chunk parity: chunk i + 1 is decoded while
     // chunk i's wgmmas run. The compiler sees a wgmma as a synchronous asm that has consumed its
     // inputs, so each set is pinned until the wait that retires its chunk (else chunk i + 1's A
@@ -510,7 +512,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int st = 0; st < 4; ++st) {
 #pragma unroll
             for (int jj = 0; jj < 4; ++jj)
-                A[par][st][jj] = u32(__hfma2(__hsub2(P::bits(DX::a_reg(cw, c, st, jj)), magic), sc[jj & 1], zr[jj & 1]));
+                A[par][st][jj] = u32(__hfma2(__hsub2(P::bits(DX::a_reg(cw, c, st, jj)), mg[jj & 1]), sc[jj & 1], zr[jj & 1]));
             pin(A[par][st]);
         }
     };

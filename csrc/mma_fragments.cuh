@@ -25,6 +25,7 @@ template <typename T> struct Pair;
 template <> struct Pair<__half> {
     using T2 = __half2;
     static constexpr uint32_t kMagic = 0x64006400u;  // 1024.0 | c = 1024 + c exactly (c < 1024)
+    static constexpr uint32_t kExpOne = 0x04000400u;  // one in both halves' exponent fields: - is / 2
     static constexpr uint32_t kOnes = 0x3C003C00u;
     static constexpr float kMagicF = 1024.f;
     static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2half2(bits(v)); }
@@ -35,6 +36,7 @@ template <> struct Pair<__half> {
 template <> struct Pair<__nv_bfloat16> {
     using T2 = __nv_bfloat162;
     static constexpr uint32_t kMagic = 0x43004300u;  // 128.0 | c = 128 + c exactly (c < 128)
+    static constexpr uint32_t kExpOne = 0x00800080u;
     static constexpr uint32_t kOnes = 0x3F803F80u;
     static constexpr float kMagicF = 128.f;
     static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2bfloat162(bits(v)); }
@@ -55,20 +57,25 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t
 }
 
 // A register `j` (rows g + 8*(j & 1)) of step `s` of chunk `c` as magic + f*code pairs (layout above).
-// After-the-mma scaling (POST) lets the rows g + 8 take f != 1, so that both rows of a k pair share
-// one shift and differ in their masks: fp16 4-bit takes the odd nibbles in place (f = 16), 2- and
-// 3-bit take the odd rows' codes two bits up (f = 4: magic + 4*7 is exact in bf16 too). 3-bit adds a
-// 1-bit plane, laid out so that one shift of its word serves both rows: 2 LOP3 per register and one
-// shift per plane and k pair (sm_90a, M <= 8: ~6 instructions per register before).
+// The rows g + 8 take f != 1, so that both rows of a k pair share one shift and differ in their
+// masks: fp16 4-bit takes the odd nibbles in place (f = 16), 2- and 3-bit take the odd rows' codes two
+// bits up (f = 4). 3-bit adds a 1-bit plane, laid out so that one shift of its word serves both rows:
+// 2 LOP3 per register and one shift per plane and k pair (sm_90a, M <= 8: ~6 instructions per
+// register before). The magic ORed into rows g + 8 (kMagicHi): after the mma (POST) the common one,
+// 1024 + f*c, which the group's scale s/f undoes; before it magic/f, whose ulp is 1/f, so that
+// (magic/f) | f*c reads magic/f + c exactly (f*c < 1024 in fp16; bf16 f = 4: 4*7 < 128), and the
+// pre-mma subtraction of magic/f leaves c: w = c*s + z as with f = 1, one shift fewer per k pair
+// (twenty-first session; before it the pre-mma decode shifted each row).
 template <typename T, int BITS, bool POST>
 struct Decode {
-    static constexpr bool kHiNibble = POST && BITS == 4 && std::is_same_v<T, __half>;
-    static constexpr bool kHiQuad = POST && (BITS == 2 || BITS == 3);
+    static constexpr bool kHiNibble = BITS == 4 && std::is_same_v<T, __half>;
+    static constexpr bool kHiQuad = BITS == 2 || BITS == 3;
     static constexpr float kFactorHi = kHiNibble ? 16.f : kHiQuad ? 4.f : 1.f;  // f of rows g+8 (rows g: 1)
+    static constexpr uint32_t kMagicHi = POST ? Pair<T>::kMagic : Pair<T>::kMagic - (kHiNibble ? 4 : kHiQuad ? 2 : 0) * Pair<T>::kExpOne;
     static __device__ __forceinline__ uint32_t shr(uint32_t v, int n) { return n >= 0 ? v >> n : v << -n; }
     static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int s, int j) {
-        constexpr uint32_t magic = Pair<T>::kMagic;
         const int jp = j >> 1, odd = j & 1;  // k pair, row g + 8
+        const uint32_t magic = odd ? kMagicHi : Pair<T>::kMagic;
         if constexpr (kHiNibble) {
             const uint32_t v = jp ? w[s] >> 8 : w[s];
             return lop3_and_or(v, odd ? 0x00F000F0u : 0x000F000Fu, magic);
@@ -76,14 +83,13 @@ struct Decode {
             return lop3_and_or(w[s] >> (4 * j), 0x000F000Fu, magic);
         } else {
             // 2-bit plane: rows g, g+8 of pair jp at bits 2*(4*(s & 1) + 2*jp) + {0, 2}
-            const int up = kHiQuad ? 0 : 2 * odd;
-            const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp) + up);
-            const uint32_t mask = kHiQuad && odd ? 0x000C000Cu : 0x00030003u;
+            const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp));
+            const uint32_t mask = odd ? 0x000C000Cu : 0x00030003u;
             if constexpr (BITS == 2) return lop3_and_or(lo, mask, magic);
             // 1-bit plane (word 8 + c): rows g, g+8 of pair jp at bits 4*s + jp + {0, 2}, moved to
-            // bits 2 / 4 (f = 4) or both to bit 2
-            const uint32_t hi = shr(w[8 + c], 4 * s + jp - 2 + (kHiQuad ? 0 : 2 * odd));
-            return lop3_and_or(lo, mask, lop3_and_or(hi, kHiQuad && odd ? 0x00100010u : 0x00040004u, magic));
+            // bits 2 / 4 (f = 4)
+            const uint32_t hi = shr(w[8 + c], 4 * s + jp - 2);
+            return lop3_and_or(lo, mask, lop3_and_or(hi, odd ? 0x00100010u : 0x00040004u, magic));
         }
     }
 };

@@ -5,8 +5,8 @@ test_cuda.py on a GPU."""
 import pytest
 import torch
 
-from quantdllm_kernels.backends.cuda_layout import (affine_codebook, emulate_lut_mma, mma_support, pack_for_mma,
-                                                    quad_exchange, super_k)
+from quantdllm_kernels.backends.cuda_layout import (affine_codebook, bits_value, decode_factor, emulate_lut_mma,
+                                                    magic_bits, mma_support, pack_for_mma, quad_exchange, super_k)
 from quantdllm_kernels.quantizers import quantize_weight
 from quantdllm_kernels.reference import dequantize
 from quantdllm_kernels.testing import kernel_tolerance, random_qweight, rel_error
@@ -46,6 +46,20 @@ def test_emulated_x_as_stored_exchange_is_exact(bits, group_size, dtype, gen):
     x = torch.randn(3, K, generator=gen).to(dtype)
     mw = pack_for_mma(qw, dtype)
     assert rel_error(emulate_lut_mma(mw, x, post=False, x_natural=True), reference(x, qw)) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_pre_mma_magic_reads_the_code(dtype):
+    # rows g + 8 before the mma: magic/f ORed with f*c is magic/f + c exactly, for every code, so
+    # subtracting magic/f leaves the code (no s/f, whose fp16 rounding could bite)
+    magic = 1024 if dtype == torch.float16 else 128
+    for bits in (2, 3, 4):
+        f = decode_factor(bits, dtype)
+        codes = torch.arange(1 << bits)
+        got = bits_value(magic_bits(dtype, f) | (f * codes), dtype)
+        assert torch.equal(got, magic / f + codes.double()), (bits, f)
+    assert magic_bits(torch.float16, 4) == 0x5C00 and magic_bits(torch.float16, 16) == 0x5400
+    assert magic_bits(torch.bfloat16, 4) == 0x4200 and magic_bits(torch.bfloat16) == 0x4300
 
 
 def test_quad_exchange_moves_the_lane_bit(gen):

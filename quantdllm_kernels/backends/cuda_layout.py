@@ -31,7 +31,7 @@ import torch
 from ..format import QuantizedWeight
 
 __all__ = ["MmaWeight", "mma_support", "affine_scale_zero", "pack_for_mma", "emulate_lut_mma", "super_k", "lane_words",
-           "quad_exchange"]
+           "quad_exchange", "decode_factor", "magic_bits"]
 
 _CHUNKS = {4: 1, 2: 2, 3: 4}  # 64-code chunks per super-chunk (16 bytes a lane for 2/4 bits, 48 for 3)
 
@@ -239,12 +239,31 @@ def _natural_words(w: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def _a_payload_natural(w: torch.Tensor, bits: int, c: int, st: int, j: int) -> torch.Tensor:
-    """``DecodeNat::a_reg`` (lut_wgmma.cu) on exchanged words: register j of step st, f = 1."""
+    """``DecodeNat::a_reg`` (lut_wgmma.cu) on exchanged words, without the magic: register j of step
+    st, rows g + 8 at f = 4 (one shift per plane and k pair)."""
     jp, odd = j >> 1, j & 1
-    out = (w[..., 2 * c + jp] >> (4 * st + 2 * odd)) & 0x00030003
+    out = (w[..., 2 * c + jp] >> (4 * st)) & (0x000C000C if odd else 0x00030003)
     if bits == 3:
-        out = out | (_shr(w[..., 8 + c], 8 * jp + 4 * (st >> 1) + (st & 1) + 2 * odd - 2) & 0x00040004)
+        out = out | (_shr(w[..., 8 + c], 8 * jp + 4 * (st >> 1) + (st & 1) - 2) & (0x00100010 if odd else 0x00040004))
     return out
+
+
+def decode_factor(bits: int, dtype: torch.dtype) -> int:
+    """f of rows g + 8 (``Decode::kFactorHi``): 16 for fp16 4-bit (odd nibbles in place), 4 for 2/3-bit."""
+    return 16 if bits == 4 and dtype == torch.float16 else 4 if bits in (2, 3) else 1
+
+
+def magic_bits(dtype: torch.dtype, f: int = 1) -> int:
+    """The 16-bit pattern of magic / f (``Decode::kMagicHi`` before the mma): magic = 1024 (fp16) or
+    128 (bf16), whose ulp is 1; magic / f has ulp 1/f, so its pattern ORed with f*c reads magic/f + c."""
+    base, one = (0x6400, 0x0400) if dtype == torch.float16 else (0x4300, 0x0080)  # exponent field's unit
+    return base - (f.bit_length() - 1) * one
+
+
+def bits_value(pattern: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """float64 values of 16-bit patterns (int64 tensor) read as ``dtype``."""
+    p = torch.where(pattern >= 2**15, pattern - 2**16, pattern).to(torch.int16)
+    return p.view(dtype).double()
 
 
 def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural: bool = False) -> torch.Tensor:
@@ -254,8 +273,9 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural
     fp16 4-bit, whose odd nibbles the kernel takes unshifted; f = 4 for 2/3-bit), the B fragment
     is filled from the lane's x loads (x[16q + 4s + {0, 1}] -> columns 2q + {0, 1}; x[16q + 4s + {2, 3}] -> 2q + 8 + {0, 1}),
     A @ B and 1 @ B accumulate per group, and each group ends with acc += s/f * G + (z - magic*s/f) * X.
-    ``post=False`` decodes as the kernels that scale before the mma do (M > 8, lut_wgmma: f = 1 for
-    every row). ``x_natural`` (2/3-bit, before the mma) is lut_wgmma reading x as stored: the lanes
+    ``post=False`` decodes as the kernels that scale before the mma do (M > 8, lut_wgmma): the same
+    fields, rows g + 8 ORed with magic/f instead (``magic_bits``), each A element read from its 16-bit
+    pattern minus that magic (= the code), and the group ends with acc += s * G + z * X. ``x_natural`` (2/3-bit, before the mma) is lut_wgmma reading x as stored: the lanes
     of a quad exchange code bits first (``quad_exchange``) and step st multiplies x[16 st : 16 st + 16]
     in natural order. Slow; for tests at small shapes."""
     bits, K, N = mw.bits, mw.K, mw.N
@@ -268,14 +288,17 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural
     sz = mw.sz.double()
     half = mw.sz.dtype == torch.float16
     magic = 1024.0 if half else 128.0
-    f_hi = 1 if not post else 16 if half and bits == 4 else 4 if bits in (2, 3) else 1  # Decode::kFactorHi
+    f_hi = decode_factor(bits, mw.sz.dtype)  # Decode::kFactorHi
+    # per row half (g, g + 8): the magic's pattern ORed in, and what the kernel subtracts from A
+    m_or = [magic_bits(mw.sz.dtype), magic_bits(mw.sz.dtype, 1 if post else f_hi)]
+    m_sub = [0.0, 0.0] if post else [bits_value(torch.tensor(m), mw.sz.dtype).item() for m in m_or]
     xf = (x.float() if mw.in_scale is None else (x * mw.in_scale).float()).double()
     M = x.shape[0]
     y = torch.zeros(M, tiles, 16, dtype=torch.float64)
     G = torch.zeros_like(y)
     X = torch.zeros(M, dtype=torch.float64)
     gmask = (1 << mw.group_shift) - 1 if mw.group_shift < 31 else (1 << 31) - 1
-    row_f = torch.tensor([1.0] * 8 + [f_hi] * 8, dtype=torch.float64)
+    row_f = torch.tensor([1.0] * 8 + [f_hi if post else 1] * 8, dtype=torch.float64)
     for u in range(U):
         for c in range(_CHUNKS[bits]):
             kc = u * super_k(bits) + 64 * c
@@ -292,7 +315,8 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural
                         else:
                             pair = _a_payload(w[:, u, lane], bits, c, s, j, f_hi)
                         for h in range(2):
-                            A[:, g + 8 * (j & 1), 2 * q + 8 * (j >> 1) + h] = magic + ((pair >> (16 * h)) & 0xFFFF).double()
+                            pat = m_or[j & 1] | ((pair >> (16 * h)) & 0xFFFF)
+                            A[:, g + 8 * (j & 1), 2 * q + 8 * (j >> 1) + h] = bits_value(pat, mw.sz.dtype) - m_sub[j & 1]
                     base = kc + 16 * q + 4 * s
                     B[:, 2 * q], B[:, 2 * q + 1] = xf[:, base], xf[:, base + 1]
                     B[:, 2 * q + 8], B[:, 2 * q + 9] = xf[:, base + 2], xf[:, base + 3]
@@ -303,7 +327,7 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural
             if ((kc + 64) & gmask) == 0 or kc + 64 >= K:
                 grp = kc >> mw.group_shift
                 sc = torch.cat([sz[:, grp, :, 0], sz[:, grp, :, 1]], 1) / row_f  # (tiles, 16) s/f
-                zr = torch.cat([sz[:, grp, :, 2], sz[:, grp, :, 3]], 1) - magic * sc
+                zr = torch.cat([sz[:, grp, :, 2], sz[:, grp, :, 3]], 1) - (magic * sc if post else 0)
                 y += sc * G + zr * X[:, None, None]
                 G.zero_()
                 X.zero_()
