@@ -12,7 +12,7 @@
 // (launch_permute_x, in_scale folded in: M*K*2 bytes each way, ~3 µs of a (4096, 4096) M = 512
 // call), or, without in_scale (XNAT), x is read as stored and each lane quad reorders its codes
 // instead (4-bit: quad_transpose4, ~19 instructions per chunk, which slow the loop by 2-4% at
-// 256-token tiles and ~18% at 128; 2/3-bit: QuadSwap, 12 / 18; the op takes it from M = 256). Then one
+// 256-token tiles and ~18% at 128; 2/3-bit: QuadSwap, 10 / 15; the op takes it from M = 256). Then one
 // thread per block copies each 64-k chunk of it with a TMA box copy (64 k x BN tokens, 128-byte
 // swizzle: the canonical K-major layout of a wgmma descriptor, 8-row groups 1024 bytes apart; rows
 // past M read as zeros) that completes on the stage's mbarrier. The copies had been eight 16-byte
@@ -248,31 +248,29 @@ __device__ __forceinline__ void quad_transpose4(uint32_t (&w)[4], int q) {
 }
 
 // x as stored (XNAT), 2/3-bit: the data lane q needs for step st sits in lane st's words (as for
-// 4-bit), but in 2-bit fields: a word of the 2-bit plane holds lane q's fields at position bits
-// b2 = q & 1, b3 = q >> 1 (nibble q of each half), a word of the 1-bit plane at b0 = q & 1,
-// b2 = q >> 1. Two butterfly stages per word swap a bit of the quad index with that position bit
-// (cuda_layout.quad_exchange emulates them): the lanes whose bit differs trade the bits meant for
-// each other, each rotating its word by 2^P toward the partner's slots, one shuffle and one LOP3.
-// Afterwards the position bits hold the source lane's (= the step's) bits, at places that depend on
-// no lane: DecodeNat reads them with constant shifts. 3 instructions per word and stage: 12 per
-// chunk at 2-bit, 18 at 3-bit, against the pre-pass's M x K x 2 bytes each way.
+// 4-bit), but in 2-bit fields: every code word (either plane) holds lane q's fields at the position
+// bits b2 = q & 1 and b3 = q >> 1 of each half (the layout puts them there). Two butterfly stages per
+// word swap those bits of the quad index and of the position (cuda_layout.quad_exchange emulates
+// them): for b2 the lanes whose bit 0 differs trade the nibbles meant for each other, each rotating
+// its word by 4 toward the partner's slots, one shuffle and one LOP3; for b3, whole bytes, one
+// shuffle and one byte permutation. Afterwards the position bits hold the source lane's (= the
+// step's) bits, at places that depend on no lane: DecodeNat reads them with constant shifts. 5
+// instructions per word: 10 per chunk at 2-bit, 15 at 3-bit, against the pre-pass's M x K x 2 bytes
+// each way. The per-lane constants are three registers.
 struct QuadSwap {
-    uint32_t amt, keep;  // the rotate (left, mod 32) and the own bits' mask of this lane
-    __device__ __forceinline__ QuadSwap(int q, int lane_bit, int pos_bit) {
-        constexpr uint32_t m0[4] = {0x55555555u, 0x33333333u, 0x0F0F0F0Fu, 0x00FF00FFu};  // position bit P == 0
-        const bool one = (q >> lane_bit) & 1;
-        amt = one ? 1u << pos_bit : 32u - (1u << pos_bit);
-        keep = one ? ~m0[pos_bit] : m0[pos_bit];
-    }
-    __device__ __forceinline__ uint32_t operator()(uint32_t v, int lane_xor) const {
-        const uint32_t r = __shfl_xor_sync(0xFFFFFFFFu, __funnelshift_l(v, v, amt), lane_xor);
-        return (v & keep) | (r & ~keep);
+    uint32_t amt, keep, sel;  // b2's rotate (left, mod 32) and own nibbles; b3's byte selector
+    __device__ __forceinline__ explicit QuadSwap(int q)
+        : amt(q & 1 ? 4u : 28u), keep(q & 1 ? 0xF0F0F0F0u : 0x0F0F0F0Fu), sel(q & 2 ? 0x3715u : 0x6240u) {}
+    __device__ __forceinline__ uint32_t operator()(uint32_t v) const {
+        const uint32_t r = __shfl_xor_sync(0xFFFFFFFFu, __funnelshift_l(v, v, amt), 1);
+        v = (v & keep) | (r & ~keep);
+        return __byte_perm(v, __shfl_xor_sync(0xFFFFFFFFu, v, 2), sel);  // bytes (v0 r0 v2 r2) or (r1 v1 r3 v3)
     }
 };
 
 // A register j of step st of chunk c from the exchanged words: the 2-bit plane's word 2c + (j >> 1)
-// at 4 st + 2 (j & 1), the 1-bit plane's (word 8 + c) at 8 (j >> 1) + 4 (st >> 1) + (st & 1) + 2 (j & 1);
-// rows g + 8 at f = 4 with magic/4, as Decode's: one shift per plane and k pair.
+// at 4 st + 2 (j & 1), the 1-bit plane's (word 8 + c) at 4 st + (j >> 1) + 2 (j & 1); rows g + 8 at
+// f = 4 with magic/4, as Decode's: one shift per plane and k pair.
 template <typename T, int BITS>
 struct DecodeNat {
     using D = Decode<T, BITS, false>;
@@ -282,7 +280,7 @@ struct DecodeNat {
         const uint32_t magic = odd ? kMagicHi : Pair<T>::kMagic;
         const uint32_t lo = w[2 * c + jp] >> (4 * st), mask = odd ? 0x000C000Cu : 0x00030003u;
         if constexpr (BITS == 2) return lop3_and_or(lo, mask, magic);
-        const uint32_t hi = D::shr(w[8 + c], 8 * jp + 4 * (st >> 1) + (st & 1) - 2);
+        const uint32_t hi = D::shr(w[8 + c], 4 * st + jp - 2);
         return lop3_and_or(lo, mask, lop3_and_or(hi, odd ? 0x00100010u : 0x00040004u, magic));
     }
 };
@@ -498,11 +496,11 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                              : "r"(my_slot0 + so + v * 512));
             if constexpr (XNAT && BITS == 4) quad_transpose4(cw, q);
         }
-        if constexpr (XNAT && BITS != 4) {  // this chunk's words; (lane bit, position bit) per plane and stage
-            const QuadSwap xlo0(q, 0, 2), xlo1(q, 1, 3), xhi0(q, 0, 0), xhi1(q, 1, 2);
+        if constexpr (XNAT && BITS != 4) {  // this chunk's words
+            const QuadSwap swap(q);
 #pragma unroll
-            for (int h = 0; h < 2; ++h) cw[2 * c + h] = xlo1(xlo0(cw[2 * c + h], 1), 2);
-            if constexpr (BITS == 3) cw[8 + c] = xhi1(xhi0(cw[8 + c], 1), 2);
+            for (int h = 0; h < 2; ++h) cw[2 * c + h] = swap(cw[2 * c + h]);
+            if constexpr (BITS == 3) cw[8 + c] = swap(cw[8 + c]);
         }
         uint2 szv;
         asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(szv.x), "=r"(szv.y) : "r"(my_sz0 + so + c * 256));

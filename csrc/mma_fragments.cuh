@@ -86,9 +86,11 @@ struct Decode {
             const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp));
             const uint32_t mask = odd ? 0x000C000Cu : 0x00030003u;
             if constexpr (BITS == 2) return lop3_and_or(lo, mask, magic);
-            // 1-bit plane (word 8 + c): rows g, g+8 of pair jp at bits 4*s + jp + {0, 2}, moved to
-            // bits 2 / 4 (f = 4)
-            const uint32_t hi = shr(w[8 + c], 4 * s + jp - 2);
+            // 1-bit plane (word 8 + c): rows g, g+8 of pair jp at bits 8*(s & 1) + 4*jp + (s >> 1) +
+            // {0, 2}, moved to bits 2 / 4 (f = 4). (Bits 2 and 3 of the position are then the quad
+            // index of the lane that needs them when lut_wgmma reads x as stored, as in the 2-bit
+            // plane: one exchange for both, QuadSwap.)
+            const uint32_t hi = shr(w[8 + c], 8 * (s & 1) + 4 * jp + (s >> 1) - 2);
             return lop3_and_or(lo, mask, lop3_and_or(hi, odd ? 0x00100010u : 0x00040004u, magic));
         }
     }

@@ -15,7 +15,9 @@ Layout (the kernel's header comment has the why):
   chunk step s (0..3) its A register j (0..3) holds rows g + 8*(j & 1) at k = 16q + 4s + 2*(j >> 1)
   + {0, 1}; the two codes of a register sit 16 bits apart in one word. 3-bit codes are a 2-bit plane
   (words 2c, 2c + 1 of chunk c) and a 1-bit plane (word 8 + c: step s, pair j >> 1, row g + 8*(j & 1)
-  at bit 4s + (j >> 1) + 2*(j & 1), so that one shift serves both rows of a pair).
+  at bit 8*(s & 1) + 4*(j >> 1) + (s >> 1) + 2*(j & 1): one shift serves both rows of a pair, and the
+  bits another lane of the quad needs when x is read as stored sit at the same position bits as in
+  the 2-bit plane, so one exchange serves both planes).
 * ``sz`` ``(tiles16, groups, 8, 4)`` in the activation dtype: (s_g, s_g+8, z_g, z_g+8).
 
 :func:`emulate_lut_mma` replays the kernel's arithmetic from the PTX fragment definitions, so the
@@ -122,7 +124,8 @@ def _positions(bits: int, device):
         planes = [lo]
         if bits == 3:
             # rows g, g + 8 of a k pair two bits apart: one shift of the word serves both (Decode)
-            planes.append(((8 + c).expand(shape), (4 * s + (j >> 1) + 2 * (j & 1) + 16 * h).expand(shape), 2, 1))
+            planes.append(((8 + c).expand(shape), (8 * (s % 2) + 4 * (j >> 1) + s // 2 + 2 * (j & 1) + 16 * h).expand(shape),
+                           2, 1))
     return row, k, planes
 
 
@@ -196,7 +199,7 @@ def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) ->
     lo = w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp) + (0 if quad else 2 * odd))
     out = lo & (0x000C000C if quad and odd else 0x00030003)
     if bits == 3:
-        hi = _shr(w[..., 8 + c], 4 * s + jp - 2 + (0 if quad else 2 * odd))
+        hi = _shr(w[..., 8 + c], 8 * (s & 1) + 4 * jp + (s >> 1) - 2 + (0 if quad else 2 * odd))
         out = out | (hi & (0x00100010 if quad and odd else 0x00040004))
     return out
 
@@ -204,8 +207,9 @@ def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) ->
 # x as stored at 2/3 bits (lut_wgmma's x_natural, csrc/lut_wgmma.cu QuadSwap): wgmma step st at
 # lane q needs k = 16 st + 2q + 8 jp + {0, 1}, which the layout put in lane st's words. Two butterfly
 # stages per word swap a bit of the lane's quad index with the bit of the word position that holds it:
-# (lane bit, position bit) for the 2-bit plane, then for the 1-bit plane.
-_XCHG_STAGES = {"lo": ((0, 2), (1, 3)), "hi": ((0, 0), (1, 2))}
+# (lane bit, position bit), the same for both planes (lane q's fields at position bits b2 = q & 1,
+# b3 = q >> 1 in each).
+_XCHG_STAGES = ((0, 2), (1, 3))
 _M0 = (0x55555555, 0x33333333, 0x0F0F0F0F, 0x00FF00FF)  # positions whose bit P is 0, P = 0..3
 
 
@@ -214,9 +218,17 @@ def quad_exchange(w: torch.Tensor, lane_bit: int, pos_bit: int) -> torch.Tensor:
     trade the bits whose position bit ``pos_bit`` differs from their own lane bit; afterwards that
     position bit holds the source lane's bit. Each lane rotates its word (left by 2^P where its lane
     bit is 1, right where 0), the partner's rotated word arrives by one shuffle, and one LOP3 keeps
-    the own bits."""
+    the own bits; for whole bytes (P = 3) the partner's word as it is, and one byte permutation."""
     lane = torch.arange(32, device=w.device)
     lb = ((lane % 4) >> lane_bit) & 1
+    if pos_bit == 3:  # __byte_perm(v, partner's v, lane bit ? 0x3715 : 0x6240)
+        r = w[..., lane ^ (1 << lane_bit)]
+        out = torch.zeros_like(w)
+        for i, (own0, own1) in enumerate([(0, 5), (4, 1), (2, 7), (6, 3)]):  # source byte of byte i: v 0-3, r 4-7
+            src = torch.where(lb == 1, own1, own0)
+            byte = torch.where(src < 4, w >> (8 * (src % 4)), r >> (8 * (src % 4))) & 0xFF
+            out = out | (byte << (8 * i))
+        return out
     m0 = _M0[pos_bit]
     keep = torch.where(lb == 1, m0 ^ 0xFFFFFFFF, m0)
     amt = torch.where(lb == 1, 1 << pos_bit, 32 - (1 << pos_bit))
@@ -229,10 +241,9 @@ def _natural_words(w: torch.Tensor, bits: int) -> torch.Tensor:
     """Lane words ``(..., 32, words)`` of one super-chunk after the kernel's exchange (2/3-bit)."""
     out = w.clone()
     for c in range(_CHUNKS[bits]):
-        idx = [(2 * c, "lo"), (2 * c + 1, "lo")] + ([(8 + c, "hi")] if bits == 3 else [])
-        for i, plane in idx:
+        for i in [2 * c, 2 * c + 1] + ([8 + c] if bits == 3 else []):
             v = out[..., i]
-            for lane_bit, pos_bit in _XCHG_STAGES[plane]:
+            for lane_bit, pos_bit in _XCHG_STAGES:
                 v = quad_exchange(v, lane_bit, pos_bit)
             out[..., i] = v
     return out
@@ -244,7 +255,7 @@ def _a_payload_natural(w: torch.Tensor, bits: int, c: int, st: int, j: int) -> t
     jp, odd = j >> 1, j & 1
     out = (w[..., 2 * c + jp] >> (4 * st)) & (0x000C000C if odd else 0x00030003)
     if bits == 3:
-        out = out | (_shr(w[..., 8 + c], 8 * jp + 4 * (st >> 1) + (st & 1) - 2) & (0x00100010 if odd else 0x00040004))
+        out = out | (_shr(w[..., 8 + c], 4 * st + jp - 2) & (0x00100010 if odd else 0x00040004))
     return out
 
 
