@@ -331,8 +331,12 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     // QUANTDLLM_WGMMA_PREPASS (read per call, as wgmma_plan's): 1 forces the pre-pass, 0 x as stored
     // wherever it can run (tests, benchmarks).
     const char* prepass_knob = std::getenv("QUANTDLLM_WGMMA_PREPASS");
+    // By default 3-bit only on N <= 6144: the exchange's instructions grow with N x M x K, the
+    // pre-pass's bytes with M x K (H200, twenty-first session, call 3: at M = 512-1024 x as stored won
+    // by 1-7% on (K, N) = (4096, 4096) and (12288, 4096) and lost by up to 3% on (4096, 12288)).
     const bool can_natural = !a.in_scale;
-    a.x_natural = can_natural && (prepass_knob ? std::atoi(prepass_knob) == 0 : a.M >= 256);
+    const bool by_default = a.M >= 256 && (a.bits != 3 || a.N <= 6144);
+    a.x_natural = can_natural && (prepass_knob ? std::atoi(prepass_knob) == 0 : by_default);
     at::Tensor xp;
     if (!a.x_natural) {
         xp = at::empty_like(x);
