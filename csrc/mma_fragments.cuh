@@ -25,7 +25,7 @@ template <typename T> struct Pair;
 template <> struct Pair<__half> {
     using T2 = __half2;
     static constexpr uint32_t kMagic = 0x64006400u;  // 1024.0 | c = 1024 + c exactly (c < 1024)
-    static constexpr uint32_t kExpOne = 0x04000400u;  // one in both halves' exponent fields: - is / 2
+    static constexpr uint32_t kExpOne = 0x04000400u;  // one in both halves' exponent fields (subtracted: halves both)
     static constexpr uint32_t kOnes = 0x3C003C00u;
     static constexpr float kMagicF = 1024.f;
     static __device__ __forceinline__ T2 lo(uint32_t v) { return __low2half2(bits(v)); }

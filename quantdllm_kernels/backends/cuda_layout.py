@@ -187,20 +187,19 @@ def _shr(v: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) -> torch.Tensor:
-    """The kernel's ``Decode::a_reg`` (mma_fragments.cuh, after-the-mma scaling) on int64 words
-    ``w (..., words)``, without the magic: two 16-bit fields f*code, f = f_hi for rows g + 8 (j odd)."""
+    """The kernel's ``Decode::a_reg`` (mma_fragments.cuh) on int64 words ``w (..., words)``, without
+    the magic: two 16-bit fields f*code, f = f_hi (``decode_factor``) for rows g + 8 (j odd), whose
+    shift the rows g share."""
     jp, odd = j >> 1, j & 1
     if bits == 4:
         if f_hi == 16:  # the odd nibbles in place
             v = w[..., s] >> 8 if jp else w[..., s]
             return v & (0x00F000F0 if odd else 0x000F000F)
         return (w[..., s] >> (4 * j)) & 0x000F000F
-    quad = f_hi == 4
-    lo = w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp) + (0 if quad else 2 * odd))
-    out = lo & (0x000C000C if quad and odd else 0x00030003)
+    out = (w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp))) & (0x000C000C if odd else 0x00030003)
     if bits == 3:
-        hi = _shr(w[..., 8 + c], 8 * (s & 1) + 4 * jp + (s >> 1) - 2 + (0 if quad else 2 * odd))
-        out = out | (hi & (0x00100010 if quad and odd else 0x00040004))
+        hi = _shr(w[..., 8 + c], 8 * (s & 1) + 4 * jp + (s >> 1) - 2)
+        out = out | (hi & (0x00100010 if odd else 0x00040004))
     return out
 
 
