@@ -30,10 +30,10 @@ def main():
             ref = qd.lut_matmul(x, qw, timestep=t, backend="torch")
             worst = max(worst, rel_error(y, ref))
     # the tensor-core path (affine scaled = RTN): K split (a cluster on sm_90; then again by
-    # semaphores), padded rows and 3-bit K tail, in_scale, bias and per-row timestep bias, several
-    # token tiles
+    # semaphores), padded rows and 3-bit K tail (M = 12: the 3-bit chunk ring, tokens past M),
+    # in_scale, bias and per-row timestep bias, several token tiles
     for (N, K, bits, g, M), cl in itertools.product(
-            [(77, 640, 3, 64, 1), (300, 4480, 4, 128, 5), (96, 512, 2, None, 70)], ("1", "0")):
+            [(77, 640, 3, 64, 1), (77, 640, 3, 64, 12), (300, 4480, 4, 128, 5), (96, 512, 2, None, 70)], ("1", "0")):
         os.environ["QUANTDLLM_MMA_CLUSTER"] = cl
         qw = qd.quantize_weight(torch.randn(N, K, generator=gen), bits=bits, group_size=g, method="rtn")
         qw = qw._replace(in_scale=(torch.rand(K, generator=gen) + 0.5).half()).to("cuda")

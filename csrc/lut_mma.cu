@@ -78,14 +78,24 @@ using namespace frag;
 // super-chunks ahead, and holds no registers while in flight. S is the most stages (<= 4) whose
 // block fits the budget below (kRingBudget: two blocks per SM on sm_80's 164 KB, three on sm_90's
 // 228 KB at NT = 4).
+// A 3-bit super-chunk's x (4 chunks, 8 KB per warp at NT = 2) does not fit that budget, so at NT = 2
+// 3-bit codes take a second ring beside theirs (kXChunk): one slot per chunk of the super-chunk
+// (x of both token tiles and the scales, 2.5 KB per warp), each filled 3 chunks ahead, with one
+// cp.async group per chunk; the code ring then needs only 2 stages (one super-chunk = 4 chunks
+// ahead): 16 KB per warp, 3 blocks per SM on sm_90 and 2 on sm_80. Before it, x and the scales
+// came by registers one chunk ahead and each chunk waited an L2 round trip (ncu, twenty-first
+// session: long scoreboard 1.50 stalls per issue against 4-bit's 0.75 at (4096, 4096) M = 16).
 template <int BITS> constexpr int kVecs = Layout<BITS>::kWords / 4;  // 16-byte code vectors per lane per tile
 constexpr int kRingBudget = 80 * 1024;
 constexpr int stage_bytes(int bits, int nt, bool xring) {  // per warp
     const int ch = bits == 4 ? 1 : bits == 2 ? 2 : 4, v = bits * ch / 4;
     return (kMT * v + (xring ? 2 * ch * nt : 0)) * 32 * 16 + (xring ? kMT * ch * 32 * 8 : 0);
 }
+constexpr bool x_chunk_ring(int bits, int nt) { return bits == 3 && nt == 2; }
+constexpr int kChunkLead = 3;  // chunks between a slot's fill and its use (kXChunk): one slot per chunk of a super-chunk
+constexpr int chunk_slot_bytes(int nt) { return (2 * nt + 1) * 32 * 16; }  // per warp: x of NT token tiles, the scales
 constexpr int ring_stages(int bits, int nt, bool xring) {
-    if (!xring) return 3;  // 3-bit (3 KB stages): codes only
+    if (!xring) return x_chunk_ring(bits, nt) ? 2 : 3;  // 3-bit (3 KB stages): codes only
     // NT = 1 keeps its measured 48 KB; NT = 2 (110-123 registers: 4 blocks per SM) takes <= 56 KB so
     // that shared memory allows 4 blocks on sm_90 too
     const int budget = nt == 1 ? 48 * 1024 : nt == 2 ? 56 * 1024 : kRingBudget;
@@ -94,30 +104,47 @@ constexpr int ring_stages(int bits, int nt, bool xring) {
     return 0;
 }
 constexpr bool x_ring(int bits, int nt) { return bits != 3 && ring_stages(bits, nt, true) >= 2; }
+constexpr int ring_bytes(int bits, int nt) {  // per block: both rings
+    const bool xr = x_ring(bits, nt);
+    const int chunk_slots = x_chunk_ring(bits, nt) ? 4 * chunk_slot_bytes(nt) : 0;  // kChunkLead + 1 slots
+    return kWarps * (ring_stages(bits, nt, xr) * stage_bytes(bits, nt, xr) + chunk_slots);
+}
 template <int BITS, int NT> constexpr bool kXRing = x_ring(BITS, NT);
+template <int BITS, int NT> constexpr bool kXChunk = x_chunk_ring(BITS, NT);
 template <int BITS, int NT> constexpr int kStages = ring_stages(BITS, NT, kXRing<BITS, NT>);
 static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3 && kStages<3, 1> == 3, "M <= 8 keeps its measured rings");
 static_assert(kXRing<4, 4> && kXRing<2, 4> && !kXRing<3, 2>, "ring budget");
+static_assert(kChunkLead + 1 == Layout<3>::kChunks && ring_bytes(3, 2) == 64 * 1024, "3 blocks per SM on sm_90 (228 KB)");
 
 // Lane-private ring slots, warp-major: warp w's stages are contiguous, and each stage holds its
 // codes (tile, vec), then x (chunk, token tile, half), then the scales (chunk; both tiles' 8 bytes
 // side by side), each slot 32 lanes x 16 bytes. A lane reads back only what it copied itself (no
 // barrier), a warp's 16-byte reads cover 512 contiguous bytes, and every slot is one per-lane base
 // register plus a constant (the stage is a constant where the loop's body copies cycle through the
-// stages): the slot arithmetic was ~10 instructions of a ~150-instruction chunk at M <= 8.
+// stages): the slot arithmetic was ~10 instructions of a ~150-instruction chunk at M <= 8. With
+// kXChunk, x and the scales sit past the warp's code stages in the same order, one region for the
+// whole ring (chunk c of every super-chunk in slot c).
 template <int BITS, int NT>
 struct Ring {
     static constexpr int V = kVecs<BITS>, CH = Layout<BITS>::kChunks, S = kStages<BITS, NT>;
+    static constexpr bool kChunkX = kXChunk<BITS, NT>;
     static constexpr uint32_t kStage = stage_bytes(BITS, NT, kXRing<BITS, NT>);  // per warp
     static constexpr uint32_t kXOff = kMT * V * 512, kSzOff = kXOff + 2 * CH * NT * 512;
     static_assert(kMT == 2 && kStage == (kXRing<BITS, NT> ? kSzOff + CH * 512 : kXOff), "stage_bytes");
+    static constexpr uint32_t kChunkOff = S * kStage;  // kXChunk's region
+    static constexpr uint32_t kWarpBytes = kChunkOff + (kChunkX ? CH * chunk_slot_bytes(NT) : 0);
+    static_assert(kWarps * kWarpBytes == ring_bytes(BITS, NT), "ring_bytes");
     uint32_t base;  // this lane's 16 bytes of slot 0 of stage 0
-    __device__ __forceinline__ Ring(uint32_t ring, int warp, int lane) : base(ring + warp * S * kStage + lane * 16) {}
+    __device__ __forceinline__ Ring(uint32_t ring, int warp, int lane) : base(ring + warp * kWarpBytes + lane * 16) {}
     __device__ __forceinline__ uint32_t code(int stage, int i, int v) const { return base + stage * kStage + (i * V + v) * 512; }
+    // kXChunk: x and the scales of chunk slot c at the warp's region past its code stages (stage unused)
     __device__ __forceinline__ uint32_t x(int stage, int c, int jn, int v) const {
-        return base + stage * kStage + kXOff + ((c * NT + jn) * 2 + v) * 512;
+        const uint32_t off = ((c * NT + jn) * 2 + v) * 512;
+        return kChunkX ? base + kChunkOff + off : base + stage * kStage + kXOff + off;
     }
-    __device__ __forceinline__ uint32_t sz(int stage, int i, int c) const { return base + stage * kStage + kSzOff + c * 512 + i * 8; }
+    __device__ __forceinline__ uint32_t sz(int stage, int i, int c) const {
+        return kChunkX ? base + kChunkOff + (kSzOff - kXOff) + c * 512 + i * 8 : base + stage * kStage + kSzOff + c * 512 + i * 8;
+    }
 };
 
 template <int BITS, int NT>
@@ -198,6 +225,29 @@ struct RingFeed {
         const int dg = (kc >> a.group_shift) - g0;
 #pragma unroll
         for (int i = 0; i < kMT; ++i) sz[i] += dg * 8;
+    }
+};
+
+// What the chunk ring (kXChunk) copies for this lane: x of every token tile and both tiles' scales
+// for the chunk at k = kc, into slot (kc / 64) % 4. Tokens past M read row M - 1.
+template <int BITS, int NT, typename T>
+struct ChunkFeed {
+    const T* xr[NT];   // this lane's x at k = 16q of each token tile
+    const uint2* szp;  // tile 0's scales of group 0 (tile 1's: + groups * 8)
+    __device__ __forceinline__ ChunkFeed(const MmaArgs& a, const T* x, const uint2* sz, int m0, int lane) : szp(sz) {
+#pragma unroll
+        for (int jn = 0; jn < NT; ++jn)
+            xr[jn] = x + static_cast<int64_t>(min(m0 + jn * 8 + (lane >> 2), a.M - 1)) * a.K + 16 * (lane & 3);
+    }
+    __device__ __forceinline__ void issue(const MmaArgs& a, const Ring<BITS, NT>& ring, int kc, int slot) const {
+#pragma unroll
+        for (int jn = 0; jn < NT; ++jn) {
+            cp_async16_l1(ring.x(0, slot, jn, 0), xr[jn] + kc);
+            cp_async16_l1(ring.x(0, slot, jn, 1), xr[jn] + kc + 8);
+        }
+        const int grp = kc >> a.group_shift;
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) cp_async8(ring.sz(0, i, slot), szp + (static_cast<int64_t>(i) * a.groups + grp) * 8);
     }
 };
 
@@ -367,8 +417,8 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     // cp.async (S - 1 super-chunks in flight per warp, no registers held); a chunk's scales,
     // in_scale and x are loaded into a ring of R register sets R - 1 chunks before it is computed
     // (M <= 8: R = 4, since its chunks are short and an L2 round trip is not). With 2/4-bit codes x
-    // and the scales ride in the cp.async ring instead (kXRing), and the register sets carry only
-    // in_scale. The loop body is
+    // and the scales ride in the cp.async ring instead (kXRing), and with 3-bit codes at NT = 2 in
+    // the chunk ring (kXChunk); the register sets then carry only in_scale. The loop body is
     // instantiated V times so that every register-set index is a compile-time constant: a
     // register copy of a load in flight would stall until it arrived.
     constexpr int CH = L::kChunks, S = kStages<BITS, NT>;
@@ -377,8 +427,10 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     const Ring<BITS, NT> ring(dev::smem_u32(red), warp, lane);
     const uint2* szp = static_cast<const uint2*>(a.sz) + static_cast<int64_t>(tile0) * a.groups * 8 + g;
     const typename P::T2 mg[2] = {P::bits(P::kMagic), P::bits(D::kMagicHi)};  // rows g, g + 8 (Decode)
-    using Ops = ChunkOps<NT, !kXRing<BITS, NT> && NT <= 4, !kXRing<BITS, NT>, IS>;
+    constexpr bool kRingX = kXRing<BITS, NT> || kXChunk<BITS, NT>;  // x and the scales from shared memory
+    using Ops = ChunkOps<NT, !kRingX && NT <= 4, !kRingX, IS>;
     RingFeed<BITS, NT, T> feed(a, x, szp, tile0, U, u_begin, m0, lane);
+    const ChunkFeed<BITS, NT, T> cfeed(a, x, szp, m0, lane);
     Ops ops[R];
     auto body = [&](auto variant, int u, int it) -> bool {
         constexpr int p = decltype(variant)::value;
@@ -390,19 +442,32 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
             if constexpr (kXRing<BITS, NT>) feed.issue(a, ring, (stage + S - 1) % S);
             else issue_codes<BITS, NT>(a.codes, tile0, U, u + S - 1, lane, ring, (stage + S - 1) % S);
         }
-        cp_async_commit();
-        cp_async_wait<S - 1>();  // this iteration's stage has landed
-        if (u == u_begin) MMA_TRACE(a, 3, clock64());
         uint32_t cw[kMT][L::kWords];
-        read_codes<BITS, NT>(ring, stage, cw);
+        if constexpr (!kXChunk<BITS, NT>) {
+            cp_async_commit();
+            cp_async_wait<S - 1>();  // this iteration's stage has landed
+            if (u == u_begin) MMA_TRACE(a, 3, clock64());
+            read_codes<BITS, NT>(ring, stage, cw);
+        }  // else per chunk, below (the codes are committed with chunk 0's group)
 #pragma unroll
         for (int c = 0; c < CH; ++c) {
             const int oi = (p * CH + c) % R;  // compile-time after unrolling
             const int kc = u * L::kSuper + c * 64;
             if (CH > 1 && kc >= a.K) break;  // padded tail of the last super-chunk (warp-uniform; K % 64 == 0)
+            if constexpr (kXChunk<BITS, NT>) {
+                // one group per chunk: the one kChunkLead groups back holds this chunk's x and scales
+                // (and, at c = 0, every group before it this super-chunk's codes)
+                if (kc + kChunkLead * 64 < kend) cfeed.issue(a, ring, kc + kChunkLead * 64, (c + kChunkLead) % CH);
+                cp_async_commit();
+                cp_async_wait<kChunkLead>();
+                if (c == 0) {
+                    if (u == u_begin) MMA_TRACE(a, 3, clock64());
+                    read_codes<BITS, NT>(ring, stage, cw);
+                }
+            }
             if (kc + (R - 1) * 64 < kend) ops[(oi + R - 1) % R].load(a, x, szp, m0, kc + (R - 1) * 64, g, q);
             Ops& cur = ops[oi];
-            constexpr bool kXAhead = Ops::kXAhead, kRingX = kXRing<BITS, NT>;
+            constexpr bool kXAhead = Ops::kXAhead;
             // x registers for the whole chunk: the NT = 1 ring (and an un-prefetched wider NT). With
             // NT >= 2 rings, each token tile's x is read from the ring just before its mmas.
             constexpr int XL = kXAhead || (kRingX && NT > 1) ? 1 : NT;
@@ -500,6 +565,13 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
                 else issue_codes<BITS, NT>(a.codes, tile0, U, u + st, lane, ring, st);
             }
             cp_async_commit();
+        }
+        if constexpr (kXChunk<BITS, NT>) {  // the first kChunkLead chunks' x and scales, a group each
+#pragma unroll
+            for (int c = 0; c < kChunkLead; ++c) {
+                if (u * L::kSuper + c * 64 < kend) cfeed.issue(a, ring, u * L::kSuper + c * 64, c);
+                cp_async_commit();
+            }
         }
     }
     MMA_TRACE(a, 2, clock64());
@@ -707,8 +779,7 @@ bool with_kernel(DType dt, int bits, int nt, bool in_scale, F&& f) {
 
 size_t smem_bytes(const MmaPlan& p, int bits) {
     const size_t red = static_cast<size_t>(p.wk) * p.wn * kMT * 16 * (p.nt * 8 + 1) * sizeof(float);
-    const bool xr = x_ring(bits, p.nt);  // kXRing, kStages
-    const size_t ring = static_cast<size_t>(kWarps) * ring_stages(bits, p.nt, xr) * stage_bytes(bits, p.nt, xr);
+    const size_t ring = ring_bytes(bits, p.nt);
     // past the reduction tile: the last-block flag, then one timestep bucket per token
     return std::max(red + sizeof(int) * (1 + p.nt * 8), ring);
 }
