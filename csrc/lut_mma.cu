@@ -842,6 +842,13 @@ MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, bo
     // 10.0-10.4 (workspace), against 10.8-11.5 for the fill's 5; (12288, 4096) 16.3-16.8 against
     // 17.1-17.7. (The seventh session's rotating sweep had 2 ahead of 5 too: 7.96 vs 8.46.)
     if (p.wn == 1 && blocks * 2 >= num_sms) ks = std::min<long long>(ks, 2);
+    // M = 5-16 (two warp columns) where a warp's share at 2 slices is <= 16 chunks (K <= 4096): 2
+    // slices, one cluster, not the fill's 3-10 with the workspace's tail. H200, flushed, µs, fill ->
+    // 2 (twenty-second session, call 3): (4096, 4096) M = 16 w3 18.6 (3 slices) -> 15.0, w4 15.5 ->
+    // 14.4, M = 5 w4 13.4 -> 11.5; (4096, 12288) M = 8 w4 19.9 -> 16.7. Not 3-bit at M <= 8 (its x
+    // in registers wants the warps more slices give: (4096, 4096) M = 5 12.4 -> 13.3), nor K = 12288
+    // (48 chunks per warp: M = 5-8 +8 to +20%).
+    if (p.wn == 2 && ks > 2 && K / 64 <= 16 * 2 * p.wk && !(bits == 3 && nt == 1)) ks = 2;
     if (const int forced = env_knob("QUANTDLLM_MMA_KSPLIT", {1, 2, 3, 4, 5, 6, 8})) ks = std::min(forced, U);
     const int per = static_cast<int>((U + ks - 1) / ks);
     p.ksplit = (U + per - 1) / per;
