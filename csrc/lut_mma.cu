@@ -341,9 +341,10 @@ __device__ __forceinline__ int token_bucket(const MmaArgs& a, const BucketLoads&
 // checks a.in_scale at run time.
 // Blocks per SM asked of ptxas, so that registers do not lower what the rings' shared memory allows
 // (4-bit / 2-bit on sm_90: NT = 1 5 / 4, NT = 2 5 / 4, NT = 4 3 / 2; left alone, ptxas took 153
-// registers for 2-bit NT = 1, 3 blocks). 3-bit (codes-only ring, x and scales in registers) keeps
-// main's 3 blocks at NT <= 2 (<= 168 registers) and 2 at NT = 4, but with in_scale at NT = 1 it
-// needs 186 (168 spilled 44 bytes) and gets 2; 2-bit NT = 1 with in_scale gets 3 (128 spilled).
+// registers for 2-bit NT = 1, 3 blocks). 3-bit (x and scales in registers at NT = 1 and 4, in the
+// chunk ring at NT = 2: 138 registers, 164 before it) keeps 3 blocks at NT <= 2 and 2 at NT = 4,
+// but with in_scale at NT = 1 it needs 186 (168 spilled 44 bytes) and gets 2; 2-bit NT = 1 with
+// in_scale gets 3 (128 spilled).
 template <int BITS, int NT, bool IS>
 constexpr int kMinBlocks = NT == 4 ? (BITS == 4 ? 3 : 2)
                          : BITS == 3 ? (NT == 1 && IS ? 2 : 3)
