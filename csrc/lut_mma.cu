@@ -78,20 +78,21 @@ using namespace frag;
 // super-chunks ahead, and holds no registers while in flight. S is the most stages (<= 4) whose
 // block fits the budget below (kRingBudget: two blocks per SM on sm_80's 164 KB, three on sm_90's
 // 228 KB at NT = 4).
-// A 3-bit super-chunk's x (4 chunks, 8 KB per warp at NT = 2) does not fit that budget, so at NT = 2
-// 3-bit codes take a second ring beside theirs (kXChunk): one slot per chunk of the super-chunk
-// (x of both token tiles and the scales, 2.5 KB per warp), each filled 3 chunks ahead, with one
-// cp.async group per chunk; the code ring then needs only 2 stages (one super-chunk = 4 chunks
-// ahead): 16 KB per warp, 3 blocks per SM on sm_90 and 2 on sm_80. Before it, x and the scales
-// came by registers one chunk ahead and each chunk waited an L2 round trip (ncu, twenty-first
-// session: long scoreboard 1.50 stalls per issue against 4-bit's 0.75 at (4096, 4096) M = 16).
+// A 3-bit super-chunk's x (4 chunks, 8 KB per warp at NT = 2) does not fit that budget, so at NT <=
+// 2 3-bit codes take a second ring beside theirs (kXChunk): one slot per chunk of the super-chunk
+// (x of the token tiles and the scales: 1.5 / 2.5 KB per warp at NT = 1 / 2), each filled 3 chunks
+// ahead, with one cp.async group per chunk; the code ring then needs only 2 stages (one super-chunk
+// = 4 chunks ahead): 12 / 16 KB per warp, 4 / 3 blocks per SM on sm_90. Before it, x and the scales
+// came by registers (at NT = 2 one chunk ahead, and each chunk waited an L2 round trip -- ncu,
+// twenty-first session: long scoreboard 1.50 stalls per issue against 4-bit's 0.75 at (4096, 4096)
+// M = 16; at NT = 1 three ahead, in 4 register sets: 152-183 registers, now 112-144).
 template <int BITS> constexpr int kVecs = Layout<BITS>::kWords / 4;  // 16-byte code vectors per lane per tile
 constexpr int kRingBudget = 80 * 1024;
 constexpr int stage_bytes(int bits, int nt, bool xring) {  // per warp
     const int ch = bits == 4 ? 1 : bits == 2 ? 2 : 4, v = bits * ch / 4;
     return (kMT * v + (xring ? 2 * ch * nt : 0)) * 32 * 16 + (xring ? kMT * ch * 32 * 8 : 0);
 }
-constexpr bool x_chunk_ring(int bits, int nt) { return bits == 3 && nt == 2; }
+constexpr bool x_chunk_ring(int bits, int nt) { return bits == 3 && nt <= 2; }
 constexpr int kChunkLead = 3;  // chunks between a slot's fill and its use (kXChunk): one slot per chunk of a super-chunk
 constexpr int chunk_slot_bytes(int nt) { return (2 * nt + 1) * 32 * 16; }  // per warp: x of NT token tiles, the scales
 constexpr int ring_stages(int bits, int nt, bool xring) {
@@ -112,9 +113,10 @@ constexpr int ring_bytes(int bits, int nt) {  // per block: both rings
 template <int BITS, int NT> constexpr bool kXRing = x_ring(BITS, NT);
 template <int BITS, int NT> constexpr bool kXChunk = x_chunk_ring(BITS, NT);
 template <int BITS, int NT> constexpr int kStages = ring_stages(BITS, NT, kXRing<BITS, NT>);
-static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3 && kStages<3, 1> == 3, "M <= 8 keeps its measured rings");
+static_assert(kStages<4, 1> == 4 && kStages<2, 1> == 3, "M <= 8 keeps its measured rings");
 static_assert(kXRing<4, 4> && kXRing<2, 4> && !kXRing<3, 2>, "ring budget");
-static_assert(kChunkLead + 1 == Layout<3>::kChunks && ring_bytes(3, 2) == 64 * 1024, "3 blocks per SM on sm_90 (228 KB)");
+static_assert(kChunkLead + 1 == Layout<3>::kChunks && ring_bytes(3, 2) == 64 * 1024 && ring_bytes(3, 1) == 48 * 1024,
+              "3 / 4 blocks per SM on sm_90 (228 KB)");
 
 // Lane-private ring slots, warp-major: warp w's stages are contiguous, and each stage holds its
 // codes (tile, vec), then x (chunk, token tile, half), then the scales (chunk; both tiles' 8 bytes
@@ -341,13 +343,12 @@ __device__ __forceinline__ int token_bucket(const MmaArgs& a, const BucketLoads&
 // checks a.in_scale at run time.
 // Blocks per SM asked of ptxas, so that registers do not lower what the rings' shared memory allows
 // (4-bit / 2-bit on sm_90: NT = 1 5 / 4, NT = 2 5 / 4, NT = 4 3 / 2; left alone, ptxas took 153
-// registers for 2-bit NT = 1, 3 blocks). 3-bit (x and scales in registers at NT = 1 and 4, in the
-// chunk ring at NT = 2: 138 registers, 164 before it) keeps 3 blocks at NT <= 2 and 2 at NT = 4,
-// but with in_scale at NT = 1 it needs 186 (168 spilled 44 bytes) and gets 2; 2-bit NT = 1 with
-// in_scale gets 3 (128 spilled).
+// registers for 2-bit NT = 1, 3 blocks). 3-bit (x and scales in the chunk ring at NT <= 2): NT = 1
+// 4 blocks (112 registers; with in_scale 3, 144), NT = 2 3 (138), NT = 4 2 (x in registers: 214);
+// 2-bit NT = 1 with in_scale gets 3 (128 spilled).
 template <int BITS, int NT, bool IS>
 constexpr int kMinBlocks = NT == 4 ? (BITS == 4 ? 3 : 2)
-                         : BITS == 3 ? (NT == 1 && IS ? 2 : 3)
+                         : BITS == 3 ? (NT == 1 && !IS ? 4 : 3)
                          : NT == 1 && IS ? (BITS == 4 ? 4 : 3)
                          : (BITS == 4 && NT == 1) ? 5 : 4;
 
@@ -418,7 +419,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<BITS, NT, IS>)) lut_mma_
     // cp.async (S - 1 super-chunks in flight per warp, no registers held); a chunk's scales,
     // in_scale and x are loaded into a ring of R register sets R - 1 chunks before it is computed
     // (M <= 8: R = 4, since its chunks are short and an L2 round trip is not). With 2/4-bit codes x
-    // and the scales ride in the cp.async ring instead (kXRing), and with 3-bit codes at NT = 2 in
+    // and the scales ride in the cp.async ring instead (kXRing), and with 3-bit codes at NT <= 2 in
     // the chunk ring (kXChunk); the register sets then carry only in_scale. The loop body is
     // instantiated V times so that every register-set index is a compile-time constant: a
     // register copy of a load in flight would stall until it arrived.
