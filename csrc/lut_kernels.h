@@ -2,6 +2,7 @@
 // .cu file compiles with plain nvcc; csrc/torch_binding.cpp turns torch tensors into these structs.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <cuda_runtime.h>
 
 namespace quantdllm {
@@ -121,6 +122,10 @@ struct MmaPlan {
 int mma_super_k(int bits);
 // in_scale: whether the launch has one (M <= 8 runs a leaner kernel without, with more blocks per SM).
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType x_dtype, bool in_scale);
+// The same rules with the blocks resident per SM of a plan's kernel given (mma_plan asks the runtime):
+// no CUDA call, so python_tests/test_mma_plan.py checks them on any machine with nvcc.
+using MmaResidentFn = std::function<int(const MmaPlan&)>;
+MmaPlan mma_plan_with(int M, int N, int K, int bits, int num_sms, const MmaResidentFn& resident);
 // On compute capability >= 9.0 a programmatic dependent launch (dispatch.cuh, launch_pdl): its blocks
 // may start before the launch ahead of it on the stream has finished, but touch no global memory
 // until it has (griddepcontrol.wait), so callers need no care; it lets the launch after it start

@@ -815,7 +815,7 @@ int resident_blocks(const MmaPlan& p, int bits, DType dt, bool in_scale) {
 
 namespace {
 // The plan at token tile nt; `waves`: rounds of resident slots its grid takes before any K split.
-MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, bool in_scale, long long& waves) {
+MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, const MmaResidentFn& resident, long long& waves) {
     MmaPlan p;
     p.nt = nt;
     // Warps along N per block (the rest split the block's K range). Larger M: warps sharing a K range
@@ -832,7 +832,7 @@ MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, bo
     // Split K so the grid fills the resident slots in one wave (a second, partial wave would
     // double the time of the SMs that run it), each warp keeping >= 2 super-chunks, and the fp32
     // partials (ksplit * M * N * 8 bytes written + read) under ~1/4 of the packed weight.
-    const int per_sm = resident_blocks(p, bits, dt, in_scale);
+    const int per_sm = resident(p);
     const long long slots = static_cast<long long>(std::max(per_sm, 1)) * num_sms;
     waves = (blocks + slots - 1) / slots;
     long long ks = std::max<long long>(1, slots / blocks);
@@ -863,15 +863,19 @@ MmaPlan plan_at(int nt, int M, int N, int K, int bits, int num_sms, DType dt, bo
 }  // namespace
 
 MmaPlan mma_plan(int M, int N, int K, int bits, int num_sms, DType dt, bool in_scale) {
+    return mma_plan_with(M, N, K, bits, num_sms, [&](const MmaPlan& p) { return resident_blocks(p, bits, dt, in_scale); });
+}
+
+MmaPlan mma_plan_with(int M, int N, int K, int bits, int num_sms, const MmaResidentFn& resident) {
     long long waves = 0, waves2 = 0;
-    const MmaPlan p = plan_at(nt_of(M), M, N, K, bits, num_sms, dt, in_scale, waves);
+    const MmaPlan p = plan_at(nt_of(M), M, N, K, bits, num_sms, resident, waves);
     if (p.nt != 4 || env_knob("QUANTDLLM_MMA_MAX_NT", {4})) return p;
     // M = 17-64: 16-token tiles whenever they take no more waves than 32-token ones. They read each
     // code twice (the second time mostly from L2) but skip the K split and its serial tail, and
     // hold 4 blocks per SM where NT = 4 holds 2-3. H200, w4 / w2 (µs, NT = 4 -> 2): (4096, 12288)
     // M = 32 41.9 -> 34.8 / 38.4 -> 32.6, w2 M = 64 71.0 -> 58.8; (4096, 4096) M = 32 31.5 -> 23.7,
     // M = 64 31.5 -> 26.7. (4096, 12288) w4 M = 64 takes 2 waves at NT = 2 and lost: 49.2 -> 61.8.
-    const MmaPlan q = plan_at(2, M, N, K, bits, num_sms, dt, in_scale, waves2);
+    const MmaPlan q = plan_at(2, M, N, K, bits, num_sms, resident, waves2);
     return waves2 <= waves ? q : p;
 }
 
