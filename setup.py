@@ -48,7 +48,7 @@ def _extension_plan():
             raise SystemExit("QUANTDLLM_BUILD_EXT=1 but the extension cannot be built: " + "; ".join(problems))
         return [], {}, "; ".join(problems)
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0a")
-    # the wgmma kernel (csrc/lut_wgmma.cu) exists only in sm_90a code: the host side is told
+    # the wgmma kernel (csrc/lut_wgmma_kernel.cuh) exists only in sm_90a code: the host side is told
     sm90a = any(a.strip().lower().startswith("9.0a") for a in os.environ["TORCH_CUDA_ARCH_LIST"].replace(",", ";").split(";"))
     ext = CUDAExtension(
         name="quantdllm_kernels._C",

@@ -132,7 +132,7 @@ MmaPlan mma_plan_with(int M, int N, int K, int bits, int num_sms, const MmaResid
 // after its main loop. QUANTDLLM_NO_PDL=1 makes it a plain launch.
 cudaError_t launch_lut_mma(const MmaArgs& a, const MmaPlan& p, cudaStream_t stream);
 
-// ---- Large-M tensor-core path on sm_90a (csrc/lut_wgmma.cu): the same weight layout as lut_mma, wgmma
+// ---- Large-M tensor-core path on sm_90a (csrc/lut_wgmma_kernel.cuh; host side csrc/lut_wgmma.cu): the same weight layout as lut_mma, wgmma
 // with the dequantized W in registers. Two ways to pass x:
 // - a.x_natural (no in_scale): x as stored; the kernel reorders the codes inside each lane quad
 //   instead. It waits for the launch before it (griddepcontrol.wait) before any global

@@ -1,4 +1,4 @@
-// Fragment-level pieces shared by the tensor-core kernels (lut_mma.cu: mma.sync, lut_wgmma.cu: wgmma):
+// Fragment-level pieces shared by the tensor-core kernels (lut_mma.cu: mma.sync, lut_wgmma_kernel.cuh: wgmma):
 // the fragment-order code layout, fp16/bf16 pair arithmetic, the magic-number code decode into an
 // A-operand register, and the asynchronous-copy wrappers. The layout itself is described at the top
 // of lut_mma.cu and written by quantdllm_kernels/backends/cuda_layout.py.

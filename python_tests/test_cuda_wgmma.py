@@ -1,4 +1,4 @@
-"""The large-M wgmma path (csrc/lut_wgmma.cu, sm_90a) vs the exact product: bits x group size x
+"""The large-M wgmma path (csrc/lut_wgmma_kernel.cuh, sm_90a) vs the exact product: bits x group size x
 dtype, odd M (partial token tiles) and N (partial row blocks, N % 8 != 0), K not a multiple of the
 super-chunk, in_scale, bias and per-row / one-t timestep bias; routing from lut_matmul; a CUDA
 graph replay with a new x and t. GPU (compute capability 9.0) only."""

@@ -3,6 +3,7 @@ nvcc into python_tests/cpp/wgmma_plan_cli.cu and run as a command. Checks the ru
 enforces (slices cover K, a tile's slices are one aligned cluster of at most 8, at most 2 unforced)
 over a grid of shapes and SM counts, the plans measured on the H200 (eleventh session), and the
 benchmark knobs. Skipped without nvcc."""
+import glob
 import os
 import shutil
 import subprocess
@@ -18,7 +19,8 @@ def cli(tmp_path_factory):
     exe = str(tmp_path_factory.mktemp("plan") / "wgmma_plan_cli")
     cmd = ["nvcc", "-std=c++20", "-O1", "-I" + os.path.join(ROOT, "csrc"), "--expt-relaxed-constexpr",
            "-gencode", "arch=compute_80,code=sm_80", os.path.join(ROOT, "python_tests", "cpp", "wgmma_plan_cli.cu"),
-           os.path.join(ROOT, "csrc", "lut_wgmma.cu"), os.path.join(ROOT, "csrc", "lut_common.cu"), "-o", exe]
+           *sorted(glob.glob(os.path.join(ROOT, "csrc", "lut_wgmma*.cu"))), os.path.join(ROOT, "csrc", "lut_common.cu"),
+           "-o", exe]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     return exe
 

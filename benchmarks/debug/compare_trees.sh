@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # lut_wgmma from several source trees, side by side, without building the extension: each tree's
 # csrc is linked into a traced wgmma_waves tool (the tree's own when it has benchmarks/debug/, else this
-# tree's; built in parallel, ~70 s), then every
+# tree's; built in parallel by build_wgmma_tool.sh), then every
 # configuration below runs on every tree in interleaved rounds (drift cancels), and the table gives
 # the median per-launch time of each (L2 flushed) and the median block's phases of the last round.
 #   bash benchmarks/debug/compare_trees.sh DIR_A DIR_B ...   (DIR: a checkout holding csrc/)
@@ -16,9 +16,8 @@ ROUNDS=${ROUNDS:-3}  # ONLY=REGEX runs only the configurations whose names match
 tool_of() { [ -f "$1/benchmarks/debug/wgmma_waves.cu" ] && echo "$1/benchmarks/debug/wgmma_waves.cu" || echo benchmarks/debug/wgmma_waves.cu; }
 i=0
 for d in "$@"; do
-  ( nvcc -std=c++20 -O3 -I"$d/csrc" -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
-      -gencode arch=compute_90a,code=sm_90a "$(tool_of "$d")" "$d/csrc/lut_wgmma.cu" \
-      "$d/csrc/lut_common.cu" -o "/tmp/cmp_ww_$i" > "/tmp/cmp_ww_$i.log" 2>&1 || echo "build failed: $d" ) &
+  ( bash benchmarks/debug/build_wgmma_tool.sh "$(tool_of "$d")" "$d/csrc" "/tmp/cmp_ww_$i" > "/tmp/cmp_ww_$i.log" 2>&1 \
+      || echo "build failed: $d" ) &
   i=$((i + 1))
 done
 wait

@@ -5,9 +5,8 @@
 # and per-row t (QUANTDLLM_WAVES_TS), with and without the L2 flush; WAVES_PLAIN adds K_N_M shapes.
 #   bash benchmarks/debug/ts_overhead.sh            (from the repository root, on the device)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-( nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
-    -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu csrc/lut_common.cu \
-    -o /tmp/ww > "$OUT/ww_build.log" 2>&1; echo "waves build rc=$?" ) &
+( bash benchmarks/debug/build_wgmma_tool.sh benchmarks/debug/wgmma_waves.cu csrc /tmp/ww > "$OUT/ww_build.log" 2>&1
+  echo "waves build rc=$?" ) &
 SHARDS=${SHARDS:-2} PYTEST_ARGS="${PT:-python_tests/test_cuda_wgmma.py}" PYTEST_K="${PK:-timestep or graph or split}" SANITIZE=${SANITIZE:-0} BENCH=0 \
   EXTRA="python3 benchmarks/debug/probe_ts_overhead.py --ms ${PROBE_MS:-256} --rounds 9 --out \$OUT 2>&1 | tail -8" \
   bash benchmarks/run_device.sh 2>&1 | tail -20

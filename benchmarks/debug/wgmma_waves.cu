@@ -1,5 +1,5 @@
 // How a lut_wgmma launch fills the SMs, without torch: every block stamps its entry, main loop and
-// exit (csrc/lut_wgmma.cu, QUANTDLLM_MMA_TRACE), and blocks are grouped by their order on their SM
+// exit (csrc/lut_wgmma_kernel.cuh, QUANTDLLM_MMA_TRACE), and blocks are grouped by their order on their SM
 // (wave 1 = each SM's first block, ...). Prints the plan, the event time per launch (L2 flushed,
 // median of 40), then per wave: blocks, entry and exit spread, the median block's main loop and
 // epilogue's phases, and the SM clock the stamps measure -- for whole-K blocks and K-slice blocks apart.
@@ -13,9 +13,8 @@
 // read after one synchronization, as triton's do_bench does, instead of one at a time: the GPU never
 // idles between them, so its clock is the one a sustained load gets).
 //
-//   nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
-//        -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu \
-//        csrc/lut_common.cu -o /tmp/wgmma_waves   (.ci/run links it the same way, for sm_80 and sm_90a)
+//   bash benchmarks/debug/build_wgmma_tool.sh benchmarks/debug/wgmma_waves.cu csrc /tmp/wgmma_waves
+//        (csrc/lut_wgmma*.cu and lut_common.cu traced, sm_90a; .ci/run links it the same way, for sm_80 and sm_90a)
 //   /tmp/wgmma_waves [K=4096] [N=12288] [M=512] [bits=4] [blocks.csv]
 #include <algorithm>
 #include <cstdio>
@@ -172,7 +171,7 @@ int main(int argc, char** argv) {
                 store.push_back((s[5] - s[2]) / f * 1e-3);
                 if (kind == 1) {
                     sum.push_back((s[6] - s[8]) * 1e-3);
-                    skew.push_back((s[10] - s[8]) * 1e-3);  // slots 10-12: globaltimer inside the sum (lut_wgmma.cu)
+                    skew.push_back((s[10] - s[8]) * 1e-3);  // slots 10-12: globaltimer inside the sum (lut_wgmma_kernel.cuh)
                     loads.push_back((s[11] - s[10]) * 1e-3);
                     ystore.push_back((s[12] - s[11]) * 1e-3);
                     exitw.push_back((s[6] - s[12]) * 1e-3);

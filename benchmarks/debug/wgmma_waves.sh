@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # lut_wgmma's waves and phases (wgmma_waves.cu) over the shapes and plans that decide wgmma_plan, for a
 # device call: bash benchmarks/debug/wgmma_waves.sh [binary] > $OUT/waves.txt. Builds the traced
-# binary (-DQUANTDLLM_MMA_TRACE, ~70 s) when none is given; "$OUT" receives one CSV per run.
+# binary (-DQUANTDLLM_MMA_TRACE, build_wgmma_tool.sh, ~40 s) when none is given; "$OUT" receives one CSV per run.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-/tmp/wgmma_waves}
 if [ ! -x "$B" ]; then
-  nvcc -std=c++20 -O3 -Icsrc -DQUANTDLLM_MMA_TRACE -DQUANTDLLM_SM90A --expt-relaxed-constexpr \
-    -gencode arch=compute_90a,code=sm_90a benchmarks/debug/wgmma_waves.cu csrc/lut_wgmma.cu csrc/lut_common.cu -o "$B" || exit 1
+  bash benchmarks/debug/build_wgmma_tool.sh benchmarks/debug/wgmma_waves.cu csrc "$B" || exit 1
 fi
 O=${OUT:-/tmp}
 run() {  # name, env assignments..., then "K N M"

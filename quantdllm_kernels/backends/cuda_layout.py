@@ -203,7 +203,7 @@ def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) ->
     return out
 
 
-# x as stored at 2/3 bits (lut_wgmma's x_natural, csrc/lut_wgmma.cu QuadSwap): wgmma step st at
+# x as stored at 2/3 bits (lut_wgmma's x_natural, csrc/lut_wgmma_kernel.cuh QuadSwap): wgmma step st at
 # lane q needs k = 16 st + 2q + 8 jp + {0, 1}, which the layout put in lane st's words. Two butterfly
 # stages per word swap a bit of the lane's quad index with the bit of the word position that holds it:
 # (lane bit, position bit), the same for both planes (lane q's fields at position bits b2 = q & 1,
@@ -249,7 +249,7 @@ def _natural_words(w: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def _a_payload_natural(w: torch.Tensor, bits: int, c: int, st: int, j: int) -> torch.Tensor:
-    """``DecodeNat::a_reg`` (lut_wgmma.cu) on exchanged words, without the magic: register j of step
+    """``DecodeNat::a_reg`` (lut_wgmma_kernel.cuh) on exchanged words, without the magic: register j of step
     st, rows g + 8 at f = 4 (one shift per plane and k pair)."""
     jp, odd = j >> 1, j & 1
     out = (w[..., 2 * c + jp] >> (4 * st)) & (0x000C000C if odd else 0x00030003)
