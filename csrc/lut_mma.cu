@@ -107,7 +107,7 @@ constexpr int ring_stages(int bits, int nt, bool xring) {
 constexpr bool x_ring(int bits, int nt) { return bits != 3 && ring_stages(bits, nt, true) >= 2; }
 constexpr int ring_bytes(int bits, int nt) {  // per block: both rings
     const bool xr = x_ring(bits, nt);
-    const int chunk_slots = x_chunk_ring(bits, nt) ? 4 * chunk_slot_bytes(nt) : 0;  // kChunkLead + 1 slots
+    const int chunk_slots = x_chunk_ring(bits, nt) ? (kChunkLead + 1) * chunk_slot_bytes(nt) : 0;
     return kWarps * (ring_stages(bits, nt, xr) * stage_bytes(bits, nt, xr) + chunk_slots);
 }
 template <int BITS, int NT> constexpr bool kXRing = x_ring(BITS, NT);
