@@ -10,7 +10,7 @@
 # worktree would not, being a nested repository), and remove devsrc/ after.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=${ROUNDS:-3}  # ONLY=REGEX runs only the configurations whose names match; PROLOGUE=1 prints the prologue's parts
+ROUNDS=${ROUNDS:-3}  # BITS=2/3/4 (default 4); ONLY=REGEX runs only the configurations whose names match; PROLOGUE=1 prints the prologue's parts
 [ $# -ge 1 ] || { echo "usage: $0 DIR..."; exit 2; }
 # a tree's own wgmma_waves.cu when it has one (a branch that changed the launchers' signatures), else this one's
 tool_of() { [ -f "$1/benchmarks/debug/wgmma_waves.cu" ] && echo "$1/benchmarks/debug/wgmma_waves.cu" || echo benchmarks/debug/wgmma_waves.cu; }
@@ -84,7 +84,7 @@ for r in $(seq 1 "$ROUNDS"); do
     [[ -z "${ONLY:-}" || "$name" =~ ${ONLY} ]] || continue  # ONLY: a regex over the names below
     for j in $(seq 0 $((i - 1))); do
       [ -x "/tmp/cmp_ww_$j" ] || continue
-      res=$(env $envs "/tmp/cmp_ww_$j" $shape 4 2>&1)
+      res=$(env $envs "/tmp/cmp_ww_$j" $shape "${BITS:-4}" 2>&1)
       us=$(echo "$res" | sed -n 's/^untraced, [^:]*: \([0-9.]*\) us.*/\1/p')
       # kind, then the phases from the prologue on (a tree whose tool prints the sum's parts gives 4 more)
       phases=$(echo "$res" | awk '$2 == "whole" || $2 == "slice" {o = $2; for (f = 7; f <= NF; ++f) o = o " " $f; print o; exit}')
