@@ -15,15 +15,15 @@
 //    each 16-byte load of a warp is one coalesced 512-byte run (3-bit lanes' 48 bytes side by side
 //    made each load touch 12 lines: ncu's LG throttle, twentieth session). Inside a word, the two
 //    halves of an A register sit 16 bits apart, so (word >> shift) & mask | magic is an fp16/bf16
-//    pair (1024 + c or 128 + c): one LOP3 per two weights. 3-bit codes are a 2-bit plane plus a
-//    1-bit plane (its bits for rows g and g + 8 of a k pair two apart, so one shift serves both:
-//    Decode in mma_fragments.cuh).
+//    pair (1024 + c or 128 + c): one LOP3 per two weights. 3-bit codes sit in 6-bit row pairs (rows
+//    g and g + 8 of a k pair three bits apart, so one shift serves both), one step a word, the
+//    fourth step in the three words' top nibbles (Decode in mma_fragments.cuh).
 //  * Scales: per (tile, group, row8) the four values (s_r, s_r+8, z_r, z_r+8) in 8 bytes.
 //
 // Scaling after the mma (M <= 8; groups of >= 64 codes, so each 16-k mma step lies in one group;
 // larger M dequantizes before the mma, see kPost in the kernel): the mma
 // multiplies the raw A = magic + f*c (rows g + 8: f = 16 for fp16 4-bit codes, their high nibble
-// taken without a shift; f = 4 for 2/3-bit codes, which then share rows g's shift; else 1) into a
+// taken without a shift; f = 4 for 2-bit and 8 for 3-bit codes, which then share rows g's shift; else 1) into a
 // per-group accumulator G = sum (magic + f*c) x, and one more mma with A = 1 gives X = sum x. At
 // the group's end, per row, acc += (s/f) * G + (z - magic * s/f) * X: sum (c*s + z) x exactly, in
 // fp32. The dequant is one LOP3 (plus a shift) per two weights instead

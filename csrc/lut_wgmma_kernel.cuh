@@ -12,8 +12,10 @@
 // (launch_permute_x, in_scale folded in: M*K*2 bytes each way, ~3 µs of a (4096, 4096) M = 512
 // call), or, without in_scale (XNAT), x is read as stored and each lane quad reorders its codes
 // instead (4-bit: quad_transpose4, ~19 instructions per chunk, which slow the loop by 2-4% at
-// 256-token tiles and ~18% at 128; 2/3-bit: QuadSwap, 10 / 15; the op takes it from M = 256, 3-bit
-// codes where N <= 6144). Then one thread per block copies each 64-k chunk of it with a TMA box copy
+// 256-token tiles and ~18% at 128; 2-bit: QuadSwap, 10; the op takes it from M = 256). 3-bit codes
+// always take the pre-pass: their 6-bit row pairs (mma_fragments.cuh) cut the decode by 20 ALU
+// instructions per chunk, more than the exchange they rule out saved (3-bit took x as stored, with
+// 15 instructions per chunk, in the twenty-first and twenty-second sessions). Then one thread per block copies each 64-k chunk of it with a TMA box copy
 // (64 k x BN tokens, 128-byte swizzle: the canonical K-major layout of a wgmma descriptor, 8-row
 // groups 1024 bytes apart; rows past M read as zeros) that completes on the stage's mbarrier. The
 // copies had been eight 16-byte cp.async per thread per chunk, whose address math (recomputed every
@@ -254,15 +256,15 @@ __device__ __forceinline__ void quad_transpose4(uint32_t (&w)[4], int q) {
     }
 }
 
-// x as stored (XNAT), 2/3-bit: the data lane q needs for step st sits in lane st's words (as for
-// 4-bit), but in 2-bit fields: every code word (either plane) holds lane q's fields at the position
+// x as stored (XNAT), 2-bit: the data lane q needs for step st sits in lane st's words (as for
+// 4-bit), but in 2-bit fields: every code word holds lane q's fields at the position
 // bits b2 = q & 1 and b3 = q >> 1 of each half (the layout puts them there). Two butterfly stages per
 // word swap those bits of the quad index and of the position (cuda_layout.quad_exchange emulates
 // them): for b2 the lanes whose bit 0 differs trade the nibbles meant for each other, each rotating
 // its word by 4 toward the partner's slots, one shuffle and one LOP3; for b3, whole bytes, one
 // shuffle and one byte permutation. Afterwards the position bits hold the source lane's (= the
 // step's) bits, at places that depend on no lane: DecodeNat reads them with constant shifts. 5
-// instructions per word: 10 per chunk at 2-bit, 15 at 3-bit, against the pre-pass's M x K x 2 bytes
+// instructions per word: 10 per chunk, against the pre-pass's M x K x 2 bytes
 // each way. The per-lane constants are three registers.
 struct QuadSwap {
     uint32_t amt, keep, sel;  // b2's rotate (left, mod 32) and own nibbles; b3's byte selector
@@ -275,20 +277,15 @@ struct QuadSwap {
     }
 };
 
-// A register j of step st of chunk c from the exchanged words: the 2-bit plane's word 2c + (j >> 1)
-// at 4 st + 2 (j & 1), the 1-bit plane's (word 8 + c) at 4 st + (j >> 1) + 2 (j & 1); rows g + 8 at
-// f = 4 with magic/4, as Decode's: one shift per plane and k pair.
+// A register j of step st of chunk c from the exchanged 2-bit words: word 2c + (j >> 1) at 4 st +
+// 2 (j & 1); rows g + 8 at f = 4 with magic/4, as Decode's: one shift per k pair.
 template <typename T, int BITS>
 struct DecodeNat {
-    using D = Decode<T, BITS, false>;
-    static constexpr uint32_t kMagicHi = D::kMagicHi;
+    static_assert(BITS == 2, "x as stored: 2-bit codes (4-bit reorders whole words, quad_transpose4)");
+    static constexpr uint32_t kMagicHi = Decode<T, BITS, false>::kMagicHi;
     static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int st, int j) {
-        const int jp = j >> 1, odd = j & 1;
-        const uint32_t magic = odd ? kMagicHi : Pair<T>::kMagic;
-        const uint32_t lo = w[2 * c + jp] >> (4 * st), mask = odd ? 0x000C000Cu : 0x00030003u;
-        if constexpr (BITS == 2) return lop3_and_or(lo, mask, magic);
-        const uint32_t hi = D::shr(w[8 + c], 4 * st + jp - 2);
-        return lop3_and_or(lo, mask, lop3_and_or(hi, odd ? 0x00100010u : 0x00040004u, magic));
+        const uint32_t magic = (j & 1) ? kMagicHi : Pair<T>::kMagic;
+        return lop3_and_or(w[2 * c + (j >> 1)] >> (4 * st), (j & 1) ? 0x000C000Cu : 0x00030003u, magic);
     }
 };
 #endif
@@ -303,7 +300,8 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     using P = Pair<T>;
     using L = Layout<BITS>;
     using W = WPlan<BITS, BN>;
-    // the decode: x as stored at 2/3 bits reads the exchanged words (DecodeNat)
+    // the decode: x as stored at 2 bits reads the exchanged words (DecodeNat); no 3-bit XNAT kernel
+    static_assert(!(XNAT && BITS == 3), "3-bit codes read x through the pre-pass");
     using DX = std::conditional_t<XNAT && BITS != 4, DecodeNat<T, BITS>, Decode<T, BITS, false>>;
     constexpr int CH = W::CH, V = W::V, S = kXStages<BN>, AHEAD = kAhead<BN>;
     MMA_TRACE(a, 0, global_ns());
@@ -507,7 +505,6 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
             const QuadSwap swap(q);
 #pragma unroll
             for (int h = 0; h < 2; ++h) cw[2 * c + h] = swap(cw[2 * c + h]);
-            if constexpr (BITS == 3) cw[8 + c] = swap(cw[8 + c]);
         }
         uint2 szv;
         asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(szv.x), "=r"(szv.y) : "r"(my_sz0 + so + c * 256));
@@ -806,8 +803,13 @@ cudaError_t launch_wgmma_width(const MmaArgs& args, const WgmmaPlan& p, const CU
             else if (p.bn == 128) launch(lut_wgmma_kernel<T, BITS, 128, X>, WPlan<BITS, 128>::kSmem);
             else if (p.bn == 64) launch(lut_wgmma_kernel<T, BITS, 64, X>, WPlan<BITS, 64>::kSmem);
         };
-        if (args.x_natural) by_tile(std::true_type{});
-        else by_tile(std::false_type{});
+        if constexpr (BITS == 3) {  // pre-pass only (launch_lut_wgmma refuses x_natural at 3 bits)
+            if (!args.x_natural) by_tile(std::false_type{});
+        } else if (args.x_natural) {
+            by_tile(std::true_type{});
+        } else {
+            by_tile(std::false_type{});
+        }
     });
     return err;
 }

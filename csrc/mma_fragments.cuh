@@ -58,21 +58,28 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t
 
 // A register `j` (rows g + 8*(j & 1)) of step `s` of chunk `c` as magic + f*code pairs (layout above).
 // The rows g + 8 take f != 1, so that both rows of a k pair share one shift and differ in their
-// masks: fp16 4-bit takes the odd nibbles in place (f = 16), 2- and 3-bit take the odd rows' codes two
-// bits up (f = 4). 3-bit adds a 1-bit plane, laid out so that one shift of its word serves both rows:
-// 2 LOP3 per register and one shift per plane and k pair (sm_90a, M <= 8: ~6 instructions per
-// register before). The magic ORed into rows g + 8 (kMagicHi): after the mma (POST) the common one,
+// masks: fp16 4-bit takes the odd nibbles in place (f = 16), 2-bit takes the odd rows' codes two bits
+// up (f = 4), 3-bit three bits up (f = 8): its words hold 6-bit row pairs, one step a word (steps 0-2
+// of chunk c in words 3c..3c+2, pair jp at bit 6 jp), so a register is one LOP3 of the word or of
+// the word shifted by 6; step 3's field sits in the three words' top nibbles and is put together
+// once per chunk (3 shifts, 3 LOP3). 26 ALU instructions per 16-row tile and chunk, against 46 for the
+// 2-bit + 1-bit planes it replaced (twenty-third session; sm_90a 3-bit M <= 8 loop: ~227 instructions
+// per chunk then). The magic ORed into rows g + 8 (kMagicHi): after the mma (POST) the common one,
 // 1024 + f*c, which the group's scale s/f undoes; before it magic/f, whose ulp is 1/f, so that
-// (magic/f) | f*c reads magic/f + c exactly (f*c < 1024 in fp16; bf16 f = 4: 4*7 < 128), and the
-// pre-mma subtraction of magic/f leaves c: w = c*s + z as with f = 1, one shift fewer per k pair
+// (magic/f) | f*c reads magic/f + c exactly (f*c < 1024 in fp16; bf16: f*c < 128 at f = 4 and 8), and
+// the pre-mma subtraction of magic/f leaves c: w = c*s + z as with f = 1, one shift fewer per k pair
 // (twenty-first session; before it the pre-mma decode shifted each row).
 template <typename T, int BITS, bool POST>
 struct Decode {
     static constexpr bool kHiNibble = BITS == 4 && std::is_same_v<T, __half>;
-    static constexpr bool kHiQuad = BITS == 2 || BITS == 3;
-    static constexpr float kFactorHi = kHiNibble ? 16.f : kHiQuad ? 4.f : 1.f;  // f of rows g+8 (rows g: 1)
-    static constexpr uint32_t kMagicHi = POST ? Pair<T>::kMagic : Pair<T>::kMagic - (kHiNibble ? 4 : kHiQuad ? 2 : 0) * Pair<T>::kExpOne;
-    static __device__ __forceinline__ uint32_t shr(uint32_t v, int n) { return n >= 0 ? v >> n : v << -n; }
+    static constexpr int kShiftHi = kHiNibble ? 4 : BITS == 2 ? 2 : BITS == 3 ? 3 : 0;  // log2 f
+    static constexpr float kFactorHi = static_cast<float>(1 << kShiftHi);  // f of rows g+8 (rows g: 1)
+    static constexpr uint32_t kMagicHi = POST ? Pair<T>::kMagic : Pair<T>::kMagic - kShiftHi * Pair<T>::kExpOne;
+    // 3-bit step 3's 12-bit field (each half) from the top nibbles of chunk c's three words
+    static __device__ __forceinline__ uint32_t step3_field(const uint32_t* w, int c) {
+        const uint32_t f = (w[3 * c] >> 12) & 0x000F000Fu;
+        return lop3_and_or(w[3 * c + 2] >> 4, 0x0F000F00u, lop3_and_or(w[3 * c + 1] >> 8, 0x00F000F0u, f));
+    }
     static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int s, int j) {
         const int jp = j >> 1, odd = j & 1;  // k pair, row g + 8
         const uint32_t magic = odd ? kMagicHi : Pair<T>::kMagic;
@@ -81,17 +88,13 @@ struct Decode {
             return lop3_and_or(v, odd ? 0x00F000F0u : 0x000F000Fu, magic);
         } else if constexpr (BITS == 4) {
             return lop3_and_or(w[s] >> (4 * j), 0x000F000Fu, magic);
+        } else if constexpr (BITS == 3) {
+            const uint32_t v = s < 3 ? w[3 * c + s] : step3_field(w, c);
+            return lop3_and_or(jp ? v >> 6 : v, odd ? 0x00380038u : 0x00070007u, magic);
         } else {
-            // 2-bit plane: rows g, g+8 of pair jp at bits 2*(4*(s & 1) + 2*jp) + {0, 2}
+            // rows g, g+8 of pair jp at bits 2*(4*(s & 1) + 2*jp) + {0, 2}
             const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp));
-            const uint32_t mask = odd ? 0x000C000Cu : 0x00030003u;
-            if constexpr (BITS == 2) return lop3_and_or(lo, mask, magic);
-            // 1-bit plane (word 8 + c): rows g, g+8 of pair jp at bits 8*(s & 1) + 4*jp + (s >> 1) +
-            // {0, 2}, moved to bits 2 / 4 (f = 4). (Bits 2 and 3 of the position are then the quad
-            // index of the lane that needs them when lut_wgmma reads x as stored, as in the 2-bit
-            // plane: one exchange for both, QuadSwap.)
-            const uint32_t hi = shr(w[8 + c], 8 * (s & 1) + 4 * jp + (s >> 1) - 2);
-            return lop3_and_or(lo, mask, lop3_and_or(hi, odd ? 0x00100010u : 0x00040004u, magic));
+            return lop3_and_or(lo, odd ? 0x000C000Cu : 0x00030003u, magic);
         }
     }
 };

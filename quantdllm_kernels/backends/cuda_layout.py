@@ -13,11 +13,14 @@ Layout (the kernel's header comment has the why):
   multiple of the super-chunk (64 codes for 4-bit, 128 for 2-bit, 256 for 3-bit). Lane l = 4g + q
   of a 16-row tile owns rows g and g + 8 and, in every 64-code chunk, k in [16q, 16q + 16). In
   chunk step s (0..3) its A register j (0..3) holds rows g + 8*(j & 1) at k = 16q + 4s + 2*(j >> 1)
-  + {0, 1}; the two codes of a register sit 16 bits apart in one word. 3-bit codes are a 2-bit plane
-  (words 2c, 2c + 1 of chunk c) and a 1-bit plane (word 8 + c: step s, pair j >> 1, row g + 8*(j & 1)
-  at bit 8*(s & 1) + 4*(j >> 1) + (s >> 1) + 2*(j & 1): one shift serves both rows of a pair, and the
-  bits another lane of the quad needs when x is read as stored sit at the same position bits as in
-  the 2-bit plane, so one exchange serves both planes).
+  + {0, 1}; the two codes of a register sit 16 bits apart in one word. 2-bit: word 2c + (s >> 1)
+  of chunk c, register j at bits 2*(4*(s & 1) + j) (rows g + 8 two bits up, f = 4). 3-bit (since the
+  twenty-third session): words 3c, 3c + 1, 3c + 2 of chunk c hold steps 0-2, one step a word, each
+  16-bit half a 12-bit field of 6-bit row pairs (pair j >> 1 at bit 6*(j >> 1): row g at + 0, row g + 8
+  at + 3, f = 8), so a register is one LOP3 of the word or of the word shifted by 6; step 3's fields
+  fill the three words' top nibbles (bits 12-15 of each half: its field's bits 0-3, 4-7, 8-11), put
+  together once per chunk (3 shifts, 3 LOP3). Was a 2-bit plane plus a 1-bit plane (two LOP3 per
+  register, two shifts per k pair: 46 against 26 ALU instructions per tile and chunk).
 * ``sz`` ``(tiles16, groups, 8, 4)`` in the activation dtype: (s_g, s_g+8, z_g, z_g+8).
 
 :func:`emulate_lut_mma` replays the kernel's arithmetic from the PTX fragment definitions, so the
@@ -119,13 +122,18 @@ def _positions(bits: int, device):
     k = (c * 64 + 16 * (lane % 4) + 4 * s + 2 * (j >> 1) + h).expand(shape)
     if bits == 4:
         planes = [((s + 0 * c).expand(shape), (4 * j + 16 * h).expand(shape), 0, 15)]
+    elif bits == 2:
+        planes = [((2 * c + s // 2).expand(shape), (2 * (4 * (s % 2) + j) + 16 * h).expand(shape), 0, 3)]
     else:
-        lo = ((2 * c + s // 2).expand(shape), (2 * (4 * (s % 2) + j) + 16 * h).expand(shape), 0, 3)
-        planes = [lo]
-        if bits == 3:
-            # rows g, g + 8 of a k pair two bits apart: one shift of the word serves both (Decode)
-            planes.append(((8 + c).expand(shape), (8 * (s % 2) + 4 * (j >> 1) + s // 2 + 2 * (j & 1) + 16 * h).expand(shape),
-                           2, 1))
+        # one plane per code bit e: bit fb = 6*(j >> 1) + 3*(j & 1) + e of the step's 12-bit field, in
+        # word 3c + s at fb (steps 0-2) or, step 3, in the top nibble of word 3c + fb // 4
+        planes = []
+        for e in range(3):
+            fb = 6 * (j >> 1) + 3 * (j & 1) + e
+            last = (s == 3).expand(shape)
+            word = torch.where(last, 3 * c + fb // 4, 3 * c + s).expand(shape)
+            bit = torch.where(last, 12 + fb % 4, fb).expand(shape) + 16 * h
+            planes.append((word, bit.expand(shape), e, 1))
     return row, k, planes
 
 
@@ -182,10 +190,6 @@ def lane_words(codes: torch.Tensor) -> torch.Tensor:
     return codes.transpose(2, 3).reshape(t, u, 32, 4 * v)
 
 
-def _shr(v: torch.Tensor, n: int) -> torch.Tensor:
-    return v >> n if n >= 0 else (v << -n) & 0xFFFFFFFF
-
-
 def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) -> torch.Tensor:
     """The kernel's ``Decode::a_reg`` (mma_fragments.cuh) on int64 words ``w (..., words)``, without
     the magic: two 16-bit fields f*code, f = f_hi (``decode_factor``) for rows g + 8 (j odd), whose
@@ -196,18 +200,24 @@ def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) ->
             v = w[..., s] >> 8 if jp else w[..., s]
             return v & (0x00F000F0 if odd else 0x000F000F)
         return (w[..., s] >> (4 * j)) & 0x000F000F
-    out = (w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp))) & (0x000C000C if odd else 0x00030003)
     if bits == 3:
-        hi = _shr(w[..., 8 + c], 8 * (s & 1) + 4 * jp + (s >> 1) - 2)
-        out = out | (hi & (0x00100010 if odd else 0x00040004))
-    return out
+        v = w[..., 3 * c + s] if s < 3 else _step3_field(w, c)
+        return (v >> (6 * jp)) & (0x00380038 if odd else 0x00070007)
+    return (w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp))) & (0x000C000C if odd else 0x00030003)
 
 
-# x as stored at 2/3 bits (lut_wgmma's x_natural, csrc/lut_wgmma_kernel.cuh QuadSwap): wgmma step st at
+def _step3_field(w: torch.Tensor, c: int) -> torch.Tensor:
+    """3-bit step 3's 12-bit fields (each half) from the top nibbles of chunk c's three words."""
+    return (((w[..., 3 * c] >> 12) & 0x000F000F) | ((w[..., 3 * c + 1] >> 8) & 0x00F000F0)
+            | ((w[..., 3 * c + 2] >> 4) & 0x0F000F00))
+
+
+# x as stored at 2 bits (lut_wgmma's x_natural, csrc/lut_wgmma_kernel.cuh QuadSwap): wgmma step st at
 # lane q needs k = 16 st + 2q + 8 jp + {0, 1}, which the layout put in lane st's words. Two butterfly
 # stages per word swap a bit of the lane's quad index with the bit of the word position that holds it:
-# (lane bit, position bit), the same for both planes (lane q's fields at position bits b2 = q & 1,
-# b3 = q >> 1 in each).
+# (lane bit, position bit) (lane q's fields at position bits b2 = q & 1, b3 = q >> 1). 3-bit codes
+# took it too until their 6-bit row-pair fields (twenty-third session), which no nibble or byte
+# exchange moves: lut_wgmma reads their x through the pre-pass.
 _XCHG_STAGES = ((0, 2), (1, 3))
 _M0 = (0x55555555, 0x33333333, 0x0F0F0F0F, 0x00FF00FF)  # positions whose bit P is 0, P = 0..3
 
@@ -237,10 +247,10 @@ def quad_exchange(w: torch.Tensor, lane_bit: int, pos_bit: int) -> torch.Tensor:
 
 
 def _natural_words(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Lane words ``(..., 32, words)`` of one super-chunk after the kernel's exchange (2/3-bit)."""
+    """Lane words ``(..., 32, words)`` of one super-chunk after the kernel's exchange (2-bit)."""
     out = w.clone()
     for c in range(_CHUNKS[bits]):
-        for i in [2 * c, 2 * c + 1] + ([8 + c] if bits == 3 else []):
+        for i in (2 * c, 2 * c + 1):
             v = out[..., i]
             for lane_bit, pos_bit in _XCHG_STAGES:
                 v = quad_exchange(v, lane_bit, pos_bit)
@@ -248,19 +258,17 @@ def _natural_words(w: torch.Tensor, bits: int) -> torch.Tensor:
     return out
 
 
-def _a_payload_natural(w: torch.Tensor, bits: int, c: int, st: int, j: int) -> torch.Tensor:
-    """``DecodeNat::a_reg`` (lut_wgmma_kernel.cuh) on exchanged words, without the magic: register j of step
-    st, rows g + 8 at f = 4 (one shift per plane and k pair)."""
+def _a_payload_natural(w: torch.Tensor, c: int, st: int, j: int) -> torch.Tensor:
+    """``DecodeNat::a_reg`` (lut_wgmma_kernel.cuh, 2-bit) on exchanged words, without the magic: register
+    j of step st, rows g + 8 at f = 4 (one shift per k pair)."""
     jp, odd = j >> 1, j & 1
-    out = (w[..., 2 * c + jp] >> (4 * st)) & (0x000C000C if odd else 0x00030003)
-    if bits == 3:
-        out = out | (_shr(w[..., 8 + c], 4 * st + jp - 2) & (0x00100010 if odd else 0x00040004))
-    return out
+    return (w[..., 2 * c + jp] >> (4 * st)) & (0x000C000C if odd else 0x00030003)
 
 
 def decode_factor(bits: int, dtype: torch.dtype) -> int:
-    """f of rows g + 8 (``Decode::kFactorHi``): 16 for fp16 4-bit (odd nibbles in place), 4 for 2/3-bit."""
-    return 16 if bits == 4 and dtype == torch.float16 else 4 if bits in (2, 3) else 1
+    """f of rows g + 8 (``Decode::kFactorHi``): 16 for fp16 4-bit (odd nibbles in place), 4 for 2-bit
+    (two bits up), 8 for 3-bit (three bits up)."""
+    return 16 if bits == 4 and dtype == torch.float16 else 4 if bits == 2 else 8 if bits == 3 else 1
 
 
 def magic_bits(dtype: torch.dtype, f: int = 1) -> int:
@@ -280,17 +288,17 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural
     """y (M, N) fp32 computed the way the kernel does: per 64-code chunk and step, the A fragment
     of every lane (PTX m16n8k16 layout: register j holds rows g + 8*(j & 1), columns
     2q + 8*(j >> 1) + {0, 1}) is decoded from the words as magic + f*code (rows g + 8: f = 16 for
-    fp16 4-bit, whose odd nibbles the kernel takes unshifted; f = 4 for 2/3-bit), the B fragment
+    fp16 4-bit, whose odd nibbles the kernel takes unshifted; f = 4 for 2-bit, 8 for 3-bit), the B fragment
     is filled from the lane's x loads (x[16q + 4s + {0, 1}] -> columns 2q + {0, 1}; x[16q + 4s + {2, 3}] -> 2q + 8 + {0, 1}),
     A @ B and 1 @ B accumulate per group, and each group ends with acc += s/f * G + (z - magic*s/f) * X.
     ``post=False`` decodes as the kernels that scale before the mma do (M > 8, lut_wgmma): the same
     fields, rows g + 8 ORed with magic/f instead (``magic_bits``), each A element read from its 16-bit
-    pattern minus that magic (= the code), and the group ends with acc += s * G + z * X. ``x_natural`` (2/3-bit, before the mma) is lut_wgmma reading x as stored: the lanes
+    pattern minus that magic (= the code), and the group ends with acc += s * G + z * X. ``x_natural`` (2-bit, before the mma) is lut_wgmma reading x as stored: the lanes
     of a quad exchange code bits first (``quad_exchange``) and step st multiplies x[16 st : 16 st + 16]
     in natural order. Slow; for tests at small shapes."""
     bits, K, N = mw.bits, mw.K, mw.N
-    if x_natural and (post or bits not in (2, 3)):
-        raise ValueError("x_natural emulates the 2/3-bit decode before the mma (post=False, bits 2 or 3)")
+    if x_natural and (post or bits != 2):
+        raise ValueError("x_natural emulates the 2-bit decode before the mma (post=False, bits 2)")
     tiles, U = mw.codes.shape[:2]
     w = lane_words(mw.codes).to(torch.int64) & 0xFFFFFFFF
     if x_natural:
@@ -321,7 +329,7 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural
                     g, q = lane // 4, lane % 4
                     for j in range(4):
                         if x_natural:
-                            pair = _a_payload_natural(w[:, u, lane], bits, c, s, j)
+                            pair = _a_payload_natural(w[:, u, lane], c, s, j)
                         else:
                             pair = _a_payload(w[:, u, lane], bits, c, s, j, f_hi)
                         for h in range(2):
