@@ -16,8 +16,8 @@
 //    made each load touch 12 lines: ncu's LG throttle, twentieth session). Inside a word, the two
 //    halves of an A register sit 16 bits apart, so (word >> shift) & mask | magic is an fp16/bf16
 //    pair (1024 + c or 128 + c): one LOP3 per two weights. 3-bit codes sit in 6-bit row pairs (rows
-//    g and g + 8 of a k pair three bits apart, so one shift serves both), one step a word, the
-//    fourth step in the three words' top nibbles (Decode in mma_fragments.cuh).
+//    g and g + 8 of a k pair three bits apart, so one shift serves both) in four 12-bit blocks per
+//    chunk, three in the low bits of three words, one in their top nibbles (Decode in mma_fragments.cuh).
 //  * Scales: per (tile, group, row8) the four values (s_r, s_r+8, z_r, z_r+8) in 8 bytes.
 //
 // Scaling after the mma (M <= 8; groups of >= 64 codes, so each 16-k mma step lies in one group;

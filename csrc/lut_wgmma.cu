@@ -147,7 +147,7 @@ cudaError_t x_tensor_map(CUtensorMap* map, const void* x, DType dt, int M, int K
 }  // namespace
 
 // a.x must be the permuted x (launch_permute_x; in_scale folded there, a.in_scale ignored), or with
-// a.x_natural (no in_scale, 2- or 4-bit codes) x as stored; 16-byte aligned either way.
+// a.x_natural (no in_scale) x as stored; 16-byte aligned either way.
 cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t stream) {
     const int bn = p.bn;
     if (!wgmma_built()) return cudaErrorInvalidDeviceFunction;
@@ -166,7 +166,7 @@ cudaError_t launch_lut_wgmma(const MmaArgs& a, const WgmmaPlan& p, cudaStream_t 
         return cudaErrorInvalidValue;  // the timestep chunk is one 64-k chunk: T <= 64
     if ((a.x_dtype != DType::F16 && a.x_dtype != DType::BF16) || reinterpret_cast<uintptr_t>(a.x) % 16)
         return cudaErrorInvalidValue;
-    if (a.x_natural && (a.in_scale || a.bits == 3)) return cudaErrorInvalidValue;  // 3-bit: the pre-pass only
+    if (a.x_natural && a.in_scale) return cudaErrorInvalidValue;
     CUtensorMap xmap;
     if (const cudaError_t e = x_tensor_map(&xmap, a.x, a.x_dtype, a.M, a.K, bn); e != cudaSuccess) return e;
     MmaArgs args = a;

@@ -12,10 +12,8 @@
 // (launch_permute_x, in_scale folded in: M*K*2 bytes each way, ~3 µs of a (4096, 4096) M = 512
 // call), or, without in_scale (XNAT), x is read as stored and each lane quad reorders its codes
 // instead (4-bit: quad_transpose4, ~19 instructions per chunk, which slow the loop by 2-4% at
-// 256-token tiles and ~18% at 128; 2-bit: QuadSwap, 10; the op takes it from M = 256). 3-bit codes
-// always take the pre-pass: their 6-bit row pairs (mma_fragments.cuh) cut the decode by 20 ALU
-// instructions per chunk, more than the exchange they rule out saved (3-bit took x as stored, with
-// 15 instructions per chunk, in the twenty-first and twenty-second sessions). Then one thread per block copies each 64-k chunk of it with a TMA box copy
+// 256-token tiles and ~18% at 128; 2-bit: QuadSwap, 10; 3-bit: a gather through shared memory, ~9;
+// the op takes it from M = 256, 3-bit codes where N <= 6144). Then one thread per block copies each 64-k chunk of it with a TMA box copy
 // (64 k x BN tokens, 128-byte swizzle: the canonical K-major layout of a wgmma descriptor, 8-row
 // groups 1024 bytes apart; rows past M read as zeros) that completes on the stage's mbarrier. The
 // copies had been eight 16-byte cp.async per thread per chunk, whose address math (recomputed every
@@ -109,12 +107,17 @@ struct WPlan {
     static constexpr int kOutBytes = BN * (kWRows + kOutPad) * 4;
     static constexpr int kFront = kXBytes > kOutBytes ? kXBytes : kOutBytes;
     static constexpr int kCodeBytes = SC * kWWarps * kSlotWarp;
+    // 3-bit, x as stored: each warp's gather area past the code ring, a row of 4 x 16 bytes per lane
+    // (padded to 80: conflict-free 16-byte stores and loads), gather_blocks
+    static constexpr int kGatherRow = 80, kGatherWarp = BITS == 3 ? 32 * kGatherRow : 0;
+    static constexpr int kGatherOff = kFront + kCodeBytes;
     // A two-slice K split's receive area, after the loop: the peer's partial sums of this slice's
     // half of the tokens, right past the fp32 tile (over the rings' tails, free by then), kShare
     // token groups of kTokStep tokens, each completing on its own mbarrier
     static constexpr int kTokStep = kWThreads / (kWRows / 8), kShare = BN / kTokStep / 2;
     static constexpr int kRecvOff = kOutBytes, kRecvBytes = kOutBytes / 2;
-    static constexpr int kEnd = kFront + kCodeBytes > kRecvOff + kRecvBytes ? kFront + kCodeBytes : kRecvOff + kRecvBytes;
+    static constexpr int kRingsEnd = kGatherOff + kWWarps * kGatherWarp;
+    static constexpr int kEnd = kRingsEnd > kRecvOff + kRecvBytes ? kRingsEnd : kRecvOff + kRecvBytes;
     // past both: an mbarrier per x stage, then one per received token group
     static constexpr int kBarOff = (kEnd + 7) / 8 * 8;
     static constexpr int kSmem = 1024 + kBarOff + (kXStages<BN> + kShare) * 8;  // + alignment slack
@@ -278,16 +281,44 @@ struct QuadSwap {
 };
 
 // A register j of step st of chunk c from the exchanged 2-bit words: word 2c + (j >> 1) at 4 st +
-// 2 (j & 1); rows g + 8 at f = 4 with magic/4, as Decode's: one shift per k pair.
+// 2 (j & 1); rows g + 8 at f = 4 with magic/4, as Decode's: one shift per k pair. 3-bit: from the
+// gathered blocks (gather_blocks: word 4 st + c is block q of chunk c of lane st of the quad), as
+// Decode's.
 template <typename T, int BITS>
 struct DecodeNat {
-    static_assert(BITS == 2, "x as stored: 2-bit codes (4-bit reorders whole words, quad_transpose4)");
-    static constexpr uint32_t kMagicHi = Decode<T, BITS, false>::kMagicHi;
+    static_assert(BITS == 2 || BITS == 3, "x as stored: 4-bit reorders whole words (quad_transpose4)");
+    using D = Decode<T, BITS, false>;
+    static constexpr uint32_t kMagicHi = D::kMagicHi;
     static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int st, int j) {
+        if constexpr (BITS == 3) return D::from_block(w[4 * st + c], j >> 1, j & 1);
         const uint32_t magic = (j & 1) ? kMagicHi : Pair<T>::kMagic;
         return lop3_and_or(w[2 * c + (j >> 1)] >> (4 * st), (j & 1) ? 0x000C000Cu : 0x00030003u, magic);
     }
 };
+
+// x as stored, 3-bit: lane q of a quad needs block q (Decode) of each quad lane's words, for every
+// chunk. Once per super-chunk each lane stores its four blocks of the four chunks, block d into the
+// gather row of lane 4g + d at its own 16 bytes (q), and after a warp barrier loads its own row: 4 +
+// 4 16-byte accesses (rows 80 bytes apart: no bank conflicts) and block 3's assembly (6 per chunk),
+// ~9 instructions per chunk, where a shuffle transpose of the quad took ~25. gw[4 st + c] is then
+// block q of chunk c of lane st. (The twenty-first session's 3-bit exchange moved nibbles and bytes
+// of a 2-bit and a 1-bit plane: 15 instructions per chunk, on a decode of 46 per chunk.)
+template <typename T>
+__device__ __forceinline__ void gather_blocks(const uint32_t (&cw)[12], uint32_t (&gw)[16], uint32_t row0, int q) {
+    using D = Decode<T, 3, false>;
+#pragma unroll
+    for (int d = 0; d < 4; ++d)  // row0: this quad's first row; lane 4g + d's row, this lane's 16 bytes
+        asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(row0 + d * 80 + q * 16), "r"(D::block(cw, 0, d)),
+                     "r"(D::block(cw, 1, d)), "r"(D::block(cw, 2, d)), "r"(D::block(cw, 3, d))
+                     : "memory");
+    __syncwarp();
+#pragma unroll
+    for (int st = 0; st < 4; ++st)
+        asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(gw[4 * st]), "=r"(gw[4 * st + 1]), "=r"(gw[4 * st + 2]), "=r"(gw[4 * st + 3])
+                     : "r"(row0 + q * 80 + st * 16)
+                     : "memory");
+}
 #endif
 
 template <typename T, int BITS, int BN, bool XNAT>
@@ -300,8 +331,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     using P = Pair<T>;
     using L = Layout<BITS>;
     using W = WPlan<BITS, BN>;
-    // the decode: x as stored at 2 bits reads the exchanged words (DecodeNat); no 3-bit XNAT kernel
-    static_assert(!(XNAT && BITS == 3), "3-bit codes read x through the pre-pass");
+    // the decode: x as stored at 2/3 bits reads the exchanged (2-bit) or gathered (3-bit) words (DecodeNat)
     using DX = std::conditional_t<XNAT && BITS != 4, DecodeNat<T, BITS>, Decode<T, BITS, false>>;
     constexpr int CH = W::CH, V = W::V, S = kXStages<BN>, AHEAD = kAhead<BN>;
     MMA_TRACE(a, 0, global_ns());
@@ -488,6 +518,9 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
     uint32_t A[2][4][4] = {};
     uint64_t desc[2][4] = {};
     uint32_t cw[L::kWords];
+    constexpr bool kGather = XNAT && BITS == 3;
+    uint32_t gw[kGather ? 16 : 1];  // 3-bit, x as stored: the gathered blocks (gather_blocks)
+    const uint32_t gather_row0 = base + W::kGatherOff + warp * W::kGatherWarp + (lane & ~3) * W::kGatherRow;
     // A of chunk i (position R in the loop body: c = R % CH, parity R & 1), codes and scales from
     // the lane's ring slot (landed: the caller waited for chunk i's copies)
     auto decode = [&](auto pos, int i) {
@@ -500,8 +533,9 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
                              : "=r"(cw[4 * v]), "=r"(cw[4 * v + 1]), "=r"(cw[4 * v + 2]), "=r"(cw[4 * v + 3])
                              : "r"(my_slot0 + so + v * 512));
             if constexpr (XNAT && BITS == 4) quad_transpose4(cw, q);
+            if constexpr (kGather) gather_blocks<T>(cw, gw, gather_row0, q);
         }
-        if constexpr (XNAT && BITS != 4) {  // this chunk's words
+        if constexpr (XNAT && BITS == 2) {  // this chunk's words
             const QuadSwap swap(q);
 #pragma unroll
             for (int h = 0; h < 2; ++h) cw[2 * c + h] = swap(cw[2 * c + h]);
@@ -514,7 +548,7 @@ __global__ void __launch_bounds__(kWThreads, 1) lut_wgmma_kernel(const MmaArgs a
         for (int st = 0; st < 4; ++st) {
 #pragma unroll
             for (int jj = 0; jj < 4; ++jj)
-                A[par][st][jj] = u32(__hfma2(__hsub2(P::bits(DX::a_reg(cw, c, st, jj)), mg[jj & 1]), sc[jj & 1], zr[jj & 1]));
+                A[par][st][jj] = u32(__hfma2(__hsub2(P::bits(DX::a_reg(kGather ? gw : cw, c, st, jj)), mg[jj & 1]), sc[jj & 1], zr[jj & 1]));
             pin(A[par][st]);
         }
     };
@@ -803,13 +837,8 @@ cudaError_t launch_wgmma_width(const MmaArgs& args, const WgmmaPlan& p, const CU
             else if (p.bn == 128) launch(lut_wgmma_kernel<T, BITS, 128, X>, WPlan<BITS, 128>::kSmem);
             else if (p.bn == 64) launch(lut_wgmma_kernel<T, BITS, 64, X>, WPlan<BITS, 64>::kSmem);
         };
-        if constexpr (BITS == 3) {  // pre-pass only (launch_lut_wgmma refuses x_natural at 3 bits)
-            if (!args.x_natural) by_tile(std::false_type{});
-        } else if (args.x_natural) {
-            by_tile(std::true_type{});
-        } else {
-            by_tile(std::false_type{});
-        }
+        if (args.x_natural) by_tile(std::true_type{});
+        else by_tile(std::false_type{});
     });
     return err;
 }

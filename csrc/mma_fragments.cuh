@@ -59,26 +59,31 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t
 // A register `j` (rows g + 8*(j & 1)) of step `s` of chunk `c` as magic + f*code pairs (layout above).
 // The rows g + 8 take f != 1, so that both rows of a k pair share one shift and differ in their
 // masks: fp16 4-bit takes the odd nibbles in place (f = 16), 2-bit takes the odd rows' codes two bits
-// up (f = 4), 3-bit three bits up (f = 8): its words hold 6-bit row pairs, one step a word (steps 0-2
-// of chunk c in words 3c..3c+2, pair jp at bit 6 jp), so a register is one LOP3 of the word or of
-// the word shifted by 6; step 3's field sits in the three words' top nibbles and is put together
-// once per chunk (3 shifts, 3 LOP3). 26 ALU instructions per 16-row tile and chunk, against 46 for the
-// 2-bit + 1-bit planes it replaced (twenty-third session; sm_90a 3-bit M <= 8 loop: ~227 instructions
-// per chunk then). The magic ORed into rows g + 8 (kMagicHi): after the mma (POST) the common one,
-// 1024 + f*c, which the group's scale s/f undoes; before it magic/f, whose ulp is 1/f, so that
-// (magic/f) | f*c reads magic/f + c exactly (f*c < 1024 in fp16; bf16: f*c < 128 at f = 4 and 8), and
-// the pre-mma subtraction of magic/f leaves c: w = c*s + z as with f = 1, one shift fewer per k pair
-// (twenty-first session; before it the pre-mma decode shifted each row).
+// up (f = 4), 3-bit three bits up (f = 8): its words hold 6-bit row pairs in four 12-bit blocks per
+// chunk (block d: pair d & 1 of step d >> 1 at bit 0, of step (d >> 1) + 2 at bit 6 -- the data lane
+// d of a quad needs when lut_wgmma reads x as stored; blocks 0-2 in words 3c + d, block 3 in their top
+// nibbles, put together once per chunk: 3 shifts, 3 LOP3), so a register is one LOP3 of its block or
+// of the block shifted by 6. 26 ALU instructions per 16-row tile and chunk, against 46 for the 2-bit +
+// 1-bit planes it replaced (twenty-third session). The magic ORed into rows g + 8 (kMagicHi): after
+// the mma (POST) the common one, 1024 + f*c, which the group's scale s/f undoes; before it magic/f,
+// whose ulp is 1/f, so that (magic/f) | f*c reads magic/f + c exactly (f*c < 1024 in fp16; bf16: f*c
+// < 128 at f = 4 and 8), and the pre-mma subtraction of magic/f leaves c: w = c*s + z as with f = 1,
+// one shift fewer per k pair (twenty-first session; before it the pre-mma decode shifted each row).
 template <typename T, int BITS, bool POST>
 struct Decode {
     static constexpr bool kHiNibble = BITS == 4 && std::is_same_v<T, __half>;
     static constexpr int kShiftHi = kHiNibble ? 4 : BITS == 2 ? 2 : BITS == 3 ? 3 : 0;  // log2 f
     static constexpr float kFactorHi = static_cast<float>(1 << kShiftHi);  // f of rows g+8 (rows g: 1)
     static constexpr uint32_t kMagicHi = POST ? Pair<T>::kMagic : Pair<T>::kMagic - kShiftHi * Pair<T>::kExpOne;
-    // 3-bit step 3's 12-bit field (each half) from the top nibbles of chunk c's three words
-    static __device__ __forceinline__ uint32_t step3_field(const uint32_t* w, int c) {
+    // 3-bit block d of chunk c (bits 0-11 of each half; 12-15 of blocks 0-2 hold block 3)
+    static __device__ __forceinline__ uint32_t block(const uint32_t* w, int c, int d) {
+        if (d < 3) return w[3 * c + d];
         const uint32_t f = (w[3 * c] >> 12) & 0x000F000Fu;
         return lop3_and_or(w[3 * c + 2] >> 4, 0x0F000F00u, lop3_and_or(w[3 * c + 1] >> 8, 0x00F000F0u, f));
+    }
+    // a 3-bit register from its block: rows g at bit 6 h, rows g + 8 three bits up
+    static __device__ __forceinline__ uint32_t from_block(uint32_t v, int h, int odd) {
+        return lop3_and_or(h ? v >> 6 : v, odd ? 0x00380038u : 0x00070007u, odd ? kMagicHi : Pair<T>::kMagic);
     }
     static __device__ __forceinline__ uint32_t a_reg(const uint32_t* w, int c, int s, int j) {
         const int jp = j >> 1, odd = j & 1;  // k pair, row g + 8
@@ -89,8 +94,7 @@ struct Decode {
         } else if constexpr (BITS == 4) {
             return lop3_and_or(w[s] >> (4 * j), 0x000F000Fu, magic);
         } else if constexpr (BITS == 3) {
-            const uint32_t v = s < 3 ? w[3 * c + s] : step3_field(w, c);
-            return lop3_and_or(jp ? v >> 6 : v, odd ? 0x00380038u : 0x00070007u, magic);
+            return from_block(block(w, c, 2 * (s & 1) + jp), s >> 1, odd);
         } else {
             // rows g, g+8 of pair jp at bits 2*(4*(s & 1) + 2*jp) + {0, 2}
             const uint32_t lo = w[2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp));

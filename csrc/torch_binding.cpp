@@ -323,17 +323,20 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     if (a.M == 0) return y;
     a.y = y.data_ptr();
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-    // 2/4-bit codes without in_scale at M >= 256: x as stored (the kernel reorders the codes in
-    // registers; 2-bit since the twenty-first session); otherwise the pre-pass, which 3-bit codes
-    // always take (their 6-bit row pairs, twenty-third session, cannot be exchanged). Measured for 4-bit (H200, sixteenth
+    // Codes without in_scale at M >= 256: x as stored (the kernel reorders the codes in registers,
+    // or gathers them through shared memory at 3 bits; 2/3-bit since the twenty-first session);
+    // otherwise the pre-pass. Measured for 4-bit (H200, sixteenth
     // session, x_as_stored_ab_s16_call4.txt):
     // x as stored is 0.8-1.8 µs faster at M = 256 on three shapes and 0.6-2.7 µs slower at M = 32-128
     // (there the reorder's instructions show beside shorter wgmmas, and x is small). The knob
     // QUANTDLLM_WGMMA_PREPASS (read per call, as wgmma_plan's): 1 forces the pre-pass, 0 x as stored
     // wherever it can run (tests, benchmarks).
     const char* prepass_knob = std::getenv("QUANTDLLM_WGMMA_PREPASS");
-    const bool can_natural = !a.in_scale && a.bits != 3;
-    const bool by_default = a.M >= 256;
+    // By default 3-bit only on N <= 6144: the reorder's instructions grow with N x M x K, the
+    // pre-pass's bytes with M x K (H200, twenty-first session, call 3: at M = 512-1024 x as stored won
+    // by 1-7% on (K, N) = (4096, 4096) and (12288, 4096) and lost by up to 3% on (4096, 12288)).
+    const bool can_natural = !a.in_scale;
+    const bool by_default = a.M >= 256 && (a.bits != 3 || a.N <= 6144);
     a.x_natural = can_natural && (prepass_knob ? std::atoi(prepass_knob) == 0 : by_default);
     at::Tensor xp;
     if (!a.x_natural) {

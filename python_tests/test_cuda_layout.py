@@ -37,12 +37,14 @@ def test_emulated_kernel_is_exact_on_rtn_codebooks(bits, group_size, dtype, post
     assert rel_error(y, reference(x, qw)) <= 1e-6
 
 
+@pytest.mark.parametrize("bits", [2, 3])
 @pytest.mark.parametrize("group_size", [64, None])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_emulated_x_as_stored_exchange_is_exact(group_size, dtype, gen):
-    # lut_wgmma reading x as stored at 2 bits: the quad's bit exchange, then the natural decode
+def test_emulated_x_as_stored_exchange_is_exact(bits, group_size, dtype, gen):
+    # lut_wgmma reading x as stored: 2-bit the quad's bit exchange, 3-bit the quad's block gather,
+    # then the natural decode
     K = 192 if group_size == 64 else 512
-    qw = affine_qweight(40, K, 2, group_size, gen, dtype=dtype)
+    qw = affine_qweight(40, K, bits, group_size, gen, dtype=dtype)
     x = torch.randn(3, K, generator=gen).to(dtype)
     mw = pack_for_mma(qw, dtype)
     assert rel_error(emulate_lut_mma(mw, x, post=False, x_natural=True), reference(x, qw)) <= 1e-6
@@ -64,29 +66,25 @@ def test_pre_mma_magic_reads_the_code(dtype):
 
 
 def test_three_bit_row_pair_fields(gen):
-    """The 3-bit layout's bit places, read back from a packed weight: step s < 3 of chunk c in word 3c + s,
-    each half (k, k + 1) one 12-bit field of 6-bit row pairs (pair jp at 6 jp: row g, then row g + 8);
-    step 3 in the three words' top nibbles; lane l = 4g + q owns k = 16q + 4s + 2jp + h of each chunk."""
+    """The 3-bit layout's bit places, read back from a packed weight: lane l = 4g + q owns k = 16q + 4s +
+    2jp + h of each chunk; row pair (s, jp) sits in block d = 2(s & 1) + jp at bit 6(s >> 1) (row g,
+    then row g + 8 three bits up); blocks 0-2 in bits 0-11 of word 3c + d (+16 for h = 1), block 3 in
+    the three words' top nibbles."""
     from quantdllm_kernels.packing import unpack_codes
     qw = affine_qweight(32, 256, 3, 64, gen)
     C = unpack_codes(qw.codes, 3, 256)  # (N, K) codes
     w = lane_words(pack_for_mma(qw, torch.float16).codes).to(torch.int64) & 0xFFFFFFFF  # (tiles, U, 32, 12)
-    for lane, c, s, jp, h, odd in [(0, 0, 0, 0, 0, 0), (5, 1, 2, 1, 1, 1), (31, 3, 3, 1, 1, 1), (14, 2, 3, 0, 0, 1)]:
-        g, q = lane // 4, lane % 4
-        code = int(C[g + 8 * odd, 64 * c + 16 * q + 4 * s + 2 * jp + h])
-        fb = 6 * jp + 3 * odd
-        got = 0
-        for e in range(3):
-            b = fb + e
-            word, bit = (3 * c + s, b) if s < 3 else (3 * c + b // 4, 12 + b % 4)
-            got |= int((w[0, 0, lane, word] >> (bit + 16 * h)) & 1) << e
-        assert got == code, (lane, c, s, jp, h, odd)
-
-
-def test_three_bit_x_as_stored_is_refused(gen):
-    qw = affine_qweight(40, 256, 3, 64, gen)
-    with pytest.raises(ValueError, match="x_natural"):
-        emulate_lut_mma(pack_for_mma(qw, torch.float16), torch.zeros(1, 256).half(), post=False, x_natural=True)
+    for lane in range(32):
+        for c, s, jp, h, odd in [(0, 0, 0, 0, 0), (1, 2, 1, 1, 1), (3, 3, 1, 1, 1), (2, 1, 1, 0, 1), (0, 3, 0, 1, 0)]:
+            g, q = lane // 4, lane % 4
+            code = int(C[g + 8 * odd, 64 * c + 16 * q + 4 * s + 2 * jp + h])
+            d, fb = 2 * (s & 1) + jp, 6 * (s >> 1) + 3 * odd
+            got = 0
+            for e in range(3):
+                b = fb + e
+                word, bit = (3 * c + d, b) if d < 3 else (3 * c + b // 4, 12 + b % 4)
+                got |= int((w[0, 0, lane, word] >> (bit + 16 * h)) & 1) << e
+            assert got == code, (lane, c, s, jp, h, odd)
 
 
 def test_quad_exchange_moves_the_lane_bit(gen):

@@ -51,9 +51,9 @@ def test_matches_reference(bits, group_size, dtype, in_scale, gen):
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_x_as_stored(bits, bn, dtype, group_size, gen, monkeypatch):
     """Codes without in_scale can read x as stored (4-bit: the code words reordered inside each lane
-    quad; 2-bit: code bits exchanged inside it) instead of through the pre-pass: both forms, forced
-    by QUANTDLLM_WGMMA_PREPASS = 0 / 1, vs the exact product and each other (3-bit codes take the
-    pre-pass under either setting: their row-pair fields are not exchanged), per tile and K split
+    quad; 2-bit: code bits exchanged inside it; 3-bit: code blocks gathered through shared memory)
+    instead of through the pre-pass: both forms, forced by QUANTDLLM_WGMMA_PREPASS = 0 / 1, vs the
+    exact product and each other, per tile and K split
     ("BN/slices"), partial tiles (2/3-bit: a partial last super-chunk), bias and a per-row timestep
     bias."""
     # 2/3-bit: K = 1344 ends in a partial super-chunk (groups of 128 need 1408: 3-bit's is partial)

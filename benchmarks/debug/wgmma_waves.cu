@@ -69,8 +69,9 @@ int main(int argc, char** argv) {
     a.codes = codes; a.sz = sz; a.N = N; a.K = K; a.bits = bits; a.group_shift = 7; a.groups = groups;
     a.x = x; a.x_dtype = DType::F16; a.M = M; a.y = y;
     set_ts_table("QUANTDLLM_WAVES_TS", M, N, 0, a);  // rows / one: a timestep bias table (trace_util.h)
-    // QUANTDLLM_WAVES_XNAT=1 (4-bit): x as stored, no pre-pass (the op's default for 4-bit without in_scale)
-    a.x_natural = bits == 4 && std::getenv("QUANTDLLM_WAVES_XNAT") != nullptr;
+    // QUANTDLLM_WAVES_XNAT=1: x as stored, no pre-pass (the op's default without in_scale at M >= 256;
+    // 2/3-bit since the twenty-first session)
+    a.x_natural = std::getenv("QUANTDLLM_WAVES_XNAT") != nullptr;
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));

@@ -15,12 +15,14 @@ Layout (the kernel's header comment has the why):
   chunk step s (0..3) its A register j (0..3) holds rows g + 8*(j & 1) at k = 16q + 4s + 2*(j >> 1)
   + {0, 1}; the two codes of a register sit 16 bits apart in one word. 2-bit: word 2c + (s >> 1)
   of chunk c, register j at bits 2*(4*(s & 1) + j) (rows g + 8 two bits up, f = 4). 3-bit (since the
-  twenty-third session): words 3c, 3c + 1, 3c + 2 of chunk c hold steps 0-2, one step a word, each
-  16-bit half a 12-bit field of 6-bit row pairs (pair j >> 1 at bit 6*(j >> 1): row g at + 0, row g + 8
-  at + 3, f = 8), so a register is one LOP3 of the word or of the word shifted by 6; step 3's fields
-  fill the three words' top nibbles (bits 12-15 of each half: its field's bits 0-3, 4-7, 8-11), put
-  together once per chunk (3 shifts, 3 LOP3). Was a 2-bit plane plus a 1-bit plane (two LOP3 per
-  register, two shifts per k pair: 46 against 26 ALU instructions per tile and chunk).
+  twenty-third session): 6-bit row pairs (row g at + 0, row g + 8 at + 3, f = 8) in four 12-bit
+  blocks per chunk and half: block d holds pair d & 1 of step d >> 1 at bit 0 and of step
+  (d >> 1) + 2 at bit 6 -- what lane q = d of the quad needs from this lane when lut_wgmma reads x as
+  stored -- blocks 0-2 in bits 0-11 of words 3c + d, block 3 in the three words' top nibbles (bits
+  12-15 of each half: its bits 0-3, 4-7, 8-11), put together once per chunk (3 shifts, 3 LOP3). A
+  register is one LOP3 of its block or of the block shifted by 6. Was a 2-bit plane plus a 1-bit
+  plane (two LOP3 per register, two shifts per k pair: 46 against 26 ALU instructions per tile and
+  chunk).
 * ``sz`` ``(tiles16, groups, 8, 4)`` in the activation dtype: (s_g, s_g+8, z_g, z_g+8).
 
 :func:`emulate_lut_mma` replays the kernel's arithmetic from the PTX fragment definitions, so the
@@ -125,15 +127,15 @@ def _positions(bits: int, device):
     elif bits == 2:
         planes = [((2 * c + s // 2).expand(shape), (2 * (4 * (s % 2) + j) + 16 * h).expand(shape), 0, 3)]
     else:
-        # one plane per code bit e: bit fb = 6*(j >> 1) + 3*(j & 1) + e of the step's 12-bit field, in
-        # word 3c + s at fb (steps 0-2) or, step 3, in the top nibble of word 3c + fb // 4
+        # one plane per code bit e: bit fb = 6*(s >> 1) + 3*(j & 1) + e of block d = 2*(s & 1) + (j >> 1),
+        # in word 3c + d at fb (blocks 0-2) or, block 3, in the top nibble of word 3c + fb // 4
         planes = []
+        d = (2 * (s % 2) + (j >> 1)).expand(shape)
         for e in range(3):
-            fb = 6 * (j >> 1) + 3 * (j & 1) + e
-            last = (s == 3).expand(shape)
-            word = torch.where(last, 3 * c + fb // 4, 3 * c + s).expand(shape)
-            bit = torch.where(last, 12 + fb % 4, fb).expand(shape) + 16 * h
-            planes.append((word, bit.expand(shape), e, 1))
+            fb = (6 * (s >> 1) + 3 * (j & 1) + e).expand(shape)
+            word = torch.where(d == 3, 3 * c + fb // 4, 3 * c + d)
+            bit = torch.where(d == 3, 12 + fb % 4, fb) + 16 * h
+            planes.append((word, bit, e, 1))
     return row, k, planes
 
 
@@ -201,23 +203,23 @@ def _a_payload(w: torch.Tensor, bits: int, c: int, s: int, j: int, f_hi: int) ->
             return v & (0x00F000F0 if odd else 0x000F000F)
         return (w[..., s] >> (4 * j)) & 0x000F000F
     if bits == 3:
-        v = w[..., 3 * c + s] if s < 3 else _step3_field(w, c)
-        return (v >> (6 * jp)) & (0x00380038 if odd else 0x00070007)
+        return (_block(w, c, 2 * (s & 1) + jp) >> (6 * (s >> 1))) & (0x00380038 if odd else 0x00070007)
     return (w[..., 2 * c + (s >> 1)] >> (2 * (4 * (s & 1) + 2 * jp))) & (0x000C000C if odd else 0x00030003)
 
 
-def _step3_field(w: torch.Tensor, c: int) -> torch.Tensor:
-    """3-bit step 3's 12-bit fields (each half) from the top nibbles of chunk c's three words."""
+def _block(w: torch.Tensor, c: int, d: int) -> torch.Tensor:
+    """3-bit block d of chunk c (bits 0-11 of each half; bits 12-15 of blocks 0-2 are block 3's)."""
+    if d < 3:
+        return w[..., 3 * c + d]
     return (((w[..., 3 * c] >> 12) & 0x000F000F) | ((w[..., 3 * c + 1] >> 8) & 0x00F000F0)
             | ((w[..., 3 * c + 2] >> 4) & 0x0F000F00))
 
 
-# x as stored at 2 bits (lut_wgmma's x_natural, csrc/lut_wgmma_kernel.cuh QuadSwap): wgmma step st at
-# lane q needs k = 16 st + 2q + 8 jp + {0, 1}, which the layout put in lane st's words. Two butterfly
+# x as stored (lut_wgmma's x_natural, csrc/lut_wgmma_kernel.cuh): wgmma step st at lane q needs k =
+# 16 st + 2q + 8 jp + {0, 1}, which the layout put in lane st's words. 2-bit (QuadSwap): two butterfly
 # stages per word swap a bit of the lane's quad index with the bit of the word position that holds it:
-# (lane bit, position bit) (lane q's fields at position bits b2 = q & 1, b3 = q >> 1). 3-bit codes
-# took it too until their 6-bit row-pair fields (twenty-third session), which no nibble or byte
-# exchange moves: lut_wgmma reads their x through the pre-pass.
+# (lane bit, position bit) (lane q's fields at position bits b2 = q & 1, b3 = q >> 1). 3-bit
+# (gather_blocks): lane q reads block q of each lane of its quad from shared memory.
 _XCHG_STAGES = ((0, 2), (1, 3))
 _M0 = (0x55555555, 0x33333333, 0x0F0F0F0F, 0x00FF00FF)  # positions whose bit P is 0, P = 0..3
 
@@ -247,7 +249,10 @@ def quad_exchange(w: torch.Tensor, lane_bit: int, pos_bit: int) -> torch.Tensor:
 
 
 def _natural_words(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Lane words ``(..., 32, words)`` of one super-chunk after the kernel's exchange (2-bit)."""
+    """Lane words ``(..., 32, words)`` of one super-chunk after the kernel's exchange (2-bit), or, 3-bit,
+    the gathered blocks ``(..., 32, 4 * chunks)``: word 4c + st of lane 4g + q is block q of lane 4g + st."""
+    if bits == 3:
+        return torch.stack([_gathered(w, c, st) for c in range(_CHUNKS[3]) for st in range(4)], dim=-1)
     out = w.clone()
     for c in range(_CHUNKS[bits]):
         for i in (2 * c, 2 * c + 1):
@@ -258,10 +263,19 @@ def _natural_words(w: torch.Tensor, bits: int) -> torch.Tensor:
     return out
 
 
-def _a_payload_natural(w: torch.Tensor, c: int, st: int, j: int) -> torch.Tensor:
-    """``DecodeNat::a_reg`` (lut_wgmma_kernel.cuh, 2-bit) on exchanged words, without the magic: register
-    j of step st, rows g + 8 at f = 4 (one shift per k pair)."""
+def _gathered(w: torch.Tensor, c: int, st: int) -> torch.Tensor:
+    """``(..., 32)``: for each lane 4g + q, block q of chunk c of lane 4g + st (3-bit)."""
+    lane = torch.arange(32, device=w.device)
+    src = w[..., (lane & ~3) + st, :]  # (..., 32 readers, words of the source lane)
+    return torch.stack([_block(src[..., r, :], c, r % 4) for r in range(32)], dim=-1)
+
+
+def _a_payload_natural(w: torch.Tensor, bits: int, c: int, st: int, j: int) -> torch.Tensor:
+    """``DecodeNat::a_reg`` (lut_wgmma_kernel.cuh) on exchanged (2-bit) or gathered (3-bit) words,
+    without the magic: register j of step st, rows g + 8 at f = 4 / 8 (one shift per k pair)."""
     jp, odd = j >> 1, j & 1
+    if bits == 3:
+        return (w[..., 4 * c + st] >> (6 * jp)) & (0x00380038 if odd else 0x00070007)
     return (w[..., 2 * c + jp] >> (4 * st)) & (0x000C000C if odd else 0x00030003)
 
 
@@ -293,12 +307,12 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural
     A @ B and 1 @ B accumulate per group, and each group ends with acc += s/f * G + (z - magic*s/f) * X.
     ``post=False`` decodes as the kernels that scale before the mma do (M > 8, lut_wgmma): the same
     fields, rows g + 8 ORed with magic/f instead (``magic_bits``), each A element read from its 16-bit
-    pattern minus that magic (= the code), and the group ends with acc += s * G + z * X. ``x_natural`` (2-bit, before the mma) is lut_wgmma reading x as stored: the lanes
+    pattern minus that magic (= the code), and the group ends with acc += s * G + z * X. ``x_natural`` (2/3-bit, before the mma) is lut_wgmma reading x as stored: the lanes
     of a quad exchange code bits first (``quad_exchange``) and step st multiplies x[16 st : 16 st + 16]
     in natural order. Slow; for tests at small shapes."""
     bits, K, N = mw.bits, mw.K, mw.N
-    if x_natural and (post or bits != 2):
-        raise ValueError("x_natural emulates the 2-bit decode before the mma (post=False, bits 2)")
+    if x_natural and (post or bits not in (2, 3)):
+        raise ValueError("x_natural emulates the 2/3-bit decode before the mma (post=False, bits 2 or 3)")
     tiles, U = mw.codes.shape[:2]
     w = lane_words(mw.codes).to(torch.int64) & 0xFFFFFFFF
     if x_natural:
@@ -329,7 +343,7 @@ def emulate_lut_mma(mw: MmaWeight, x: torch.Tensor, post: bool = True, x_natural
                     g, q = lane // 4, lane % 4
                     for j in range(4):
                         if x_natural:
-                            pair = _a_payload_natural(w[:, u, lane], c, s, j)
+                            pair = _a_payload_natural(w[:, u, lane], bits, c, s, j)
                         else:
                             pair = _a_payload(w[:, u, lane], bits, c, s, j, f_hi)
                         for h in range(2):
