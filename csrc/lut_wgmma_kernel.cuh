@@ -13,7 +13,7 @@
 // call), or, without in_scale (XNAT), x is read as stored and each lane quad reorders its codes
 // instead (4-bit: quad_transpose4, ~19 instructions per chunk, which slow the loop by 2-4% at
 // 256-token tiles and ~18% at 128; 2-bit: QuadSwap, 10; 3-bit: a gather through shared memory, ~9;
-// the op takes it from M = 256, 3-bit codes where N <= 6144). Then one thread per block copies each 64-k chunk of it with a TMA box copy
+// the op takes it from M = 256). Then one thread per block copies each 64-k chunk of it with a TMA box copy
 // (64 k x BN tokens, 128-byte swizzle: the canonical K-major layout of a wgmma descriptor, 8-row
 // groups 1024 bytes apart; rows past M read as zeros) that completes on the stage's mbarrier. The
 // copies had been eight 16-byte cp.async per thread per chunk, whose address math (recomputed every

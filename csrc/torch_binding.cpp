@@ -332,11 +332,12 @@ at::Tensor lut_wgmma(const at::Tensor& x, const at::Tensor& codes, const at::Ten
     // QUANTDLLM_WGMMA_PREPASS (read per call, as wgmma_plan's): 1 forces the pre-pass, 0 x as stored
     // wherever it can run (tests, benchmarks).
     const char* prepass_knob = std::getenv("QUANTDLLM_WGMMA_PREPASS");
-    // By default 3-bit only on N <= 6144: the reorder's instructions grow with N x M x K, the
-    // pre-pass's bytes with M x K (H200, twenty-first session, call 3: at M = 512-1024 x as stored won
-    // by 1-7% on (K, N) = (4096, 4096) and (12288, 4096) and lost by up to 3% on (4096, 12288)).
+    // 3-bit: the shared-memory gather (twenty-third session) won on every shape at M = 256-1024, N =
+    // 12288 included (H200, call 3, op level, x as stored / pre-pass µs: (4096, 12288) 48.3 / 50.1,
+    // 79.0 / 81.3, 150.2 / 152.1; (4096, 4096) 22.2 / 24.8, 31.4 / 34.0, 51.8 / 56.2); the older
+    // exchange had lost by up to 3% on N = 12288, so 3-bit took it only where N <= 6144.
     const bool can_natural = !a.in_scale;
-    const bool by_default = a.M >= 256 && (a.bits != 3 || a.N <= 6144);
+    const bool by_default = a.M >= 256;
     a.x_natural = can_natural && (prepass_knob ? std::atoi(prepass_knob) == 0 : by_default);
     at::Tensor xp;
     if (!a.x_natural) {
